@@ -1,0 +1,41 @@
+# ecrm — the two commands: `make run` and `make test`. Both install missing Debian packages first.
+.PHONY: deps build run test test-unit test-asan test-e2e bench load format clean
+
+BUILD ?= build
+JOBS ?= $(shell nproc)
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake --preset release -Wno-dev >/dev/null
+
+build: deps $(BUILD)/build.ninja
+	cmake --build --preset release -j $(JOBS)
+
+# Starts the service on the embedded default: RocksDB in ./data, HTTP on 127.0.0.1:8080.
+run: build
+	$(BUILD)/ecrm serve
+
+# Every test: unit + integration + end-to-end (real npm clients, promtool) on the release build,
+# then the unit and integration tests again under AddressSanitizer/UBSan.
+test: build
+	ctest --preset release -j $(JOBS)
+	$(MAKE) test-asan
+
+test-asan: deps
+	cmake --preset asan -Wno-dev >/dev/null
+	cmake --build --preset asan -j $(JOBS)
+	ctest --preset asan -j $(JOBS)
+
+test-e2e: build
+	ctest --preset release -L e2e
+
+bench: build
+	$(BUILD)/bench/ecrm_bench
+
+format:
+	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+clean:
+	rm -rf build build-asan

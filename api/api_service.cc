@@ -1,0 +1,361 @@
+#include "api/api_service.h"
+
+#include <chrono>
+
+#include "absl/strings/escaping.h"
+#include "common/strings.h"
+#include "common/json_writer.h"
+#include "common/logging.h"
+#include "ingest/gzip.h"
+#include "prometheus/text_serializer.h"
+
+namespace ecrm {
+namespace {
+
+int64_t MonotonicNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+HttpResponse Json(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+HttpResponse Error(int status, std::string_view code, std::string_view message) {
+  return Json(status, ErrorBody(code, message));
+}
+
+std::string_view BearerToken(const HttpRequest& req) {
+  std::string_view auth = req.Header("authorization");
+  if (!StartsWithIgnoreCase(auth, "bearer ")) return {};
+  auth.remove_prefix(7);
+  while (!auth.empty() && auth.front() == ' ') auth.remove_prefix(1);
+  return auth;
+}
+
+struct CollectRoute {
+  std::string_view path;
+  std::optional<EventType> type;  // nullopt: a batch endpoint
+};
+
+constexpr CollectRoute kCollectRoutes[] = {
+    {"/v1/identify", EventType::kIdentify}, {"/v1/i", EventType::kIdentify},
+    {"/v1/track", EventType::kTrack},       {"/v1/t", EventType::kTrack},
+    {"/v1/page", EventType::kPage},         {"/v1/p", EventType::kPage},
+    {"/v1/screen", EventType::kScreen},     {"/v1/s", EventType::kScreen},
+    {"/v1/group", EventType::kGroup},       {"/v1/g", EventType::kGroup},
+    {"/v1/alias", EventType::kAlias},       {"/v1/a", EventType::kAlias},
+    {"/v1/batch", std::nullopt},            {"/v1/import", std::nullopt},
+    {"/v1/b", std::nullopt},                {"/b", std::nullopt},
+};
+
+}  // namespace
+
+std::string ErrorBody(std::string_view code, std::string_view message, int index) {
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginObject().Key("error").BeginObject();
+  w.Key("code").String(code).Key("message").String(message);
+  if (index >= 0) w.Key("index").Int(index);
+  w.EndObject().EndObject();
+  return out;
+}
+
+std::optional<std::string> PercentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    int v = 0;
+    for (size_t j = i + 1; j <= i + 2; j++) {
+      const char c = s[j];
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= c - '0';
+      else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+      else return std::nullopt;
+    }
+    out.push_back(static_cast<char>(v));
+    i += 2;
+  }
+  return out;
+}
+
+std::string WriteKeyFromRequest(const HttpRequest& req) {
+  std::string_view auth = req.Header("authorization");
+  if (StartsWithIgnoreCase(auth, "basic ")) {
+    auth.remove_prefix(6);
+    std::string decoded;
+    if (absl::Base64Unescape(absl::string_view(auth.data(), auth.size()), &decoded)) return decoded.substr(0, decoded.find(':'));
+  }
+  std::string_view header = req.Header("x-write-key");
+  if (!header.empty()) return std::string(header.substr(0, header.find(':')));
+  std::string_view query = req.Query();
+  while (!query.empty()) {
+    std::string_view pair = query.substr(0, query.find('&'));
+    query.remove_prefix(std::min(query.size(), pair.size() + 1));
+    if (pair.starts_with("writeKey=")) {
+      return PercentDecode(pair.substr(9)).value_or(std::string());
+    }
+  }
+  return {};
+}
+
+ApiService::ApiService(ProfileEngine& engine, prometheus::Registry& registry, const Clock& clock,
+                       ApiOptions options)
+    : engine_(engine),
+      registry_(registry),
+      clock_(clock),
+      options_(std::move(options)),
+      metrics_(registry),
+      write_keys_(options_.write_keys.begin(), options_.write_keys.end()),
+      read_keys_(options_.read_keys.begin(), options_.read_keys.end()) {}
+
+void ApiService::AddCors(const HttpRequest& req, HttpResponse& res) const {
+  const std::string_view origin = req.Header("origin");
+  if (origin.empty()) return;
+  res.headers.emplace_back("Access-Control-Allow-Origin", std::string(origin));
+  res.headers.emplace_back("Access-Control-Allow-Credentials", "true");
+  res.headers.emplace_back("Vary", "Origin");
+}
+
+HttpResponse ApiService::Reject(const Rejection& r) {
+  metrics_.Rejected(r.code);
+  HttpResponse res = Json(r.http_status, ErrorBody(r.code, r.message, r.index));
+  if (r.http_status == 429) res.headers.emplace_back("Retry-After", "1");
+  return res;
+}
+
+HttpResponse ApiService::RequestTooLarge(const HttpRequest& req) {
+  HttpResponse res = Reject({400, "request_too_large",
+                             "request body exceeds " +
+                                 std::to_string(options_.limits.max_request_bytes) + " bytes"});
+  AddCors(req, res);
+  res.headers.emplace_back("Connection", "close");
+  metrics_.ObserveRequest(Route::kCollectBatch, res.status, 0);
+  return res;
+}
+
+void ApiService::Handle(const HttpRequest& req, Responder respond) {
+  const int64_t start = MonotonicNs();
+  const std::string_view path = req.Path();
+  auto finish = [&](Route route, HttpResponse res) {
+    AddCors(req, res);
+    metrics_.ObserveRequest(route, res.status, static_cast<double>(MonotonicNs() - start) / 1e9);
+    respond(std::move(res));
+  };
+
+  if (req.method == "OPTIONS") {
+    HttpResponse res;
+    res.status = 204;
+    res.content_type.clear();
+    res.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    const std::string_view wanted = req.Header("access-control-request-headers");
+    res.headers.emplace_back("Access-Control-Allow-Headers",
+                             wanted.empty() ? "authorization, content-type" : std::string(wanted));
+    res.headers.emplace_back("Access-Control-Max-Age", "86400");
+    return finish(Route::kPreflight, std::move(res));
+  }
+
+  for (const auto& route : kCollectRoutes) {
+    if (path != route.path) continue;
+    if (req.method != "POST") {
+      return finish(route.type ? Route::kCollect : Route::kCollectBatch,
+                    Error(405, "method_not_allowed", "use POST"));
+    }
+    return HandleCollect(req, route.type, route.type ? Route::kCollect : Route::kCollectBatch,
+                         std::move(respond), start);
+  }
+  if (path == "/v1/m") {  // analytics-next client telemetry: accepted and dropped
+    return finish(Route::kCollect, Json(200, R"({"success":true})"));
+  }
+
+  if (req.method != "GET" && req.method != "HEAD") {
+    return finish(Route::kNotFound, Error(404, "not_found", "no such route"));
+  }
+  if (path == "/healthz") return finish(Route::kHealth, Json(200, R"({"status":"ok"})"));
+  if (path == "/readyz") {
+    const bool ready = !options_.ready || options_.ready();
+    return finish(Route::kHealth, ready ? Json(200, R"({"status":"ready"})")
+                                        : Error(503, "not_ready", "not ready"));
+  }
+  if (path == "/metrics") return finish(Route::kMetrics, HandleMetrics());
+  constexpr std::string_view kProfiles = "/v1/profiles/";
+  constexpr std::string_view kPersonalize = "/v1/personalize/";
+  if (path.starts_with(kProfiles)) {
+    return finish(Route::kProfile, HandleProfile(req, path.substr(kProfiles.size()), false));
+  }
+  if (path.starts_with(kPersonalize)) {
+    return finish(Route::kPersonalize,
+                  HandleProfile(req, path.substr(kPersonalize.size()), true));
+  }
+  constexpr std::string_view kProjects = "/v1/projects/";
+  if (path.starts_with(kProjects) && path.ends_with("/settings")) {
+    std::string_view key = path.substr(kProjects.size());
+    key.remove_suffix(std::string_view("/settings").size());
+    return finish(Route::kSettings, HandleSettings(req, key));
+  }
+  return finish(Route::kNotFound, Error(404, "not_found", "no such route"));
+}
+
+void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> path_type,
+                               Route route, Responder respond, int64_t start_ns) {
+  std::string origin(req.Header("origin"));
+  auto send = [this, route, start_ns, origin](const Responder& out, HttpResponse res) {
+    if (!origin.empty()) {
+      res.headers.emplace_back("Access-Control-Allow-Origin", origin);
+      res.headers.emplace_back("Access-Control-Allow-Credentials", "true");
+      res.headers.emplace_back("Vary", "Origin");
+    }
+    metrics_.ObserveRequest(route, res.status,
+                            static_cast<double>(MonotonicNs() - start_ns) / 1e9);
+    out(std::move(res));
+  };
+
+  const std::string header_key = WriteKeyFromRequest(req);
+  if (!header_key.empty() && !write_keys_.contains(header_key)) {
+    return send(respond, Reject({401, "invalid_write_key", "unknown write key"}));
+  }
+
+  std::string_view body = req.body;
+  thread_local std::string inflated;
+  const std::string_view encoding = req.Header("content-encoding");
+  if (!encoding.empty() && !EqualsIgnoreCase(encoding, "identity")) {
+    if (!EqualsIgnoreCase(encoding, "gzip") && !EqualsIgnoreCase(encoding, "deflate")) {
+      return send(respond, Reject({400, "invalid_encoding",
+                                   "unsupported Content-Encoding; use gzip or deflate"}));
+    }
+    switch (InflateBody(body, options_.limits.max_request_bytes, &inflated)) {
+      case InflateResult::kOk: body = inflated; break;
+      case InflateResult::kTooLarge:
+        return send(respond, Reject({400, "request_too_large",
+                                     "decoded body exceeds " +
+                                         std::to_string(options_.limits.max_request_bytes) +
+                                         " bytes"}));
+      case InflateResult::kCorrupt:
+        return send(respond, Reject({400, "invalid_encoding", "body is not valid gzip/deflate"}));
+    }
+  }
+
+  thread_local std::unique_ptr<CollectorParser> parser;
+  if (!parser) parser = std::make_unique<CollectorParser>(options_.limits);
+  CollectorRequest parsed;
+  if (auto rejection = parser->Parse(body, path_type, clock_.NowMs(), parsed)) {
+    return send(respond, Reject(*rejection));
+  }
+  if (header_key.empty()) {
+    if (parsed.body_write_key.empty()) {
+      return send(respond, Reject({401, "missing_write_key",
+                                   "a write key is required (HTTP Basic user or writeKey)"}));
+    }
+    const std::string body_key = parsed.body_write_key.substr(0, parsed.body_write_key.find(':'));
+    if (!write_keys_.contains(body_key)) {
+      return send(respond, Reject({401, "invalid_write_key", "unknown write key"}));
+    }
+  }
+
+  std::array<double, 6> by_type{};
+  for (const auto& e : parsed.events) by_type[static_cast<size_t>(e.type)]++;
+  auto shared_respond = std::make_shared<Responder>(std::move(respond));
+  const Status submitted = engine_.Submit(
+      std::move(parsed.events), [this, by_type, send, shared_respond](Status status) {
+        if (status.ok()) {
+          for (size_t t = 0; t < by_type.size(); t++) {
+            if (by_type[t] > 0) metrics_.Accepted(static_cast<EventType>(t), by_type[t]);
+          }
+          return send(*shared_respond, Json(200, R"({"success":true})"));
+        }
+        spdlog::error("collector: events not stored: {}", status.ToString());
+        send(*shared_respond, Reject({503, "internal", "events could not be stored; retry"}));
+      });
+  if (absl::IsResourceExhausted(submitted)) {
+    return send(*shared_respond,
+                Reject({429, "overloaded", "ecrm is behind; retry after the given delay"}));
+  }
+}
+
+HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view identifier,
+                                       bool personalize) {
+  const std::string_view token = BearerToken(req);
+  const bool admin = !token.empty() && token == options_.admin_token;
+  const bool reader = admin || (personalize && read_keys_.contains(std::string(token)));
+  if (!reader) {
+    return Error(401, "unauthorized",
+                 personalize ? "a read key or the admin token is required (Bearer)"
+                             : "the admin token is required (Bearer)");
+  }
+  auto decoded = PercentDecode(identifier);
+  if (!decoded) return Error(400, "invalid_identifier", "malformed percent-encoding");
+  const auto colon = decoded->find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == decoded->size()) {
+    return Error(400, "invalid_identifier",
+                 "identifier must be type:value, e.g. anonymous_id:A1, user_id:U1, email:a@b.c");
+  }
+  const std::string type = decoded->substr(0, colon);
+  std::string value = decoded->substr(colon + 1);
+  if (type != "anonymous_id" && type != "user_id" && type != "email") {
+    return Error(400, "invalid_identifier",
+                 "identifier type must be anonymous_id, user_id or email");
+  }
+  if (type == "email") {
+    const auto first = value.find_first_not_of(" \t");
+    const auto last = value.find_last_not_of(" \t");
+    value = first == std::string::npos ? std::string() : value.substr(first, last - first + 1);
+    for (auto& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  auto found = engine_.Lookup(type, value);
+  if (!found.ok()) {
+    spdlog::error("profile read failed: {}", found.status().ToString());
+    return Error(500, "internal", "profile could not be read");
+  }
+  HttpResponse res;
+  if (personalize) {
+    RenderPersonalizeJson(found->has_value() ? &**found : nullptr, engine_.updater(),
+                          options_.personalize, &res.body);
+    res.headers.emplace_back("Cache-Control", "no-store");
+    return res;
+  }
+  if (!found->has_value()) return Error(404, "not_found", "no profile for that identifier");
+  RenderProfileJson(**found, engine_.updater(), &res.body);
+  return res;
+}
+
+HttpResponse ApiService::HandleSettings(const HttpRequest& req, std::string_view write_key) {
+  if (!write_keys_.contains(std::string(write_key))) {
+    return Error(404, "invalid_write_key", "unknown write key");
+  }
+  std::string host(req.Header("host"));
+  if (host.empty()) host = "127.0.0.1:8080";
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("integrations").BeginObject().Key("Segment.io").BeginObject();
+  w.Key("apiKey").String(write_key).Key("apiHost").String(host + "/v1");
+  w.Key("protocol").String("http").EndObject().EndObject();
+  w.Key("plan").BeginObject().Key("track").BeginObject().Key("__default").BeginObject();
+  w.Key("enabled").Bool(true).EndObject().EndObject().EndObject();
+  w.Key("remotePlugins").BeginArray().EndArray();
+  w.Key("metrics").BeginObject().Key("sampleRate").Int(0).EndObject();
+  w.Key("analyticsNextEnabled").Bool(true);
+  w.EndObject();
+  HttpResponse res = Json(200, std::move(body));
+  res.headers.emplace_back("Cache-Control", "public, max-age=300");
+  return res;
+}
+
+HttpResponse ApiService::HandleMetrics() {
+  if (options_.before_scrape) options_.before_scrape();
+  HttpResponse res;
+  res.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  res.body = prometheus::TextSerializer().Serialize(registry_.Collect());
+  return res;
+}
+
+}  // namespace ecrm

@@ -1,0 +1,71 @@
+// ApiService: every HTTP route of ecrm — the Segment/RudderStack-compatible collector, the profile and
+// personalization reads, settings for browser clients, metrics and health. It authenticates, parses
+// and validates, hands events to the ProfileEngine and answers once they are durable.
+//
+// Ownership: owned by the app; the engine, registry and clock must outlive it. Threading: Handle is
+// called concurrently from the HTTP io threads; per-thread parsers are thread_local; everything else is
+// immutable after construction or atomic.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "api/api_metrics.h"
+#include "api/http_types.h"
+#include "common/clock.h"
+#include "ingest/collector_parser.h"
+#include "profiler/engine.h"
+#include "profiler/profile_json.h"
+#include "prometheus/registry.h"
+
+namespace ecrm {
+
+struct ApiOptions {
+  std::vector<std::string> write_keys;  // collector keys (HTTP Basic user or body writeKey)
+  std::vector<std::string> read_keys;   // personalization keys (Bearer)
+  std::string admin_token;              // profile reads (Bearer); also allowed to personalize
+  CollectorLimits limits;
+  PersonalizeOptions personalize;
+  std::function<void()> before_scrape;  // refreshes gauges (e.g. RocksDB stats) before /metrics
+  std::function<bool()> ready;          // /readyz answers 200 only when this returns true
+};
+
+class ApiService final : public HttpHandler {
+ public:
+  ApiService(ProfileEngine& engine, prometheus::Registry& registry, const Clock& clock,
+             ApiOptions options);
+
+  void Handle(const HttpRequest& request, Responder respond) override;
+  HttpResponse RequestTooLarge(const HttpRequest& request) override;
+
+ private:
+  void HandleCollect(const HttpRequest& req, std::optional<EventType> path_type, Route route,
+                     Responder respond, int64_t start_ns);
+  HttpResponse HandleProfile(const HttpRequest& req, std::string_view identifier, bool personalize);
+  HttpResponse HandleSettings(const HttpRequest& req, std::string_view write_key);
+  HttpResponse HandleMetrics();
+  HttpResponse Reject(const Rejection& rejection);
+  void AddCors(const HttpRequest& req, HttpResponse& res) const;
+
+  ProfileEngine& engine_;
+  prometheus::Registry& registry_;
+  const Clock& clock_;
+  ApiOptions options_;
+  ApiMetrics metrics_;
+  absl::flat_hash_set<std::string> write_keys_;
+  absl::flat_hash_set<std::string> read_keys_;
+};
+
+// "a%40b.c" -> "a@b.c"; nullopt on a malformed escape.
+std::optional<std::string> PercentDecode(std::string_view s);
+
+// The write key from request headers or query: HTTP Basic (user part; Jitsu's "key:secret" keeps the
+// key), X-Write-Key, or ?writeKey=. Empty if none.
+std::string WriteKeyFromRequest(const HttpRequest& req);
+
+// JSON error body {"error":{"code","message"[,"index"]}}.
+std::string ErrorBody(std::string_view code, std::string_view message, int index = -1);
+
+}  // namespace ecrm

@@ -1,0 +1,171 @@
+#include "app/config.h"
+
+#include <iostream>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "yaml-cpp/yaml.h"
+
+namespace ecrm {
+namespace {
+
+Status ParseHostPort(const std::string& text, Config& c) {
+  const auto colon = text.rfind(':');
+  uint32_t port = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(text.substr(colon + 1), &port) || port > 65535) {
+    return absl::InvalidArgumentError("http-addr: expected HOST:PORT, got '" + text + "'");
+  }
+  c.http_host = text.substr(0, colon);
+  if (c.http_host.size() > 2 && c.http_host.front() == '[' && c.http_host.back() == ']') {
+    c.http_host = c.http_host.substr(1, c.http_host.size() - 2);
+  }
+  c.http_port = static_cast<uint16_t>(port);
+  return absl::OkStatus();
+}
+
+template <typename T>
+Status FromYaml(const YAML::Node& node, const std::string& key, T& out) {
+  try {
+    out = node.as<T>();
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError("config file: key '" + key + "' has the wrong type");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
+  Config c;
+  std::string http_addr = "127.0.0.1:8080";
+  CLI::App app{"ecrm serve: run the profiling service", "ecrm serve"};
+  app.set_help_flag("-h,--help", "Print this help and exit");
+
+  struct Setting {
+    const char* key;  // config-file key
+    CLI::Option* option;
+    std::function<Status(const YAML::Node&)> from_yaml;
+  };
+  std::vector<Setting> settings;
+  auto add = [&](const char* flag, const char* key, const char* env, auto& target,
+                 const char* help) {
+    CLI::Option* opt = app.add_option(flag, target, help)->envname(env);
+    settings.push_back({key, opt, [&target, key](const YAML::Node& n) {
+                          return FromYaml(n, key, target);
+                        }});
+    return opt;
+  };
+  app.add_option("--config", c.config_file, "YAML config file")->envname("ECRM_CONFIG");
+  add("--http-addr", "http_addr", "ECRM_HTTP_ADDR", http_addr, "HTTP listen address HOST:PORT")
+      ->capture_default_str();
+  add("--data-dir", "data_dir", "ECRM_DATA_DIR", c.data_dir, "Data directory")
+      ->capture_default_str();
+  add("--write-key", "write_keys", "ECRM_WRITE_KEYS", c.write_keys,
+      "Collector write key (repeatable; env: comma-separated)")
+      ->delimiter(',');
+  add("--read-key", "read_keys", "ECRM_READ_KEYS", c.read_keys,
+      "Personalization read key (repeatable; env: comma-separated)")
+      ->delimiter(',');
+  add("--admin-token", "admin_token", "ECRM_ADMIN_TOKEN", c.admin_token,
+      "Admin bearer token for profile reads");
+  add("--workers", "workers", "ECRM_WORKERS", c.workers, "Worker shards (0 = one per core)")
+      ->capture_default_str();
+  add("--http-threads", "http_threads", "ECRM_HTTP_THREADS", c.http_threads,
+      "HTTP io threads (0 = one per core)")
+      ->capture_default_str();
+  add("--partitions", "partitions", "ECRM_PARTITIONS", c.partitions,
+      "Virtual partitions (fixed for a data dir)")
+      ->capture_default_str();
+  add("--log-level", "log_level", "ECRM_LOG_LEVEL", c.log_level,
+      "trace|debug|info|warn|error|off")
+      ->capture_default_str();
+  add("--sync-writes", "sync_writes", "ECRM_SYNC_WRITES", c.sync_writes,
+      "fsync the WAL on every group commit (survives machine crashes, slower)")
+      ->capture_default_str();
+  add("--cache-profiles", "cache_profiles", "ECRM_CACHE_PROFILES", c.cache_profiles,
+      "Hot profiles cached per worker")
+      ->capture_default_str();
+  add("--block-cache-mb", "block_cache_mb", "ECRM_BLOCK_CACHE_MB", c.block_cache_mb,
+      "RocksDB block cache size")
+      ->capture_default_str();
+  add("--max-request-bytes", "max_request_bytes", "ECRM_MAX_REQUEST_BYTES", c.max_request_bytes,
+      "Largest collector request body (decoded)")
+      ->capture_default_str();
+  add("--max-event-bytes", "max_event_bytes", "ECRM_MAX_EVENT_BYTES", c.max_event_bytes,
+      "Largest single event")
+      ->capture_default_str();
+  add("--max-batch-events", "max_batch_events", "ECRM_MAX_BATCH_EVENTS", c.max_batch_events,
+      "Most events in one batch")
+      ->capture_default_str();
+  add("--max-queue-depth", "max_queue_depth", "ECRM_MAX_QUEUE_DEPTH", c.max_queue_depth,
+      "Queued tasks per worker before the collector answers 429")
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return absl::CancelledError("help");
+  } catch (const CLI::ParseError& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+
+  if (!c.config_file.empty()) {
+    YAML::Node root;
+    try {
+      root = YAML::LoadFile(c.config_file);
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError("config file " + c.config_file + ": " + e.what());
+    }
+    if (root && !root.IsNull() && !root.IsMap()) {
+      return absl::InvalidArgumentError("config file " + c.config_file + ": must be a mapping");
+    }
+    for (const auto& kv : root) {
+      const std::string key = kv.first.as<std::string>();
+      auto it = std::find_if(settings.begin(), settings.end(),
+                             [&](const Setting& s) { return key == s.key; });
+      if (it == settings.end()) {
+        return absl::InvalidArgumentError("config file " + c.config_file + ": unknown key '" +
+                                          key + "'");
+      }
+      if (it->option->count() > 0) continue;  // a flag or environment variable wins
+      if (auto s = it->from_yaml(kv.second); !s.ok()) {
+        return absl::InvalidArgumentError("config file " + c.config_file + ": " +
+                                          std::string(s.message()));
+      }
+    }
+  }
+
+  RETURN_IF_ERROR(ParseHostPort(http_addr, c));
+  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  if (c.workers < 0 || c.workers > 256) {
+    return absl::InvalidArgumentError("workers: must be between 0 and 256");
+  }
+  if (c.http_threads < 0 || c.http_threads > 256) {
+    return absl::InvalidArgumentError("http_threads: must be between 0 and 256");
+  }
+  if (c.workers == 0) c.workers = cores;
+  if (c.http_threads == 0) c.http_threads = cores;
+  if (c.partitions < 1 || c.partitions > 65535) {
+    return absl::InvalidArgumentError("partitions: must be between 1 and 65535");
+  }
+  if (c.data_dir.empty()) return absl::InvalidArgumentError("data_dir: must not be empty");
+  if (c.max_event_bytes == 0 || c.max_request_bytes < c.max_event_bytes) {
+    return absl::InvalidArgumentError(
+        "max_request_bytes/max_event_bytes: need 0 < max_event_bytes <= max_request_bytes");
+  }
+  if (c.max_batch_events == 0) {
+    return absl::InvalidArgumentError("max_batch_events: must be positive");
+  }
+  if (c.cache_profiles == 0) return absl::InvalidArgumentError("cache_profiles: must be positive");
+  for (const auto& k : c.write_keys) {
+    if (k.empty() || k.find(':') != std::string::npos) {
+      return absl::InvalidArgumentError("write_keys: a key must be non-empty and contain no ':'");
+    }
+  }
+  return c;
+}
+
+}  // namespace ecrm

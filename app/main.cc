@@ -1,0 +1,83 @@
+// ecrm: the command-line entry point. `ecrm serve [flags]` runs the service until SIGINT/SIGTERM.
+#include <signal.h>
+
+#include <cstring>
+#include <iostream>
+
+#include "app/config.h"
+#include "app/credentials.h"
+#include "app/service.h"
+#include "common/logging.h"
+
+namespace {
+
+void Usage() {
+  std::cout << "ecrm — real-time clickstream profiling\n\n"
+               "usage: ecrm serve [flags]    run the service (ecrm serve --help for flags)\n"
+               "       ecrm version          print the version\n";
+}
+
+int Serve(int argc, const char* const* argv) {
+  auto parsed = ecrm::ParseServeConfig(argc, argv);
+  if (!parsed.ok()) {
+    if (absl::IsCancelled(parsed.status())) return 0;
+    std::cerr << "ecrm: invalid configuration: " << parsed.status().message() << "\n";
+    return 2;
+  }
+  ecrm::Config config = *std::move(parsed);
+  if (!ecrm::InitLogging(config.log_level)) {
+    std::cerr << "ecrm: invalid configuration: log_level: unknown level '" << config.log_level
+              << "'\n";
+    return 2;
+  }
+  bool generated = false;
+  if (auto s = ecrm::EnsureCredentials(config, generated); !s.ok()) {
+    std::cerr << "ecrm: " << s.message() << "\n";
+    return 2;
+  }
+  if (generated) {
+    std::cout << "Generated credentials (stored in " << config.data_dir << "/credentials.yaml):\n"
+              << "  write key:   " << config.write_keys.front() << "\n"
+              << "  admin token: " << config.admin_token << "\n"
+              << "  read key:    " << config.read_keys.front() << "\n"
+              << std::flush;
+  }
+
+  // Block the stop signals in every thread; the main thread waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  ecrm::Service service(config);
+  if (auto s = service.Start(); !s.ok()) {
+    spdlog::critical("start failed: {}", s.ToString());
+    return 1;
+  }
+  std::cout << "ecrm listening on http://" << config.http_host << ":" << service.port() << "\n"
+            << std::flush;
+  int received = 0;
+  sigwait(&signals, &received);
+  spdlog::info("signal {}: stopping", received);
+  service.Stop();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    Usage();
+    return argc < 2 ? 2 : 0;
+  }
+  if (std::strcmp(argv[1], "version") == 0) {
+    std::cout << "ecrm 0.1.0\n";
+    return 0;
+  }
+  if (std::strcmp(argv[1], "serve") == 0) return Serve(argc - 1, argv + 1);
+  std::cerr << "ecrm: unknown command '" << argv[1] << "'\n";
+  Usage();
+  return 2;
+}

@@ -1,0 +1,77 @@
+#include "app/service.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/logging.h"
+
+namespace ecrm {
+
+Service::Service(Config config, const Clock* clock)
+    : config_(std::move(config)),
+      clock_(clock ? clock : &system_clock_),
+      registry_(std::make_shared<prometheus::Registry>()) {}
+
+Service::~Service() { Stop(); }
+
+Status Service::Start() {
+  std::error_code ec;
+  std::filesystem::create_directories(config_.data_dir, ec);
+  if (ec) return absl::InvalidArgumentError("data_dir: cannot create " + config_.data_dir);
+
+  StoreOptions store_options;
+  store_options.path = (std::filesystem::path(config_.data_dir) / "db").string();
+  store_options.block_cache_bytes = config_.block_cache_mb << 20;
+  store_options.sync_writes = config_.sync_writes;
+  store_options.clock = clock_;
+  ASSIGN_OR_RETURN(store_, KvStore::Open(store_options));
+  store_metrics_ = std::make_unique<StoreMetrics>(*registry_, *store_);
+
+  EngineOptions engine_options;
+  engine_options.shards = config_.workers;
+  engine_options.partitions = config_.partitions;
+  engine_options.max_queue_depth = config_.max_queue_depth;
+  engine_options.shard.cache_capacity = config_.cache_profiles;
+  ASSIGN_OR_RETURN(engine_, ProfileEngine::Create(*store_, *registry_, engine_options));
+  engine_->Start();
+
+  ApiOptions api_options;
+  api_options.write_keys = config_.write_keys;
+  api_options.read_keys = config_.read_keys;
+  api_options.admin_token = config_.admin_token;
+  api_options.limits.max_request_bytes = config_.max_request_bytes;
+  api_options.limits.max_event_bytes = config_.max_event_bytes;
+  api_options.limits.max_batch_events = config_.max_batch_events;
+  api_options.before_scrape = [this] { store_metrics_->Refresh(); };
+  api_options.ready = [this] { return ready_.load(); };
+  api_ = std::make_unique<ApiService>(*engine_, *registry_, *clock_, std::move(api_options));
+
+  HttpServerOptions http;
+  http.host = config_.http_host;
+  http.port = config_.http_port;
+  http.threads = config_.http_threads;
+  http.max_body_bytes = config_.max_request_bytes;
+  server_ = std::make_unique<HttpServer>(http, *api_);
+  ASSIGN_OR_RETURN(port_, server_->Start());
+
+  const auto addr_file = std::filesystem::path(config_.data_dir) / "ecrm.addr";
+  std::ofstream(addr_file, std::ios::trunc) << config_.http_host << ":" << port_ << "\n";
+  ready_ = true;
+  spdlog::info("listening on {}:{} ({} workers, {} http threads, {} partitions, data in {})",
+               config_.http_host, port_, config_.workers, config_.http_threads,
+               config_.partitions, config_.data_dir);
+  return absl::OkStatus();
+}
+
+void Service::Stop() {
+  ready_ = false;
+  if (engine_) engine_->Stop();  // acknowledges everything in flight
+  if (server_) server_->Stop();
+  server_.reset();
+  api_.reset();
+  engine_.reset();
+  store_metrics_.reset();
+  store_.reset();
+}
+
+}  // namespace ecrm

@@ -1,0 +1,51 @@
+// Service: the whole of ecrm wired together — store, profile engine, API and HTTP server — as the
+// `serve` command runs it, and as the integration tests start it in-process.
+//
+// Ownership: owns every component; destroying it stops them in order (HTTP, engine, store).
+// Threading: Start/Stop from one control thread.
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "api/api_service.h"
+#include "api/http_server.h"
+#include "app/config.h"
+#include "app/store_metrics.h"
+#include "common/clock.h"
+#include "profiler/engine.h"
+#include "prometheus/registry.h"
+#include "store/kv_store.h"
+
+namespace ecrm {
+
+class Service {
+ public:
+  // `clock` may be null (the system clock); it must outlive the service.
+  explicit Service(Config config, const Clock* clock = nullptr);
+  ~Service();
+
+  // Opens the store, starts the workers and the HTTP server; writes <data-dir>/ecrm.addr.
+  Status Start();
+  // Stops accepting, drains the workers, closes the store. Idempotent.
+  void Stop();
+
+  uint16_t port() const { return port_; }
+  ProfileEngine& engine() { return *engine_; }
+  prometheus::Registry& registry() { return *registry_; }
+
+ private:
+  Config config_;
+  SystemClock system_clock_;
+  const Clock* clock_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<KvStore> store_;
+  std::unique_ptr<StoreMetrics> store_metrics_;
+  std::unique_ptr<ProfileEngine> engine_;
+  std::unique_ptr<ApiService> api_;
+  std::unique_ptr<HttpServer> server_;
+  std::atomic<bool> ready_{false};
+  uint16_t port_ = 0;
+};
+
+}  // namespace ecrm

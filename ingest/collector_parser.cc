@@ -1,0 +1,104 @@
+#include "ingest/collector_parser.h"
+
+#include "common/time_format.h"
+
+namespace ecrm {
+namespace {
+
+Rejection Make(std::string code, std::string message, int index = -1) {
+  return Rejection{400, std::move(code), std::move(message), index};
+}
+
+}  // namespace
+
+CollectorParser::CollectorParser(const CollectorLimits& limits)
+    : limits_(limits), parser_(limits.max_request_bytes + 64) {}
+
+std::optional<Rejection> CollectorParser::Parse(std::string_view body,
+                                                std::optional<EventType> path_type,
+                                                TimeMs received_at, CollectorRequest& out) {
+  out.events.clear();
+  out.body_write_key.clear();
+  if (body.size() > limits_.max_request_bytes) {
+    return Make("request_too_large",
+                "request body exceeds " + std::to_string(limits_.max_request_bytes) + " bytes");
+  }
+  simdjson::dom::element root;
+  if (auto err = parser_.parse(body.data(), body.size(), true).get(root); err) {
+    return Make("invalid_json", std::string("malformed JSON: ") + simdjson::error_message(err));
+  }
+  simdjson::dom::object top;
+  if (root.get_object().get(top) != simdjson::SUCCESS) {
+    return Make("invalid_event", "the body must be a JSON object");
+  }
+  std::string_view write_key;
+  if (simdjson::dom::element wk; top.at_key("writeKey").get(wk) == simdjson::SUCCESS) {
+    if (wk.get_string().get(write_key) != simdjson::SUCCESS && !wk.is_null()) {
+      return Make("invalid_field_type", "writeKey must be a string");
+    }
+  }
+  out.body_write_key.assign(write_key);
+
+  EventContext ctx;
+  ctx.received_at = received_at;
+  ctx.path_type = path_type;
+  const bool check_item_size = body.size() > limits_.max_event_bytes;
+
+  if (path_type) {
+    if (check_item_size && simdjson::minify(root).size() > limits_.max_event_bytes) {
+      return Make("event_too_large",
+                  "event exceeds " + std::to_string(limits_.max_event_bytes) + " bytes");
+    }
+    Event event;
+    Rejection rejection;
+    if (!BuildEvent(root, ctx, limits_.event, event, rejection)) return rejection;
+    out.events.push_back(std::move(event));
+    return std::nullopt;
+  }
+
+  simdjson::dom::element batch_el;
+  if (top.at_key("batch").get(batch_el) != simdjson::SUCCESS || batch_el.is_null()) {
+    return Make("missing_field", "batch is required");
+  }
+  simdjson::dom::array batch;
+  if (batch_el.get_array().get(batch) != simdjson::SUCCESS) {
+    return Make("invalid_field_type", "batch must be an array");
+  }
+  if (batch.size() > limits_.max_batch_events) {
+    return Make("batch_too_large", "batch has " + std::to_string(batch.size()) +
+                                       " events; the limit is " +
+                                       std::to_string(limits_.max_batch_events));
+  }
+  if (simdjson::dom::element c; top.at_key("context").get(c) == simdjson::SUCCESS && !c.is_null()) {
+    if (!c.is_object()) return Make("invalid_field_type", "context must be an object");
+    ctx.batch_context = c;
+    ctx.has_batch_context = true;
+  }
+  if (simdjson::dom::element s; top.at_key("sentAt").get(s) == simdjson::SUCCESS && !s.is_null()) {
+    std::string_view text;
+    if (s.get_string().get(text) != simdjson::SUCCESS || !(ctx.batch_sent_at = ParseIso8601(text))) {
+      return Make("invalid_timestamp", "sentAt is not an ISO-8601 time");
+    }
+  }
+  out.events.reserve(batch.size());
+  int index = 0;
+  for (simdjson::dom::element item : batch) {
+    if (check_item_size && simdjson::minify(item).size() > limits_.max_event_bytes) {
+      out.events.clear();
+      return Make("event_too_large",
+                  "event exceeds " + std::to_string(limits_.max_event_bytes) + " bytes", index);
+    }
+    Event event;
+    Rejection rejection;
+    if (!BuildEvent(item, ctx, limits_.event, event, rejection)) {
+      out.events.clear();
+      rejection.index = index;
+      return rejection;
+    }
+    out.events.push_back(std::move(event));
+    index++;
+  }
+  return std::nullopt;
+}
+
+}  // namespace ecrm

@@ -1,0 +1,325 @@
+#include "ingest/event_builder.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "common/time_format.h"
+#include "ingest/user_agent.h"
+
+namespace ecrm {
+namespace {
+
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+using simdjson::dom::object;
+
+bool Reject(Rejection& r, std::string code, std::string message) {
+  r.http_status = 400;
+  r.code = std::move(code);
+  r.message = std::move(message);
+  return false;
+}
+
+// A field of `obj`, or nullopt if absent or JSON null.
+std::optional<element> Field(object obj, std::string_view key) {
+  element e;
+  if (obj.at_key(key).get(e) != simdjson::SUCCESS || e.is_null()) return std::nullopt;
+  return e;
+}
+
+std::string_view StringOr(std::optional<element> e, std::string_view fallback = {}) {
+  std::string_view s;
+  if (e && e->get_string().get(s) == simdjson::SUCCESS) return s;
+  return fallback;
+}
+
+// A nested field of the item's context, falling back to the batch context.
+std::optional<element> ContextField(std::optional<object> item_context, const EventContext& ctx,
+                                    std::string_view key) {
+  if (item_context) {
+    if (auto e = Field(*item_context, key)) return e;
+  }
+  object batch;
+  if (ctx.has_batch_context && ctx.batch_context.get_object().get(batch) == simdjson::SUCCESS) {
+    return Field(batch, key);
+  }
+  return std::nullopt;
+}
+
+std::string_view SubField(std::optional<element> parent, std::string_view key) {
+  object o;
+  if (!parent || parent->get_object().get(o) != simdjson::SUCCESS) return {};
+  return StringOr(Field(o, key));
+}
+
+// Reads an optional string field; a present non-string value is a type error.
+bool OptionalString(object obj, std::string_view key, std::string_view& out, Rejection& r) {
+  auto e = Field(obj, key);
+  if (!e) return true;
+  if (e->get_string().get(out) != simdjson::SUCCESS) {
+    return Reject(r, "invalid_field_type", std::string(key) + " must be a string");
+  }
+  return true;
+}
+
+bool OptionalObject(object obj, std::string_view key, std::optional<object>& out, Rejection& r) {
+  auto e = Field(obj, key);
+  if (!e) return true;
+  object o;
+  if (e->get_object().get(o) != simdjson::SUCCESS) {
+    return Reject(r, "invalid_field_type", std::string(key) + " must be an object");
+  }
+  out = o;
+  return true;
+}
+
+bool OptionalTime(object obj, std::string_view key, std::optional<TimeMs>& out, Rejection& r) {
+  auto e = Field(obj, key);
+  if (!e) return true;
+  std::string_view s;
+  if (e->get_string().get(s) != simdjson::SUCCESS) {
+    return Reject(r, "invalid_timestamp", std::string(key) + " must be an ISO-8601 string");
+  }
+  out = ParseIso8601(s);
+  if (!out) return Reject(r, "invalid_timestamp", std::string(key) + " is not an ISO-8601 time");
+  return true;
+}
+
+std::string Normalise(std::string_view event) {
+  static constexpr std::pair<std::string_view, std::string_view> kV1[] = {
+      {"Viewed Product", "Product Viewed"},     {"Clicked Product", "Product Clicked"},
+      {"Added Product", "Product Added"},       {"Removed Product", "Product Removed"},
+      {"Completed Order", "Order Completed"},   {"Started Order", "Checkout Started"},
+      {"Viewed Product Category", "Product List Viewed"}, {"Refunded Order", "Order Refunded"}};
+  for (const auto& [v1, v2] : kV1) {
+    if (event == v1) return std::string(v2);
+  }
+  return std::string(event);
+}
+
+// product_id (or sku, or id) as a string; numbers are kept as their JSON text.
+std::string ProductId(object product) {
+  for (std::string_view key : {"product_id", "sku", "id"}) {
+    auto e = Field(product, key);
+    if (!e) continue;
+    std::string_view s;
+    if (e->get_string().get(s) == simdjson::SUCCESS && !s.empty()) return std::string(s);
+    if (e->is_number()) return simdjson::minify(*e);
+  }
+  return {};
+}
+
+ProductRef ReadProduct(object product) {
+  ProductRef ref;
+  ref.product_id = ProductId(product);
+  ref.name = std::string(StringOr(Field(product, "name")));
+  ref.category = std::string(StringOr(Field(product, "category")));
+  double price;
+  if (auto e = Field(product, "price"); e && e->get_double().get(price) == simdjson::SUCCESS) {
+    ref.price = price;
+    ref.has_price = true;
+  }
+  return ref;
+}
+
+std::string_view UrlHost(std::string_view url) {
+  const auto scheme = url.find("://");
+  if (scheme == std::string_view::npos) return {};
+  url.remove_prefix(scheme + 3);
+  return url.substr(0, url.find_first_of("/?#"));
+}
+
+void ReadProperties(object props, Event& event) {
+  if (auto products = Field(props, "products")) {
+    simdjson::dom::array arr;
+    if (products->get_array().get(arr) == simdjson::SUCCESS) {
+      for (element p : arr) {
+        object po;
+        if (p.get_object().get(po) == simdjson::SUCCESS) event.products.push_back(ReadProduct(po));
+      }
+    }
+  }
+  if (event.products.empty()) {
+    ProductRef single = ReadProduct(props);
+    if (!single.product_id.empty() || !single.category.empty()) {
+      event.products.push_back(std::move(single));
+    }
+  }
+  for (std::string_view key : {"revenue", "total"}) {
+    double v;
+    if (auto e = Field(props, key); e && e->get_double().get(v) == simdjson::SUCCESS) {
+      event.revenue = v;
+      event.has_revenue = true;
+      break;
+    }
+  }
+}
+
+void ReadTraits(object traits, Event& event) {
+  for (auto field : traits) {
+    event.traits.emplace_back(std::string(field.key), simdjson::minify(field.value));
+    if (field.key == "email") {
+      std::string_view email;
+      if (field.value.get_string().get(email) == simdjson::SUCCESS) {
+        while (!email.empty() && std::isspace(static_cast<unsigned char>(email.front()))) {
+          email.remove_prefix(1);
+        }
+        while (!email.empty() && std::isspace(static_cast<unsigned char>(email.back()))) {
+          email.remove_suffix(1);
+        }
+        event.email.assign(email);
+        std::transform(event.email.begin(), event.email.end(), event.email.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::optional<EventType> ParseEventType(std::string_view name) {
+  if (name == "identify") return EventType::kIdentify;
+  if (name == "track") return EventType::kTrack;
+  if (name == "page") return EventType::kPage;
+  if (name == "screen") return EventType::kScreen;
+  if (name == "group") return EventType::kGroup;
+  if (name == "alias") return EventType::kAlias;
+  return std::nullopt;
+}
+
+bool BuildEvent(element item, const EventContext& ctx, const EventLimits& limits, Event& event,
+                Rejection& r) {
+  object obj;
+  if (item.get_object().get(obj) != simdjson::SUCCESS) {
+    return Reject(r, "invalid_event", "an event must be a JSON object");
+  }
+  // Type: from the path for the single-event endpoints, else required in the item.
+  if (ctx.path_type) {
+    event.type = *ctx.path_type;
+  } else {
+    auto type = Field(obj, "type");
+    if (!type) return Reject(r, "missing_type", "type is required");
+    std::string_view name;
+    if (type->get_string().get(name) != simdjson::SUCCESS) {
+      return Reject(r, "invalid_field_type", "type must be a string");
+    }
+    auto parsed = ParseEventType(name);
+    if (!parsed) {
+      return Reject(r, "invalid_type",
+                    "type must be one of identify, track, page, screen, group, alias");
+    }
+    event.type = *parsed;
+  }
+
+  std::string_view message_id, user_id, anonymous_id, name, event_name, previous_id, group_id;
+  if (!OptionalString(obj, "messageId", message_id, r) ||
+      !OptionalString(obj, "userId", user_id, r) ||
+      !OptionalString(obj, "anonymousId", anonymous_id, r) ||
+      !OptionalString(obj, "name", name, r) || !OptionalString(obj, "event", event_name, r) ||
+      !OptionalString(obj, "previousId", previous_id, r) ||
+      !OptionalString(obj, "groupId", group_id, r)) {
+    return false;
+  }
+  if (message_id.size() > limits.max_message_id) {
+    return Reject(r, "invalid_message_id",
+                  "messageId is longer than " + std::to_string(limits.max_message_id));
+  }
+  if (user_id.size() > limits.max_identifier || anonymous_id.size() > limits.max_identifier ||
+      previous_id.size() > limits.max_identifier) {
+    return Reject(r, "invalid_field_type",
+                  "identifiers must be at most " + std::to_string(limits.max_identifier) + " bytes");
+  }
+  if (user_id.empty() && anonymous_id.empty()) {
+    return Reject(r, "missing_identifier", "userId or anonymousId is required");
+  }
+  if (event.type == EventType::kTrack && event_name.empty()) {
+    return Reject(r, "missing_event", "track requires a non-empty event name");
+  }
+  if (event.type == EventType::kAlias && previous_id.empty()) {
+    return Reject(r, "missing_field", "alias requires previousId");
+  }
+  if (event.type == EventType::kGroup && group_id.empty()) {
+    return Reject(r, "missing_field", "group requires groupId");
+  }
+
+  std::optional<object> properties, traits, context;
+  if (!OptionalObject(obj, "properties", properties, r) ||
+      !OptionalObject(obj, "traits", traits, r) || !OptionalObject(obj, "context", context, r)) {
+    return false;
+  }
+  std::optional<TimeMs> timestamp, original, sent_at;
+  if (!OptionalTime(obj, "timestamp", timestamp, r) ||
+      !OptionalTime(obj, "originalTimestamp", original, r) ||
+      !OptionalTime(obj, "sentAt", sent_at, r)) {
+    return false;
+  }
+
+  event.message_id.assign(message_id);
+  event.user_id.assign(user_id);
+  event.anonymous_id.assign(anonymous_id);
+  event.name.assign(name);
+  event.previous_id.assign(previous_id);
+  event.group_id.assign(group_id);
+  if (event.type == EventType::kTrack) event.event = Normalise(event_name);
+
+  // Clock-skew correction: timestamp = receivedAt - (sentAt - device time), when both are known.
+  event.received_at = ctx.received_at;
+  const std::optional<TimeMs> device_time = original ? original : timestamp;
+  const std::optional<TimeMs> sent = sent_at ? sent_at : ctx.batch_sent_at;
+  if (device_time && sent) {
+    event.timestamp = ctx.received_at - (*sent - *device_time);
+  } else if (device_time) {
+    event.timestamp = *device_time;
+  } else {
+    event.timestamp = ctx.received_at;
+  }
+
+  if (event.type == EventType::kIdentify) {
+    // Traits: context.traits (where RudderStack's browser SDK puts them), overridden by top-level.
+    object context_traits;
+    if (auto e = ContextField(context, ctx, "traits");
+        e && e->get_object().get(context_traits) == simdjson::SUCCESS) {
+      ReadTraits(context_traits, event);
+    }
+    if (traits) ReadTraits(*traits, event);
+    // Later duplicates of a key win; keep the last one only.
+    std::reverse(event.traits.begin(), event.traits.end());
+    std::vector<std::pair<std::string, std::string>> unique;
+    for (auto& t : event.traits) {
+      if (std::none_of(unique.begin(), unique.end(),
+                       [&](const auto& u) { return u.first == t.first; })) {
+        unique.push_back(std::move(t));
+      }
+    }
+    event.traits = std::move(unique);
+  }
+  if (properties && (event.type == EventType::kTrack || event.type == EventType::kPage)) {
+    ReadProperties(*properties, event);
+  }
+
+  // Attribution: UTM campaign and an external referrer.
+  if (auto campaign = ContextField(context, ctx, "campaign")) {
+    event.touch.source = SubField(campaign, "source");
+    event.touch.medium = SubField(campaign, "medium");
+    event.touch.campaign = SubField(campaign, "name");
+    event.touch.term = SubField(campaign, "term");
+    event.touch.content = SubField(campaign, "content");
+  }
+  auto page = ContextField(context, ctx, "page");
+  std::string_view referrer = SubField(page, "referrer");
+  std::string_view url = SubField(page, "url");
+  if (properties && event.type == EventType::kPage) {
+    referrer = StringOr(Field(*properties, "referrer"), referrer);
+    url = StringOr(Field(*properties, "url"), url);
+  }
+  if (!referrer.empty() && UrlHost(referrer) != UrlHost(url)) event.touch.referrer = referrer;
+
+  // Device.
+  event.device.type = SubField(ContextField(context, ctx, "device"), "type");
+  event.device.os = SubField(ContextField(context, ctx, "os"), "name");
+  event.device.library = SubField(ContextField(context, ctx, "library"), "name");
+  ClassifyUserAgent(StringOr(ContextField(context, ctx, "userAgent")), event.device);
+  return true;
+}
+
+}  // namespace ecrm

@@ -1,0 +1,36 @@
+// EventBuilder: validates one Segment-spec event (a parsed JSON object) and turns it into the compact
+// Event the profiler applies. Shared by the HTTP collector and (later) the Kafka consumer.
+// Stateless apart from its limits; thread-safe.
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+#include "common/clock.h"
+#include "ingest/rejection.h"
+#include "profiler/event.h"
+#include "simdjson.h"
+
+namespace ecrm {
+
+struct EventContext {
+  simdjson::dom::element batch_context;  // the batch-level `context`; valid only if has_batch_context
+  bool has_batch_context = false;
+  std::optional<TimeMs> batch_sent_at;   // the batch-level `sentAt`
+  TimeMs received_at = 0;
+  // Set for the single-event endpoints (/v1/track …): the type comes from the path.
+  std::optional<EventType> path_type;
+};
+
+struct EventLimits {
+  size_t max_message_id = 100;
+  size_t max_identifier = 1024;
+};
+
+// Builds `event` from `item`; on failure fills `rejection` (without the index) and returns false.
+bool BuildEvent(simdjson::dom::element item, const EventContext& context, const EventLimits& limits,
+                Event& event, Rejection& rejection);
+
+std::optional<EventType> ParseEventType(std::string_view name);
+
+}  // namespace ecrm

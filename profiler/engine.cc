@@ -1,0 +1,119 @@
+#include "profiler/engine.h"
+
+#include <chrono>
+#include <thread>
+
+#include "common/murmur2.h"
+#include "profiler/profile_codec.h"
+#include "store/keys.h"
+
+namespace ecrm {
+
+StatusOr<std::unique_ptr<ProfileEngine>> ProfileEngine::Create(KvStore& store,
+                                                               prometheus::Registry& registry,
+                                                               const EngineOptions& options) {
+  if (options.shards < 1 || options.shards > 256) {
+    return absl::InvalidArgumentError("workers must be between 1 and 256");
+  }
+  if (options.partitions < 1 || options.partitions > 0xffff) {
+    return absl::InvalidArgumentError("partitions must be between 1 and 65535");
+  }
+  ASSIGN_OR_RETURN(auto stored, store.Get(Cf::kMeta, kMetaPartitionCount));
+  const std::string wanted = std::to_string(options.partitions);
+  if (!stored) {
+    RETURN_IF_ERROR(store.Put(Cf::kMeta, kMetaPartitionCount, wanted));
+  } else if (*stored != wanted) {
+    return absl::FailedPreconditionError("partitions: the data dir was created with " + *stored +
+                                         " partitions, not " + wanted +
+                                         "; the partition count cannot change");
+  }
+  return std::unique_ptr<ProfileEngine>(new ProfileEngine(store, registry, options));
+}
+
+ProfileEngine::ProfileEngine(KvStore& store, prometheus::Registry& registry,
+                             const EngineOptions& options)
+    : store_(store),
+      options_(options),
+      updater_(options.profiler),
+      metrics_(registry, options.shards) {
+  for (int i = 0; i < options.shards; i++) {
+    shards_.push_back(
+        std::make_unique<Shard>(i, store, updater_, *this, metrics_, options.shard));
+  }
+}
+
+ProfileEngine::~ProfileEngine() { Stop(); }
+
+void ProfileEngine::Start() {
+  if (started_) return;
+  started_ = true;
+  for (auto& s : shards_) s->Start();
+}
+
+void ProfileEngine::Stop() {
+  if (!started_) return;
+  // Cross-shard follow-ups can refill a drained inbox, so wait until all are empty twice in a row.
+  int quiet_rounds = 0;
+  while (quiet_rounds < 2) {
+    quiet_rounds = TotalQueueDepth() == 0 ? quiet_rounds + 1 : 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (auto& s : shards_) s->Stop();
+  started_ = false;
+}
+
+size_t ProfileEngine::TotalQueueDepth() const {
+  size_t total = 0;
+  for (const auto& s : shards_) total += s->QueueDepth();
+  return total;
+}
+
+void ProfileEngine::Send(int shard, std::vector<ShardTask> tasks) {
+  shards_[static_cast<size_t>(shard)]->Enqueue(std::move(tasks));
+}
+
+Status ProfileEngine::Submit(std::vector<Event> events, AckGroup::Callback done) {
+  if (events.empty()) {
+    done(absl::OkStatus());
+    return absl::OkStatus();
+  }
+  std::vector<std::vector<ShardTask>> by_shard(shards_.size());
+  std::vector<uint32_t> partitions;
+  partitions.reserve(events.size());
+  for (const auto& e : events) {
+    partitions.push_back(PartitionForKey(e.RoutingKey(), options_.partitions));
+  }
+  for (size_t s = 0; s < shards_.size(); s++) {
+    if (shards_[s]->QueueDepth() >= options_.max_queue_depth) {
+      return absl::ResourceExhaustedError("worker queues are full");
+    }
+  }
+  auto ack = std::make_shared<AckGroup>(static_cast<int>(events.size()), std::move(done));
+  for (size_t i = 0; i < events.size(); i++) {
+    ShardTask task;
+    task.kind = ShardTask::Kind::kEvent;
+    task.partition = partitions[i];
+    task.event = std::move(events[i]);
+    task.ack = ack;
+    by_shard[static_cast<size_t>(ShardOfPartition(partitions[i]))].push_back(std::move(task));
+  }
+  for (size_t s = 0; s < shards_.size(); s++) Send(static_cast<int>(s), std::move(by_shard[s]));
+  return absl::OkStatus();
+}
+
+StatusOr<std::optional<Profile>> ProfileEngine::Lookup(std::string_view type,
+                                                       std::string_view value) const {
+  const uint32_t partition = PartitionForKey(value, options_.partitions);
+  ASSIGN_OR_RETURN(auto profile_id, store_.Get(Cf::kIdentities, IdentityKey(partition, type, value)));
+  if (!profile_id) return std::optional<Profile>();
+  return LookupById(*profile_id);
+}
+
+StatusOr<std::optional<Profile>> ProfileEngine::LookupById(std::string_view profile_id) const {
+  ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kProfiles, profile_id));
+  if (!stored) return std::optional<Profile>();
+  ASSIGN_OR_RETURN(Profile profile, DecodeProfile(*stored));
+  return std::optional<Profile>(std::move(profile));
+}
+
+}  // namespace ecrm

@@ -1,0 +1,76 @@
+// ProfileEngine: the profiler's public face. It owns the worker shards, routes each event to the shard
+// owning its partition (murmur2(routing key) % partition_count, the function Kafka's Java clients use),
+// and answers profile look-ups from the store.
+//
+// Ownership: created by the app after the KvStore (which it must not outlive) and a Prometheus
+// registry; destroyed before them. Threading: Submit and the look-ups are thread-safe and may be called
+// from any number of HTTP (or consumer) threads; the callback passed to Submit runs on a shard thread
+// and must only hand the result over (e.g. post to an io_context), never block.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "profiler/ack_group.h"
+#include "profiler/event.h"
+#include "profiler/profile.h"
+#include "profiler/profile_updater.h"
+#include "profiler/profiler_metrics.h"
+#include "profiler/shard.h"
+#include "store/kv_store.h"
+
+namespace ecrm {
+
+struct EngineOptions {
+  int shards = 2;                      // worker threads; default: one per core
+  uint32_t partitions = 64;            // virtual partitions; fixed for the life of a data dir
+  size_t max_queue_depth = 200000;     // per shard; beyond it Submit answers ResourceExhausted
+  ShardOptions shard;
+  ProfilerConfig profiler;
+};
+
+class ProfileEngine final : public ShardRouter {
+ public:
+  // Checks (or records, on first start) the partition count stored in the data dir.
+  static StatusOr<std::unique_ptr<ProfileEngine>> Create(KvStore& store,
+                                                         prometheus::Registry& registry,
+                                                         const EngineOptions& options);
+  ~ProfileEngine() override;
+
+  void Start();
+  // Waits until every queued task (including cross-shard follow-ups) is processed, then stops.
+  void Stop();
+
+  // Queues the events; `done` runs once all of them are durable (OK) or failed. Fails at once, with
+  // nothing queued, with ResourceExhausted when a target shard's queue is full.
+  Status Submit(std::vector<Event> events, AckGroup::Callback done);
+
+  // The profile an identifier ("anonymous_id", "A1") maps to, or nullopt if none. Reads the store:
+  // every acknowledged event is already there.
+  StatusOr<std::optional<Profile>> Lookup(std::string_view type, std::string_view value) const;
+  StatusOr<std::optional<Profile>> LookupById(std::string_view profile_id) const;
+
+  const ProfileUpdater& updater() const { return updater_; }
+  size_t TotalQueueDepth() const;
+  uint32_t partition_count() const override { return options_.partitions; }
+  int ShardOfPartition(uint32_t partition) const override {
+    return static_cast<int>(partition % static_cast<uint32_t>(shards_.size()));
+  }
+
+ private:
+  ProfileEngine(KvStore& store, prometheus::Registry& registry, const EngineOptions& options);
+  void Send(int shard, std::vector<ShardTask> tasks) override;
+
+  KvStore& store_;
+  const EngineOptions options_;
+  ProfileUpdater updater_;
+  ProfilerMetrics metrics_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  bool started_ = false;
+};
+
+}  // namespace ecrm

@@ -1,0 +1,75 @@
+// Event: one Segment-spec event after parsing and validation, in the compact form the profiler needs.
+// Produced by ingest/ (HTTP collector, later Kafka), consumed by a profiler shard. A plain value type:
+// owned by whoever holds it, moved across the shard queue, never shared between threads.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/clock.h"
+
+namespace ecrm {
+
+enum class EventType : uint8_t { kIdentify, kTrack, kPage, kScreen, kGroup, kAlias };
+
+const char* EventTypeName(EventType type);
+
+struct ProductRef {
+  std::string product_id;
+  std::string name;
+  std::string category;
+  double price = 0;
+  bool has_price = false;
+};
+
+// First/last-touch attribution: UTM campaign fields and the referrer.
+struct Touch {
+  std::string source;
+  std::string medium;
+  std::string campaign;
+  std::string term;
+  std::string content;
+  std::string referrer;
+  TimeMs at = 0;
+  bool empty() const {
+    return source.empty() && medium.empty() && campaign.empty() && term.empty() &&
+           content.empty() && referrer.empty();
+  }
+};
+
+struct DeviceInfo {
+  std::string type;     // desktop | mobile | tablet | bot | (from context.device.type)
+  std::string os;       // context.os.name or parsed from the user agent
+  std::string browser;  // parsed from the user agent
+  std::string library;  // context.library.name
+};
+
+struct Event {
+  EventType type = EventType::kTrack;
+  std::string message_id;    // empty: none given, no dedup
+  std::string anonymous_id;
+  std::string user_id;
+  std::string event;         // track: the event name, v1 e-commerce names normalised to v2
+  std::string name;          // page/screen name
+  std::string previous_id;   // alias
+  std::string group_id;      // group
+  TimeMs timestamp = 0;      // event time, clock-skew corrected
+  TimeMs received_at = 0;    // server time of receipt
+  std::vector<std::pair<std::string, std::string>> traits;  // key -> minified JSON value
+  std::string email;         // traits.email, trimmed and lower-cased
+  std::vector<ProductRef> products;  // the product of a product event, or properties.products
+  double revenue = 0;        // Order Completed: properties.revenue, else total
+  bool has_revenue = false;
+  Touch touch;               // context.campaign + referrer
+  DeviceInfo device;
+
+  // The key an event is routed by: the anonymous id, else the user id (as Kafka keys will be).
+  const std::string& RoutingKey() const { return anonymous_id.empty() ? user_id : anonymous_id; }
+  const char* RoutingIdentityType() const {
+    return anonymous_id.empty() ? "user_id" : "anonymous_id";
+  }
+};
+
+}  // namespace ecrm

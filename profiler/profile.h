@@ -1,0 +1,73 @@
+// Profile: everything ecrm knows about one visitor. A value type owned by the shard that owns the
+// profile's partition (or by a reader holding a decoded copy); never shared between threads.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "profiler/event.h"
+
+namespace ecrm {
+
+struct TraitValue {
+  std::string json;      // minified JSON value
+  TimeMs updated_at = 0; // event time of the identify that set it (last write by event time wins)
+};
+
+struct ProfileStats {
+  int64_t events = 0;        // every accepted event of any type
+  int64_t page_views = 0;    // page events
+  int64_t screen_views = 0;  // screen events
+  int64_t sessions = 0;
+  int64_t orders = 0;        // Order Completed
+  double revenue = 0;        // sum of Order Completed revenue (or total)
+  TimeMs first_seen = 0;
+  TimeMs last_seen = 0;
+};
+
+struct SessionState {
+  std::string id;  // "<profile id>-<n>"
+  TimeMs started_at = 0;
+  TimeMs last_event_at = 0;
+  int64_t events = 0;
+};
+
+struct Interest {
+  double score = 0;      // decayed to updated_at
+  TimeMs updated_at = 0;
+};
+
+struct RecentProduct {
+  std::string product_id;
+  std::string name;
+  std::string category;
+  double price = 0;
+  bool has_price = false;
+  TimeMs viewed_at = 0;
+};
+
+struct Profile {
+  std::string id;
+  // type ("anonymous_id", "user_id", "email") -> values in the order they were attached.
+  std::map<std::string, std::vector<std::string>> identities;
+  std::map<std::string, TraitValue> traits;
+  ProfileStats stats;
+  SessionState session;
+  std::map<std::string, Interest> interests;
+  std::vector<RecentProduct> recent_products;  // newest first, at most kMaxRecentProducts
+  Touch first_touch;
+  Touch last_touch;
+  DeviceInfo device;
+  std::map<std::string, double> counters;  // filled by rules
+  std::vector<std::string> segments;       // filled by rules
+  std::map<std::string, double> scores;    // filled by rules
+
+  bool HasIdentity(const std::string& type, const std::string& value) const;
+  // Adds the identity if absent; returns true if it was added.
+  bool AddIdentity(const std::string& type, const std::string& value);
+};
+
+}  // namespace ecrm

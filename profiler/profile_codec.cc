@@ -1,0 +1,211 @@
+#include "profiler/profile_codec.h"
+
+#include <cstring>
+
+namespace ecrm {
+namespace {
+
+class Writer {
+ public:
+  explicit Writer(std::string* out) : out_(out) {}
+  void Varint(uint64_t v) {
+    while (v >= 0x80) {
+      out_->push_back(static_cast<char>(v | 0x80));
+      v >>= 7;
+    }
+    out_->push_back(static_cast<char>(v));
+  }
+  void Signed(int64_t v) { Varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
+  void Double(double d) {
+    char buf[8];
+    std::memcpy(buf, &d, 8);
+    out_->append(buf, 8);
+  }
+  void Str(std::string_view s) {
+    Varint(s.size());
+    out_->append(s);
+  }
+  void Touch(const ecrm::Touch& t) {
+    Str(t.source); Str(t.medium); Str(t.campaign); Str(t.term); Str(t.content); Str(t.referrer);
+    Signed(t.at);
+  }
+
+ private:
+  std::string* out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : p_(in.data()), end_(in.data() + in.size()) {}
+  bool ok() const { return ok_; }
+  uint64_t Varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (p_ >= end_) return Fail();
+      const auto b = static_cast<unsigned char>(*p_++);
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (b < 0x80) return v;
+    }
+    return Fail();
+  }
+  int64_t Signed() {
+    const uint64_t v = Varint();
+    return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
+  }
+  double Double() {
+    if (end_ - p_ < 8) return static_cast<double>(Fail());
+    double d;
+    std::memcpy(&d, p_, 8);
+    p_ += 8;
+    return d;
+  }
+  std::string Str() {
+    const uint64_t n = Varint();
+    if (!ok_ || n > static_cast<uint64_t>(end_ - p_)) {
+      Fail();
+      return {};
+    }
+    std::string s(p_, n);
+    p_ += n;
+    return s;
+  }
+  // A count of following elements; bounded by the bytes left so corrupt input cannot allocate wildly.
+  uint64_t Count() {
+    const uint64_t n = Varint();
+    if (n > static_cast<uint64_t>(end_ - p_)) return Fail();
+    return n;
+  }
+  void Touch(ecrm::Touch& t) {
+    t.source = Str(); t.medium = Str(); t.campaign = Str(); t.term = Str(); t.content = Str();
+    t.referrer = Str();
+    t.at = Signed();
+  }
+  bool AtEnd() const { return p_ == end_; }
+
+ private:
+  uint64_t Fail() {
+    ok_ = false;
+    p_ = end_;
+    return 0;
+  }
+  const char* p_;
+  const char* end_;
+  bool ok_ = true;
+};
+
+}  // namespace
+
+void EncodeProfile(const Profile& p, std::string* out) {
+  out->clear();
+  out->push_back(static_cast<char>(kProfileFormatVersion));
+  Writer w(out);
+  w.Str(p.id);
+  w.Varint(p.identities.size());
+  for (const auto& [type, values] : p.identities) {
+    w.Str(type);
+    w.Varint(values.size());
+    for (const auto& v : values) w.Str(v);
+  }
+  w.Varint(p.traits.size());
+  for (const auto& [k, v] : p.traits) {
+    w.Str(k);
+    w.Str(v.json);
+    w.Signed(v.updated_at);
+  }
+  const auto& s = p.stats;
+  w.Signed(s.events); w.Signed(s.page_views); w.Signed(s.screen_views); w.Signed(s.sessions);
+  w.Signed(s.orders); w.Double(s.revenue); w.Signed(s.first_seen); w.Signed(s.last_seen);
+  w.Str(p.session.id);
+  w.Signed(p.session.started_at);
+  w.Signed(p.session.last_event_at);
+  w.Signed(p.session.events);
+  w.Varint(p.interests.size());
+  for (const auto& [k, v] : p.interests) {
+    w.Str(k);
+    w.Double(v.score);
+    w.Signed(v.updated_at);
+  }
+  w.Varint(p.recent_products.size());
+  for (const auto& r : p.recent_products) {
+    w.Str(r.product_id); w.Str(r.name); w.Str(r.category); w.Double(r.price);
+    w.Varint(r.has_price ? 1 : 0);
+    w.Signed(r.viewed_at);
+  }
+  w.Touch(p.first_touch);
+  w.Touch(p.last_touch);
+  w.Str(p.device.type); w.Str(p.device.os); w.Str(p.device.browser); w.Str(p.device.library);
+  w.Varint(p.counters.size());
+  for (const auto& [k, v] : p.counters) {
+    w.Str(k);
+    w.Double(v);
+  }
+  w.Varint(p.segments.size());
+  for (const auto& s : p.segments) w.Str(s);
+  w.Varint(p.scores.size());
+  for (const auto& [k, v] : p.scores) {
+    w.Str(k);
+    w.Double(v);
+  }
+}
+
+StatusOr<Profile> DecodeProfile(std::string_view data) {
+  if (data.empty()) return absl::DataLossError("profile: empty value");
+  if (static_cast<uint8_t>(data[0]) != kProfileFormatVersion) {
+    return absl::DataLossError("profile: unknown format version " +
+                               std::to_string(static_cast<uint8_t>(data[0])));
+  }
+  Reader r(data.substr(1));
+  Profile p;
+  p.id = r.Str();
+  for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
+    auto& values = p.identities[r.Str()];
+    for (uint64_t m = r.Count(); m > 0 && r.ok(); m--) values.push_back(r.Str());
+  }
+  for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
+    std::string key = r.Str();
+    TraitValue v;
+    v.json = r.Str();
+    v.updated_at = r.Signed();
+    p.traits.emplace(std::move(key), std::move(v));
+  }
+  auto& s = p.stats;
+  s.events = r.Signed(); s.page_views = r.Signed(); s.screen_views = r.Signed();
+  s.sessions = r.Signed(); s.orders = r.Signed(); s.revenue = r.Double();
+  s.first_seen = r.Signed(); s.last_seen = r.Signed();
+  p.session.id = r.Str();
+  p.session.started_at = r.Signed();
+  p.session.last_event_at = r.Signed();
+  p.session.events = r.Signed();
+  for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
+    std::string key = r.Str();
+    Interest i;
+    i.score = r.Double();
+    i.updated_at = r.Signed();
+    p.interests.emplace(std::move(key), i);
+  }
+  for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
+    RecentProduct rp;
+    rp.product_id = r.Str(); rp.name = r.Str(); rp.category = r.Str(); rp.price = r.Double();
+    rp.has_price = r.Varint() != 0;
+    rp.viewed_at = r.Signed();
+    p.recent_products.push_back(std::move(rp));
+  }
+  r.Touch(p.first_touch);
+  r.Touch(p.last_touch);
+  p.device.type = r.Str(); p.device.os = r.Str(); p.device.browser = r.Str();
+  p.device.library = r.Str();
+  for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
+    std::string key = r.Str();
+    p.counters[key] = r.Double();
+  }
+  for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) p.segments.push_back(r.Str());
+  for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
+    std::string key = r.Str();
+    p.scores[key] = r.Double();
+  }
+  if (!r.ok()) return absl::DataLossError("profile: truncated or corrupt value");
+  if (!r.AtEnd()) return absl::DataLossError("profile: trailing bytes");
+  return p;
+}
+
+}  // namespace ecrm

@@ -1,0 +1,20 @@
+// The binary value format of a profile in the `profiles` column family (docs/storage.md): a version
+// byte, then every field in a fixed order as varints, length-prefixed strings and little-endian
+// doubles. Compact and ~10x cheaper than JSON text. Pure functions, thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "profiler/profile.h"
+
+namespace ecrm {
+
+inline constexpr uint8_t kProfileFormatVersion = 1;
+
+void EncodeProfile(const Profile& profile, std::string* out);
+// Fails with DataLoss on a truncated or corrupt value, or an unknown version.
+StatusOr<Profile> DecodeProfile(std::string_view data);
+
+}  // namespace ecrm

@@ -1,0 +1,155 @@
+#include "profiler/profile_json.h"
+
+#include <algorithm>
+
+#include "common/json_writer.h"
+#include "common/time_format.h"
+
+namespace ecrm {
+namespace {
+
+void Time(JsonWriter& w, std::string_view key, TimeMs t) {
+  w.Key(key);
+  if (t == 0) {
+    w.Null();
+  } else {
+    w.String(FormatIso8601(t));
+  }
+}
+
+void RenderTouch(JsonWriter& w, std::string_view key, const Touch& t) {
+  w.Key(key);
+  if (t.empty()) {
+    w.Null();
+    return;
+  }
+  w.BeginObject();
+  auto field = [&](std::string_view name, const std::string& v) {
+    if (!v.empty()) w.Key(name).String(v);
+  };
+  field("source", t.source);
+  field("medium", t.medium);
+  field("campaign", t.campaign);
+  field("term", t.term);
+  field("content", t.content);
+  field("referrer", t.referrer);
+  Time(w, "at", t.at);
+  w.EndObject();
+}
+
+void RenderRecentProducts(JsonWriter& w, const std::vector<RecentProduct>& products, size_t limit) {
+  w.BeginArray();
+  for (size_t i = 0; i < products.size() && i < limit; i++) {
+    const auto& r = products[i];
+    w.BeginObject().Key("product_id").String(r.product_id);
+    if (!r.name.empty()) w.Key("name").String(r.name);
+    if (!r.category.empty()) w.Key("category").String(r.category);
+    if (r.has_price) w.Key("price").Double(r.price);
+    Time(w, "viewed_at", r.viewed_at);
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
+void RenderSegmentsAndScores(JsonWriter& w, const Profile* p) {
+  w.Key("segments").BeginArray();
+  if (p) {
+    for (const auto& s : p->segments) w.String(s);
+  }
+  w.EndArray();
+  w.Key("scores").BeginObject();
+  if (p) {
+    for (const auto& [k, v] : p->scores) w.Key(k).Double(v);
+  }
+  w.EndObject();
+}
+
+}  // namespace
+
+void RenderProfileJson(const Profile& p, const ProfileUpdater& updater, std::string* out) {
+  JsonWriter w(out);
+  w.BeginObject();
+  w.Key("id").String(p.id);
+  w.Key("identities").BeginObject();
+  for (const auto& [type, values] : p.identities) {
+    w.Key(type).BeginArray();
+    for (const auto& v : values) w.String(v);
+    w.EndArray();
+  }
+  w.EndObject();
+  w.Key("traits").BeginObject();
+  for (const auto& [k, v] : p.traits) w.Key(k).Raw(v.json);
+  w.EndObject();
+  const auto& s = p.stats;
+  w.Key("stats").BeginObject();
+  w.Key("events").Int(s.events);
+  w.Key("page_views").Int(s.page_views);
+  w.Key("screen_views").Int(s.screen_views);
+  w.Key("sessions").Int(s.sessions);
+  w.Key("orders").Int(s.orders);
+  w.Key("revenue").Double(s.revenue);
+  Time(w, "first_seen", s.first_seen);
+  Time(w, "last_seen", s.last_seen);
+  w.EndObject();
+  w.Key("sessions").BeginObject();
+  w.Key("count").Int(s.sessions);
+  w.Key("current");
+  if (p.session.id.empty()) {
+    w.Null();
+  } else {
+    w.BeginObject().Key("id").String(p.session.id);
+    Time(w, "started_at", p.session.started_at);
+    Time(w, "last_event_at", p.session.last_event_at);
+    w.Key("events").Int(p.session.events).EndObject();
+  }
+  w.EndObject();
+  w.Key("interests").BeginObject();
+  for (const auto& [category, interest] : p.interests) {
+    w.Key(category).Double(updater.DecayedScore(interest, s.last_seen));
+  }
+  w.EndObject();
+  w.Key("recent_products");
+  RenderRecentProducts(w, p.recent_products, p.recent_products.size());
+  RenderTouch(w, "first_touch", p.first_touch);
+  RenderTouch(w, "last_touch", p.last_touch);
+  w.Key("device").BeginObject();
+  if (!p.device.type.empty()) w.Key("type").String(p.device.type);
+  if (!p.device.os.empty()) w.Key("os").String(p.device.os);
+  if (!p.device.browser.empty()) w.Key("browser").String(p.device.browser);
+  if (!p.device.library.empty()) w.Key("library").String(p.device.library);
+  w.EndObject();
+  w.Key("counters").BeginObject();
+  for (const auto& [k, v] : p.counters) w.Key(k).Double(v);
+  w.EndObject();
+  RenderSegmentsAndScores(w, &p);
+  w.EndObject();
+}
+
+void RenderPersonalizeJson(const Profile* p, const ProfileUpdater& updater,
+                           const PersonalizeOptions& options, std::string* out) {
+  JsonWriter w(out);
+  w.BeginObject();
+  w.Key("known").Bool(p != nullptr);
+  RenderSegmentsAndScores(w, p);
+  w.Key("top_interests").BeginArray();
+  if (p) {
+    std::vector<std::pair<double, const std::string*>> ranked;
+    for (const auto& [category, interest] : p->interests) {
+      ranked.emplace_back(updater.DecayedScore(interest, p->stats.last_seen), &category);
+    }
+    std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : *a.second < *b.second;
+    });
+    for (size_t i = 0; i < ranked.size() && i < options.top_interests; i++) {
+      w.BeginObject().Key("category").String(*ranked[i].second);
+      w.Key("score").Double(ranked[i].first).EndObject();
+    }
+  }
+  w.EndArray();
+  w.Key("recent_products");
+  static const std::vector<RecentProduct> kNone;
+  RenderRecentProducts(w, p ? p->recent_products : kNone, options.recent_products);
+  w.EndObject();
+}
+
+}  // namespace ecrm

@@ -1,0 +1,22 @@
+// Renders a profile as the JSON documents the API returns: the whole profile (GET /v1/profiles) and
+// the compact personalization payload (GET /v1/personalize). Pure functions, thread-safe.
+#pragma once
+
+#include <string>
+
+#include "profiler/profile.h"
+#include "profiler/profile_updater.h"
+
+namespace ecrm {
+
+void RenderProfileJson(const Profile& profile, const ProfileUpdater& updater, std::string* out);
+
+struct PersonalizeOptions {
+  size_t top_interests = 5;
+  size_t recent_products = 10;
+};
+// `profile` may be null: an unknown visitor gets the empty default payload.
+void RenderPersonalizeJson(const Profile* profile, const ProfileUpdater& updater,
+                           const PersonalizeOptions& options, std::string* out);
+
+}  // namespace ecrm

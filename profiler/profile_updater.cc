@@ -1,0 +1,155 @@
+#include "profiler/profile_updater.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ecrm {
+
+const char* EventTypeName(EventType type) {
+  switch (type) {
+    case EventType::kIdentify: return "identify";
+    case EventType::kTrack: return "track";
+    case EventType::kPage: return "page";
+    case EventType::kScreen: return "screen";
+    case EventType::kGroup: return "group";
+    case EventType::kAlias: return "alias";
+  }
+  return "unknown";
+}
+
+bool Profile::HasIdentity(const std::string& type, const std::string& value) const {
+  const auto it = identities.find(type);
+  return it != identities.end() &&
+         std::find(it->second.begin(), it->second.end(), value) != it->second.end();
+}
+
+bool Profile::AddIdentity(const std::string& type, const std::string& value) {
+  if (HasIdentity(type, value)) return false;
+  identities[type].push_back(value);
+  return true;
+}
+
+double ProfileUpdater::DecayedScore(const Interest& interest, TimeMs at) const {
+  const double dt = static_cast<double>(at - interest.updated_at);
+  return interest.score * std::exp2(-dt / static_cast<double>(config_.interest_half_life_ms));
+}
+
+void ProfileUpdater::UpdateSession(Profile& p, TimeMs ts) const {
+  auto& s = p.session;
+  if (s.id.empty() || ts > s.last_event_at + config_.session_timeout_ms) {
+    p.stats.sessions++;
+    s.id = p.id + "-" + std::to_string(p.stats.sessions);
+    s.started_at = ts;
+    s.last_event_at = ts;
+    s.events = 1;
+    return;
+  }
+  if (ts < s.started_at - config_.session_timeout_ms) return;  // late event of an older session
+  s.started_at = std::min(s.started_at, ts);
+  s.last_event_at = std::max(s.last_event_at, ts);
+  s.events++;
+}
+
+void ProfileUpdater::AddInterest(Profile& p, const std::string& category, double weight,
+                                 TimeMs ts) const {
+  if (category.empty()) return;
+  auto& interest = p.interests[category];
+  if (interest.updated_at == 0) {
+    interest.score = weight;
+    interest.updated_at = ts;
+  } else if (ts >= interest.updated_at) {
+    interest.score = DecayedScore(interest, ts) + weight;
+    interest.updated_at = ts;
+  } else {  // a late event adds its weight decayed to the interest's time
+    interest.score += weight * std::exp2(-static_cast<double>(interest.updated_at - ts) /
+                                         static_cast<double>(config_.interest_half_life_ms));
+  }
+  if (p.interests.size() > config_.max_interests) {
+    auto weakest = p.interests.begin();
+    for (auto it = p.interests.begin(); it != p.interests.end(); ++it) {
+      if (DecayedScore(it->second, ts) < DecayedScore(weakest->second, ts)) weakest = it;
+    }
+    p.interests.erase(weakest);
+  }
+}
+
+void ProfileUpdater::AddRecentProduct(Profile& p, const ProductRef& product, TimeMs ts) const {
+  if (product.product_id.empty()) return;
+  auto& list = p.recent_products;
+  const auto same = std::find_if(list.begin(), list.end(), [&](const RecentProduct& r) {
+    return r.product_id == product.product_id;
+  });
+  if (same != list.end()) {
+    if (same->viewed_at > ts) return;  // a newer view is already recorded
+    list.erase(same);
+  }
+  RecentProduct r{product.product_id, product.name, product.category, product.price,
+                  product.has_price, ts};
+  // Newest first: insert before the first entry that is older than this view.
+  const auto pos = std::find_if(list.begin(), list.end(),
+                                [&](const RecentProduct& e) { return e.viewed_at <= ts; });
+  list.insert(pos, std::move(r));
+  if (list.size() > config_.max_recent_products) list.resize(config_.max_recent_products);
+}
+
+void ProfileUpdater::Apply(Profile& p, const Event& e) const {
+  const TimeMs ts = e.timestamp;
+  auto& st = p.stats;
+  const bool newest = st.events == 0 || ts >= st.last_seen;
+  st.events++;
+  st.first_seen = st.first_seen == 0 ? ts : std::min(st.first_seen, ts);
+  st.last_seen = std::max(st.last_seen, ts);
+  UpdateSession(p, ts);
+
+  for (const auto& [key, json] : e.traits) {
+    auto& trait = p.traits[key];
+    if (trait.json.empty() || ts >= trait.updated_at) {
+      trait.json = json;
+      trait.updated_at = ts;
+    }
+  }
+
+  switch (e.type) {
+    case EventType::kPage: st.page_views++; break;
+    case EventType::kScreen: st.screen_views++; break;
+    case EventType::kTrack:
+      if (e.event == "Product Viewed" || e.event == "Product Clicked") {
+        for (const auto& product : e.products) {
+          AddInterest(p, product.category, config_.view_weight, ts);
+          if (e.event == "Product Viewed") AddRecentProduct(p, product, ts);
+        }
+      } else if (e.event == "Product Added" || e.event == "Product Added to Wishlist") {
+        for (const auto& product : e.products) {
+          AddInterest(p, product.category, config_.add_weight, ts);
+        }
+      } else if (e.event == "Order Completed") {
+        st.orders++;
+        if (e.has_revenue) st.revenue += e.revenue;
+        for (const auto& product : e.products) {
+          AddInterest(p, product.category, config_.order_weight, ts);
+        }
+      }
+      break;
+    default: break;
+  }
+
+  if (!e.touch.empty()) {
+    if (p.first_touch.empty() || ts < p.first_touch.at) {
+      p.first_touch = e.touch;
+      p.first_touch.at = ts;
+    }
+    if (p.last_touch.empty() || ts >= p.last_touch.at) {
+      p.last_touch = e.touch;
+      p.last_touch.at = ts;
+    }
+  }
+  if (newest) {
+    const auto& d = e.device;
+    if (!d.type.empty()) p.device.type = d.type;
+    if (!d.os.empty()) p.device.os = d.os;
+    if (!d.browser.empty()) p.device.browser = d.browser;
+    if (!d.library.empty()) p.device.library = d.library;
+  }
+}
+
+}  // namespace ecrm

@@ -1,0 +1,38 @@
+// Applies one event to one profile: stats, sessions, traits, interests, recent products, attribution
+// and device. Pure, deterministic and time-from-the-event (never the wall clock), so replaying the same
+// events gives the same profile. Identity changes are not made here: the shard owns those.
+// Thread-safe (stateless apart from its const config).
+#pragma once
+
+#include "profiler/event.h"
+#include "profiler/profile.h"
+
+namespace ecrm {
+
+struct ProfilerConfig {
+  TimeMs session_timeout_ms = 30 * 60 * 1000;        // inactivity that ends a session
+  TimeMs interest_half_life_ms = 7LL * 24 * 3600 * 1000;  // interest scores halve over this
+  size_t max_recent_products = 20;
+  size_t max_interests = 50;                          // lowest-scoring categories are dropped
+  double view_weight = 1.0;                           // Product Viewed / Clicked
+  double add_weight = 3.0;                            // Product Added / Added to Wishlist
+  double order_weight = 5.0;                          // Order Completed, per product
+};
+
+class ProfileUpdater {
+ public:
+  explicit ProfileUpdater(const ProfilerConfig& config) : config_(config) {}
+  void Apply(Profile& profile, const Event& event) const;
+
+  // An interest score decayed from its last update to `at`.
+  double DecayedScore(const Interest& interest, TimeMs at) const;
+
+ private:
+  void UpdateSession(Profile& profile, TimeMs ts) const;
+  void AddInterest(Profile& profile, const std::string& category, double weight, TimeMs ts) const;
+  void AddRecentProduct(Profile& profile, const ProductRef& product, TimeMs ts) const;
+
+  ProfilerConfig config_;
+};
+
+}  // namespace ecrm

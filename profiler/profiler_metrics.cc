@@ -1,0 +1,58 @@
+#include "profiler/profiler_metrics.h"
+
+#include <string>
+
+namespace ecrm {
+
+ProfilerMetrics::ProfilerMetrics(prometheus::Registry& registry, int shards) {
+  auto& depth = prometheus::BuildGauge()
+                    .Name("ecrm_worker_queue_depth")
+                    .Help("Tasks waiting in a worker shard's inbox")
+                    .Register(registry);
+  auto& cached = prometheus::BuildGauge()
+                     .Name("ecrm_profiles_cached")
+                     .Help("Profiles held in a worker shard's write-back cache")
+                     .Register(registry);
+  auto& written = prometheus::BuildCounter()
+                      .Name("ecrm_profiles_written_total")
+                      .Help("Profile values written to RocksDB")
+                      .Register(registry);
+  auto& batches = prometheus::BuildCounter()
+                      .Name("ecrm_store_batches_total")
+                      .Help("RocksDB write batches (group commits) by worker shard")
+                      .Register(registry);
+  auto& errors = prometheus::BuildCounter()
+                     .Name("ecrm_store_write_errors_total")
+                     .Help("Failed RocksDB write batches by worker shard")
+                     .Register(registry);
+  auto& batch_events = prometheus::BuildHistogram()
+                           .Name("ecrm_store_batch_events")
+                           .Help("Events per RocksDB write batch")
+                           .Register(registry);
+  for (int i = 0; i < shards; i++) {
+    const prometheus::Labels labels{{"shard", std::to_string(i)}};
+    shards_.push_back(ShardProbe{
+        &depth.Add(labels), &cached.Add(labels), &written.Add(labels), &batches.Add(labels),
+        &errors.Add(labels),
+        &batch_events.Add(labels, prometheus::Histogram::BucketBoundaries{
+                                      1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000})});
+  }
+  auto counter = [&](const char* name, const char* help) {
+    return &prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
+  };
+  events_applied_ = counter("ecrm_events_applied_total", "Events applied to profiles");
+  events_duplicate_ =
+      counter("ecrm_events_duplicate_total", "Events skipped because their messageId was seen");
+  events_forwarded_ = counter("ecrm_events_forwarded_total",
+                              "Events forwarded to the shard owning their resolved profile");
+  profiles_created_ = counter("ecrm_profiles_created_total", "Profiles created");
+  identities_attached_ =
+      counter("ecrm_identities_attached_total", "Identifiers attached to an existing profile");
+  identity_conflicts_ = counter(
+      "ecrm_identity_conflicts_total",
+      "Identifiers already owned by another profile (left for the merge step; not merged)");
+  corrupt_profiles_ =
+      counter("ecrm_profiles_corrupt_total", "Stored profile values that failed to decode");
+}
+
+}  // namespace ecrm

@@ -1,0 +1,48 @@
+// ProfilerMetrics: the profiler's Prometheus probe. Handles are resolved once at construction; the
+// returned references are stable. Owned by the ProfileEngine; shards hold a const pointer.
+// Threading: prometheus-cpp counters and gauges are atomic; any thread may update them.
+#pragma once
+
+#include <vector>
+
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace ecrm {
+
+struct ShardProbe {
+  prometheus::Gauge* queue_depth;        // tasks waiting in the shard's inbox
+  prometheus::Gauge* profiles_cached;    // profiles in the shard's write-back cache
+  prometheus::Counter* profiles_written; // profile values written to RocksDB
+  prometheus::Counter* batches_written;  // group commits
+  prometheus::Counter* write_errors;     // failed group commits
+  prometheus::Histogram* batch_events;   // events per group commit
+};
+
+class ProfilerMetrics {
+ public:
+  ProfilerMetrics(prometheus::Registry& registry, int shards);
+
+  ShardProbe& shard(int i) { return shards_[static_cast<size_t>(i)]; }
+  prometheus::Counter& events_applied() { return *events_applied_; }
+  prometheus::Counter& events_duplicate() { return *events_duplicate_; }
+  prometheus::Counter& events_forwarded() { return *events_forwarded_; }
+  prometheus::Counter& profiles_created() { return *profiles_created_; }
+  prometheus::Counter& identities_attached() { return *identities_attached_; }
+  prometheus::Counter& identity_conflicts() { return *identity_conflicts_; }
+  prometheus::Counter& corrupt_profiles() { return *corrupt_profiles_; }
+
+ private:
+  std::vector<ShardProbe> shards_;
+  prometheus::Counter* events_applied_;
+  prometheus::Counter* events_duplicate_;
+  prometheus::Counter* events_forwarded_;
+  prometheus::Counter* profiles_created_;
+  prometheus::Counter* identities_attached_;
+  prometheus::Counter* identity_conflicts_;
+  prometheus::Counter* corrupt_profiles_;
+};
+
+}  // namespace ecrm

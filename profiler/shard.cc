@@ -1,0 +1,314 @@
+#include "profiler/shard.h"
+
+#include "common/logging.h"
+#include "common/murmur2.h"
+#include "profiler/profile_codec.h"
+#include "store/keys.h"
+
+namespace ecrm {
+
+Shard::Shard(int index, KvStore& store, const ProfileUpdater& updater, ShardRouter& router,
+             ProfilerMetrics& metrics, const ShardOptions& options)
+    : index_(index),
+      store_(store),
+      updater_(updater),
+      router_(router),
+      metrics_(metrics),
+      probe_(metrics.shard(index)),
+      options_(options),
+      cache_(options.cache_capacity),
+      rng_(std::random_device{}() ^ (static_cast<uint64_t>(index) << 32)),
+      batch_(store.NewBatch()) {}
+
+Shard::~Shard() { Stop(); }
+
+void Shard::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void Shard::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    stopping_ = true;
+  }
+  inbox_cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Shard::Enqueue(std::vector<ShardTask> tasks) {
+  if (tasks.empty()) return;
+  depth_.fetch_add(tasks.size(), std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    if (inbox_.empty()) {
+      inbox_ = std::move(tasks);
+    } else {
+      for (auto& t : tasks) inbox_.push_back(std::move(t));
+    }
+  }
+  inbox_cv_.notify_one();
+}
+
+void Shard::Run() {
+  std::vector<ShardTask> tasks;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(inbox_mu_);
+      inbox_cv_.wait(lock, [&] { return !inbox_.empty() || stopping_; });
+      if (inbox_.empty()) break;  // stopping and drained
+      if (inbox_.size() <= options_.max_batch_tasks) {
+        tasks.swap(inbox_);
+      } else {
+        const auto split = inbox_.begin() + static_cast<std::ptrdiff_t>(options_.max_batch_tasks);
+        tasks.assign(std::make_move_iterator(inbox_.begin()), std::make_move_iterator(split));
+        inbox_.erase(inbox_.begin(), split);
+      }
+    }
+    depth_.fetch_sub(tasks.size(), std::memory_order_relaxed);
+    ProcessBatch(tasks);
+    tasks.clear();
+    probe_.queue_depth->Set(static_cast<double>(depth_.load(std::memory_order_relaxed)));
+  }
+}
+
+bool Shard::Owns(uint32_t partition) const {
+  return router_.ShardOfPartition(partition) == index_;
+}
+
+void Shard::Fail(const Status& status) {
+  if (batch_error_.ok()) batch_error_ = status;
+}
+
+void Shard::ProcessBatch(std::vector<ShardTask>& tasks) {
+  batch_.Clear();
+  dirty_.clear();
+  acks_.clear();
+  outgoing_.clear();
+  batch_error_ = absl::OkStatus();
+  batch_events_ = 0;
+
+  for (auto& task : tasks) {
+    if (batch_error_.ok()) {
+      switch (task.kind) {
+        case ShardTask::Kind::kEvent:
+          HandleEvent(task);
+          break;
+        case ShardTask::Kind::kForwardedEvent:
+          ApplyToProfile(task.profile_id, task.event, task.ack);
+          break;
+        case ShardTask::Kind::kClaimIdentity:
+          ClaimIdentity(task.partition, task.id_type, task.id_value, task.profile_id, task.ack);
+          break;
+        case ShardTask::Kind::kAttachIdentity:
+          AttachIdentity(task.profile_id, task.id_type, task.id_value);
+          break;
+      }
+    }
+    acks_.push_back(std::move(task.ack));
+  }
+
+  Status status = batch_error_;
+  if (status.ok()) {
+    for (const auto& id : dirty_) {
+      Profile* profile = cache_.Find(id);
+      ECRM_CHECK(profile != nullptr);  // dirty profiles are never evicted within a batch
+      EncodeProfile(*profile, &encode_buffer_);
+      batch_.Put(Cf::kProfiles, id, encode_buffer_);
+    }
+    if (batch_.Count() > 0) status = store_.Write(batch_);
+  }
+
+  if (status.ok()) {
+    probe_.profiles_written->Increment(static_cast<double>(dirty_.size()));
+    probe_.batches_written->Increment();
+    probe_.batch_events->Observe(static_cast<double>(batch_events_));
+    // Hand cross-shard work over, one inbox append per destination.
+    std::vector<std::vector<ShardTask>> by_shard;
+    for (auto& out : outgoing_) {
+      if (by_shard.size() <= static_cast<size_t>(out.shard)) by_shard.resize(out.shard + 1);
+      by_shard[out.shard].push_back(std::move(out.task));
+    }
+    for (size_t s = 0; s < by_shard.size(); s++) {
+      if (!by_shard[s].empty()) router_.Send(static_cast<int>(s), std::move(by_shard[s]));
+    }
+  } else {
+    spdlog::error("shard {}: batch of {} tasks failed: {}", index_, tasks.size(),
+                  status.ToString());
+    probe_.write_errors->Increment();
+    // Nothing of this batch is durable: forget what it changed in memory so the next read reloads.
+    for (const auto& id : dirty_) cache_.Erase(id);
+    identity_cache_.clear();
+    dedup_current_.clear();
+    dedup_previous_.clear();
+    for (auto& out : outgoing_) out.task.ack->Done(status);
+  }
+  for (auto& ack : acks_) {
+    if (ack) ack->Done(status);
+  }
+  acks_.clear();
+  cache_.Trim();
+  probe_.profiles_cached->Set(static_cast<double>(cache_.size()));
+}
+
+void Shard::HandleEvent(ShardTask& task) {
+  Event& event = task.event;
+  const std::string key_type = event.RoutingIdentityType();
+  const std::string identity_key = IdentityKey(task.partition, key_type, event.RoutingKey());
+  auto resolved = ResolveIdentity(identity_key);
+  if (!resolved.ok()) return Fail(resolved.status());
+  std::string profile_id = *std::move(resolved);
+  if (profile_id.empty()) {
+    profile_id = MakeProfileId(task.partition, rng_());
+    batch_.Put(Cf::kIdentities, identity_key, profile_id);
+    identity_cache_[identity_key] = profile_id;
+    Profile fresh;
+    fresh.id = profile_id;
+    fresh.AddIdentity(key_type, event.RoutingKey());
+    cache_.Insert(std::move(fresh));
+    dirty_.insert(profile_id);
+    metrics_.profiles_created().Increment();
+  }
+  const auto owner_partition = PartitionOfProfileId(profile_id);
+  ECRM_CHECK(owner_partition.has_value());
+  if (!Owns(*owner_partition)) {
+    task.ack->Add(1);
+    ShardTask forward;
+    forward.kind = ShardTask::Kind::kForwardedEvent;
+    forward.partition = *owner_partition;
+    forward.event = std::move(event);
+    forward.profile_id = std::move(profile_id);
+    forward.ack = task.ack;
+    outgoing_.push_back({router_.ShardOfPartition(*owner_partition), std::move(forward)});
+    metrics_.events_forwarded().Increment();
+    return;
+  }
+  ApplyToProfile(profile_id, event, task.ack);
+}
+
+void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
+                           const std::shared_ptr<AckGroup>& ack) {
+  const auto partition = PartitionOfProfileId(profile_id);
+  ECRM_CHECK(partition.has_value() && Owns(*partition));
+  if (!event.message_id.empty()) {
+    std::string dedup_key = DedupKey(*partition, event.message_id);
+    if (SeenMessage(dedup_key)) {
+      metrics_.events_duplicate().Increment();
+      return;
+    }
+    if (!batch_error_.ok()) return;
+    std::string received;
+    PutFixed64(&received, static_cast<uint64_t>(event.received_at));
+    batch_.Put(Cf::kDedup, dedup_key, received);
+    if (dedup_current_.size() >= options_.dedup_memory_capacity) {
+      dedup_previous_ = std::move(dedup_current_);
+      dedup_current_.clear();
+    }
+    dedup_current_.insert(std::move(dedup_key));
+  }
+  auto loaded = LoadProfile(profile_id);
+  if (!loaded.ok()) return Fail(loaded.status());
+  Profile* profile = *loaded;
+  updater_.Apply(*profile, event);
+  dirty_.insert(profile_id);
+  batch_events_++;
+  metrics_.events_applied().Increment();
+
+  const std::pair<const char*, const std::string*> carried[] = {
+      {"anonymous_id", &event.anonymous_id}, {"user_id", &event.user_id}, {"email", &event.email}};
+  for (const auto& [type, value] : carried) {
+    if (value->empty() || profile->HasIdentity(type, *value)) continue;
+    const uint32_t id_partition = PartitionForKey(*value, router_.partition_count());
+    if (Owns(id_partition)) {
+      ClaimIdentity(id_partition, type, *value, profile_id, ack);
+      continue;
+    }
+    ack->Add(1);
+    ShardTask claim;
+    claim.kind = ShardTask::Kind::kClaimIdentity;
+    claim.partition = id_partition;
+    claim.profile_id = profile_id;
+    claim.id_type = type;
+    claim.id_value = *value;
+    claim.ack = ack;
+    outgoing_.push_back({router_.ShardOfPartition(id_partition), std::move(claim)});
+  }
+}
+
+void Shard::ClaimIdentity(uint32_t partition, const std::string& type, const std::string& value,
+                          const std::string& profile_id, const std::shared_ptr<AckGroup>& ack) {
+  const std::string identity_key = IdentityKey(partition, type, value);
+  auto resolved = ResolveIdentity(identity_key);
+  if (!resolved.ok()) return Fail(resolved.status());
+  if (!resolved->empty() && *resolved != profile_id) {
+    // Owned by another profile: merging the two is the identity-resolution step's job.
+    metrics_.identity_conflicts().Increment();
+    return;
+  }
+  if (resolved->empty()) {
+    batch_.Put(Cf::kIdentities, identity_key, profile_id);
+    identity_cache_[identity_key] = profile_id;
+  }
+  // Also when the record already points here: the attach is idempotent and repairs a profile whose
+  // attach was lost with a failed batch.
+  const auto owner_partition = PartitionOfProfileId(profile_id);
+  ECRM_CHECK(owner_partition.has_value());
+  if (Owns(*owner_partition)) {
+    AttachIdentity(profile_id, type, value);
+    return;
+  }
+  ack->Add(1);
+  ShardTask attach;
+  attach.kind = ShardTask::Kind::kAttachIdentity;
+  attach.partition = *owner_partition;
+  attach.profile_id = profile_id;
+  attach.id_type = type;
+  attach.id_value = value;
+  attach.ack = ack;
+  outgoing_.push_back({router_.ShardOfPartition(*owner_partition), std::move(attach)});
+}
+
+void Shard::AttachIdentity(const std::string& profile_id, const std::string& type,
+                           const std::string& value) {
+  auto loaded = LoadProfile(profile_id);
+  if (!loaded.ok()) return Fail(loaded.status());
+  if ((*loaded)->AddIdentity(type, value)) {
+    dirty_.insert(profile_id);
+    metrics_.identities_attached().Increment();
+  }
+}
+
+StatusOr<std::string> Shard::ResolveIdentity(const std::string& key) {
+  const auto it = identity_cache_.find(key);
+  if (it != identity_cache_.end()) return it->second;
+  ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kIdentities, key));
+  if (!stored) return std::string();
+  if (identity_cache_.size() >= options_.identity_cache_capacity) identity_cache_.clear();
+  identity_cache_[key] = *stored;
+  return *std::move(stored);
+}
+
+StatusOr<Profile*> Shard::LoadProfile(const std::string& profile_id) {
+  if (Profile* cached = cache_.Find(profile_id)) return cached;
+  ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kProfiles, profile_id));
+  if (!stored) {
+    Profile fresh;
+    fresh.id = profile_id;
+    return cache_.Insert(std::move(fresh));
+  }
+  auto decoded = DecodeProfile(*stored);
+  if (!decoded.ok()) {
+    metrics_.corrupt_profiles().Increment();
+    return decoded.status();
+  }
+  return cache_.Insert(*std::move(decoded));
+}
+
+bool Shard::SeenMessage(const std::string& dedup_key) {
+  if (dedup_current_.contains(dedup_key) || dedup_previous_.contains(dedup_key)) return true;
+  auto stored = store_.Get(Cf::kDedup, dedup_key);
+  if (!stored.ok()) {
+    Fail(stored.status());
+    return false;
+  }
+  return stored->has_value();
+}
+
+}  // namespace ecrm

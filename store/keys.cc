@@ -1,0 +1,62 @@
+#include "store/keys.h"
+
+#include <cstdio>
+
+namespace ecrm {
+
+std::string PartitionPrefix(uint32_t partition) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "%04x|", partition & 0xffff);
+  return buf;
+}
+
+std::string IdentityKey(uint32_t partition, std::string_view type, std::string_view value) {
+  std::string key = PartitionPrefix(partition);
+  key.append(type);
+  key.push_back(':');
+  key.append(value);
+  return key;
+}
+
+std::string DedupKey(uint32_t partition, std::string_view message_id) {
+  std::string key = PartitionPrefix(partition);
+  key.append(message_id);
+  return key;
+}
+
+std::string MakeProfileId(uint32_t partition, uint64_t unique) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%04x-%016llx", partition & 0xffff,
+                static_cast<unsigned long long>(unique));
+  return buf;
+}
+
+std::optional<uint32_t> PartitionOfProfileId(std::string_view id) {
+  if (id.size() != 21 || id[4] != '-') return std::nullopt;
+  uint32_t p = 0;
+  for (size_t i = 0; i < 4; i++) {
+    const char c = id[i];
+    uint32_t v;
+    if (c >= '0' && c <= '9') {
+      v = static_cast<uint32_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      v = static_cast<uint32_t>(c - 'a' + 10);
+    } else {
+      return std::nullopt;
+    }
+    p = p * 16 + v;
+  }
+  return p;
+}
+
+void PutFixed64(std::string* out, uint64_t v) {
+  for (int i = 0; i < 8; i++) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+uint64_t DecodeFixed64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+}  // namespace ecrm

@@ -1,0 +1,178 @@
+#include "store/kv_store.h"
+
+#include "rocksdb/cache.h"
+#include "rocksdb/compaction_filter.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/options.h"
+#include "rocksdb/statistics.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+#include "store/keys.h"
+#include "store/rocksdb_status.h"
+
+namespace ecrm {
+namespace {
+
+constexpr const char* kCfNames[kNumCfs] = {"profiles", "identities", "dedup", "meta"};
+
+// Drops dedup records (value = fixed64 received-at millis) older than the dedup window.
+// Called by RocksDB's compaction threads; stateless apart from const members.
+class DedupExpiryFilter final : public rocksdb::CompactionFilter {
+ public:
+  DedupExpiryFilter(const Clock* clock, int64_t window_ms) : clock_(clock), window_ms_(window_ms) {}
+  bool Filter(int /*level*/, const rocksdb::Slice& /*key*/, const rocksdb::Slice& value,
+              std::string* /*new_value*/, bool* /*value_changed*/) const override {
+    if (value.size() != 8) return false;
+    const auto received = static_cast<int64_t>(DecodeFixed64(value.data()));
+    return clock_->NowMs() - received > window_ms_;
+  }
+  const char* Name() const override { return "ecrm.DedupExpiryFilter"; }
+
+ private:
+  const Clock* clock_;
+  int64_t window_ms_;
+};
+
+const SystemClock kSystemClock;
+
+}  // namespace
+
+WriteBatch::WriteBatch() : batch_(std::make_unique<rocksdb::WriteBatch>()) {}
+WriteBatch::~WriteBatch() = default;
+WriteBatch::WriteBatch(WriteBatch&&) noexcept = default;
+WriteBatch& WriteBatch::operator=(WriteBatch&&) noexcept = default;
+
+void WriteBatch::Put(Cf cf, std::string_view key, std::string_view value) {
+  ECRM_CHECK(handles_ != nullptr);
+  const auto s = batch_->Put(handles_[static_cast<int>(cf)], rocksdb::Slice(key.data(), key.size()),
+                             rocksdb::Slice(value.data(), value.size()));
+  ECRM_CHECK(s.ok());
+  count_++;
+}
+
+void WriteBatch::Delete(Cf cf, std::string_view key) {
+  ECRM_CHECK(handles_ != nullptr);
+  const auto s =
+      batch_->Delete(handles_[static_cast<int>(cf)], rocksdb::Slice(key.data(), key.size()));
+  ECRM_CHECK(s.ok());
+  count_++;
+}
+
+size_t WriteBatch::ByteSize() const { return batch_->GetDataSize(); }
+
+void WriteBatch::Clear() {
+  batch_->Clear();
+  count_ = 0;
+}
+
+StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const StoreOptions& options) {
+  std::unique_ptr<KvStore> store(new KvStore());
+  store->options_ = options;
+  const Clock* clock = options.clock ? options.clock : &kSystemClock;
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = 2;
+  db_options.bytes_per_sync = 1 << 20;
+  db_options.max_total_wal_size = 256 << 20;
+  store->stats_ = rocksdb::CreateDBStatistics();
+  store->stats_->set_stats_level(rocksdb::StatsLevel::kExceptTimers);
+  db_options.statistics = store->stats_;
+
+  store->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = store->cache_;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  cfs.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());  // unused
+  for (int i = 0; i < kNumCfs; i++) {
+    rocksdb::ColumnFamilyOptions cf_options;
+    cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    cf_options.compression = rocksdb::kLZ4Compression;
+    cf_options.bottommost_compression = rocksdb::kZSTD;
+    cf_options.write_buffer_size = 64 << 20;
+    if (static_cast<Cf>(i) == Cf::kDedup) {
+      store->dedup_filter_ = std::make_unique<DedupExpiryFilter>(clock, options.dedup_window_ms);
+      cf_options.compaction_filter = store->dedup_filter_.get();
+      cf_options.periodic_compaction_seconds = 24 * 3600;
+    }
+    cfs.emplace_back(kCfNames[i], cf_options);
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(db_options, options.path, cfs, &handles, &db)));
+  store->db_.reset(db);
+  store->default_handle_ = handles[0];
+  for (int i = 0; i < kNumCfs; i++) store->handles_[i] = handles[static_cast<size_t>(i) + 1];
+  return store;
+}
+
+KvStore::~KvStore() {
+  if (!db_) return;
+  for (auto* h : handles_) {
+    if (h) db_->DestroyColumnFamilyHandle(h);
+  }
+  if (default_handle_) db_->DestroyColumnFamilyHandle(default_handle_);
+  db_->Close().PermitUncheckedError();
+  db_.reset();
+}
+
+WriteBatch KvStore::NewBatch() const {
+  WriteBatch batch;
+  batch.handles_ = handles_;
+  return batch;
+}
+
+Status KvStore::Write(WriteBatch& batch) {
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync_writes;
+  return FromRocks(db_->Write(wo, batch.batch_.get()));
+}
+
+StatusOr<std::optional<std::string>> KvStore::Get(Cf cf, std::string_view key) const {
+  std::string value;
+  const auto s = db_->Get(rocksdb::ReadOptions(), handles_[static_cast<int>(cf)],
+                          rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  RETURN_IF_ERROR(FromRocks(s));
+  return std::optional<std::string>(std::move(value));
+}
+
+Status KvStore::Put(Cf cf, std::string_view key, std::string_view value) {
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync_writes;
+  return FromRocks(db_->Put(wo, handles_[static_cast<int>(cf)],
+                            rocksdb::Slice(key.data(), key.size()),
+                            rocksdb::Slice(value.data(), value.size())));
+}
+
+Status KvStore::ScanImpl(Cf cf, std::string_view prefix, ScanCallback cb, void* ctx) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[static_cast<int>(cf)]));
+  const rocksdb::Slice p(prefix.data(), prefix.size());
+  for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
+    if (!cb(ctx, std::string_view(it->key().data(), it->key().size()),
+            std::string_view(it->value().data(), it->value().size()))) {
+      break;
+    }
+  }
+  return FromRocks(it->status());
+}
+
+uint64_t KvStore::IntProperty(std::string_view name) const {
+  uint64_t total = 0;
+  for (auto* h : handles_) {
+    uint64_t v = 0;
+    if (db_->GetIntProperty(h, rocksdb::Slice(name.data(), name.size()), &v)) total += v;
+  }
+  return total;
+}
+
+uint64_t KvStore::Ticker(uint32_t ticker) const { return stats_->getTickerCount(ticker); }
+
+}  // namespace ecrm

@@ -1,0 +1,111 @@
+// KvStore: ecrm's RocksDB database, with one column family per kind of data (profiles, identities,
+// dedup, meta). It knows bytes and keys, not profiles: the profiler owns the value formats.
+//
+// Ownership: created once by the app (or a test) and shared by reference; it must outlive every shard
+// and reader. Threading: all methods are thread-safe (RocksDB's own synchronisation); ecrm adds no lock.
+// Writes go through the WAL; `sync_writes` additionally fsyncs each group commit.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class WriteBatch;
+class Cache;
+class Statistics;
+class CompactionFilter;
+}  // namespace rocksdb
+
+namespace ecrm {
+
+enum class Cf : int { kProfiles = 0, kIdentities = 1, kDedup = 2, kMeta = 3 };
+inline constexpr int kNumCfs = 4;
+
+struct StoreOptions {
+  std::string path;                    // database directory; created if missing
+  size_t block_cache_bytes = 256 << 20;  // shared LRU block cache
+  bool sync_writes = false;            // fsync the WAL on every write (machine-crash durability)
+  int64_t dedup_window_ms = 24LL * 3600 * 1000;  // dedup records older than this are compacted away
+  const Clock* clock = nullptr;        // for the dedup expiry; must outlive the store (null = system)
+};
+
+// A set of writes applied atomically by KvStore::Write. Not thread-safe; owned by one writer.
+class WriteBatch {
+ public:
+  WriteBatch();
+  ~WriteBatch();
+  WriteBatch(WriteBatch&&) noexcept;
+  WriteBatch& operator=(WriteBatch&&) noexcept;
+
+  void Put(Cf cf, std::string_view key, std::string_view value);
+  void Delete(Cf cf, std::string_view key);
+  size_t Count() const { return count_; }
+  size_t ByteSize() const;
+  void Clear();
+
+ private:
+  friend class KvStore;
+  std::unique_ptr<rocksdb::WriteBatch> batch_;
+  size_t count_ = 0;
+  rocksdb::ColumnFamilyHandle* const* handles_ = nullptr;
+};
+
+class KvStore {
+ public:
+  static StatusOr<std::unique_ptr<KvStore>> Open(const StoreOptions& options);
+  ~KvStore();
+  KvStore(const KvStore&) = delete;
+  KvStore& operator=(const KvStore&) = delete;
+
+  // A batch bound to this store's column families.
+  WriteBatch NewBatch() const;
+  Status Write(WriteBatch& batch);
+
+  // nullopt when the key is absent.
+  StatusOr<std::optional<std::string>> Get(Cf cf, std::string_view key) const;
+  Status Put(Cf cf, std::string_view key, std::string_view value);
+
+  // Calls fn(key, value) for every key that starts with `prefix`, in key order; stops when fn returns
+  // false.
+  template <typename Fn>
+  Status Scan(Cf cf, std::string_view prefix, Fn&& fn) const;
+
+  // Numeric RocksDB property (e.g. "rocksdb.estimate-num-keys"), summed over column families.
+  uint64_t IntProperty(std::string_view name) const;
+  // A ticker from RocksDB's statistics, by name (e.g. "rocksdb.bytes.written"); 0 if unknown.
+  uint64_t Ticker(uint32_t ticker) const;
+
+ private:
+  KvStore() = default;
+  using ScanCallback = bool (*)(void* ctx, std::string_view key, std::string_view value);
+  Status ScanImpl(Cf cf, std::string_view prefix, ScanCallback cb, void* ctx) const;
+
+  StoreOptions options_;
+  std::shared_ptr<rocksdb::Cache> cache_;
+  std::shared_ptr<rocksdb::Statistics> stats_;
+  std::unique_ptr<rocksdb::CompactionFilter> dedup_filter_;  // outlives db_ (declared first)
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::ColumnFamilyHandle* handles_[kNumCfs] = {};
+  rocksdb::ColumnFamilyHandle* default_handle_ = nullptr;  // RocksDB requires it; ecrm stores nothing there
+};
+
+template <typename Fn>
+Status KvStore::Scan(Cf cf, std::string_view prefix, Fn&& fn) const {
+  return ScanImpl(
+      cf, prefix,
+      [](void* ctx, std::string_view k, std::string_view v) {
+        return (*static_cast<std::remove_reference_t<Fn>*>(ctx))(k, v);
+      },
+      &fn);
+}
+
+}  // namespace ecrm
