@@ -164,6 +164,13 @@ Status KvStore::ScanImpl(Cf cf, std::string_view prefix, ScanCallback cb, void* 
   return FromRocks(it->status());
 }
 
+Status KvStore::CompactAll() {
+  for (auto* h : handles_) {
+    RETURN_IF_ERROR(FromRocks(db_->CompactRange(rocksdb::CompactRangeOptions(), h, nullptr, nullptr)));
+  }
+  return absl::OkStatus();
+}
+
 uint64_t KvStore::IntProperty(std::string_view name) const {
   uint64_t total = 0;
   for (auto* h : handles_) {

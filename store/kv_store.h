@@ -79,6 +79,9 @@ class KvStore {
   template <typename Fn>
   Status Scan(Cf cf, std::string_view prefix, Fn&& fn) const;
 
+  // Compacts every column family fully (tests and maintenance; runs the dedup expiry filter).
+  Status CompactAll();
+
   // Numeric RocksDB property (e.g. "rocksdb.estimate-num-keys"), summed over column families.
   uint64_t IntProperty(std::string_view name) const;
   // A ticker from RocksDB's statistics, by name (e.g. "rocksdb.bytes.written"); 0 if unknown.

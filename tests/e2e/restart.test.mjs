@@ -2,6 +2,7 @@
 // and messageIds are deduplicated across restarts.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomId, startServer } from './lib/server.mjs';
 
 let srv;
@@ -110,23 +111,24 @@ test('kill -9 while a concurrent sender is mid-stream', { timeout: 180_000 }, as
     let killed = false;
     let killPromise = null;
 
-    // 3 concurrent senders; the kill happens once 12 batches are acknowledged,
-    // while the others are still in flight.
+    // 3 concurrent senders. Once 12 batches are acknowledged, the next request
+    // sent arms the kill a few ms later, so that it lands while requests are in flight.
+    const killDelayMs = 1 + Math.floor(rand() * 3);
     const sender = async () => {
       for (;;) {
         const i = next++;
         if (i >= batches.length) return;
         if (killed) { unsent.push(batches[i]); continue; }
+        const inFlight = post(batches[i]);
+        if (!killPromise && acked.length >= 12) {
+          killPromise = sleep(killDelayMs).then(() => { killed = true; return srv.kill9(); });
+        }
         try {
-          const res = await post(batches[i]);
+          const res = await inFlight;
           if (res.status === 200) acked.push(batches[i]);
           else failed.push(batches[i]);
         } catch {
           failed.push(batches[i]);
-        }
-        if (!killed && acked.length >= 12) {
-          killed = true;
-          killPromise = srv.kill9();
         }
       }
     };
@@ -134,7 +136,7 @@ test('kill -9 while a concurrent sender is mid-stream', { timeout: 180_000 }, as
     assert.ok(killed, 'the server was never killed (fewer than 12 batches acknowledged?)');
     await killPromise;
     assert.ok(acked.length >= 12);
-    t.diagnostic(`at the kill: acknowledged ${acked.length}, failed ${failed.length}, unsent ${unsent.length} batches (seed ${SEED})`);
+    t.diagnostic(`kill ${killDelayMs} ms after a send: acknowledged ${acked.length}, failed ${failed.length}, unsent ${unsent.length} batches (seed ${SEED})`);
 
     await srv.restart();
     const must = new Map(expected);

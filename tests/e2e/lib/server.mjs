@@ -25,11 +25,18 @@ const MAX_LOG_BYTES = 256 * 1024;
 
 // Every live child, so that nothing outlives the test process even on a crash.
 const liveChildren = new Set();
-process.on('exit', () => {
+function killAllChildren() {
   for (const child of liveChildren) {
     try { child.kill('SIGKILL'); } catch { /* already gone */ }
   }
-});
+}
+process.on('exit', killAllChildren);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, () => {
+    killAllChildren();
+    process.kill(process.pid, sig);
+  });
+}
 
 export function randomId(prefix = '') {
   return prefix + randomBytes(6).toString('hex');

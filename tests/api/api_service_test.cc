@@ -1,0 +1,213 @@
+#include "api/api_service.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <regex>
+
+#include "absl/strings/escaping.h"
+#include "tests/testutil/temp_dir.h"
+
+namespace ecrm {
+namespace {
+
+struct Call {
+  std::string method = "POST";
+  std::string target;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto store = KvStore::Open({.path = dir_.Sub("db")});
+    ASSERT_TRUE(store.ok());
+    store_ = *std::move(store);
+    EngineOptions options;
+    options.shards = 2;
+    options.partitions = 8;
+    engine_ = *ProfileEngine::Create(*store_, *registry_, options);
+    engine_->Start();
+    ApiOptions api;
+    api.write_keys = {"wk"};
+    api.read_keys = {"rk"};
+    api.admin_token = "admin";
+    api.limits.max_request_bytes = 4096;
+    api.limits.max_event_bytes = 1024;
+    api.limits.max_batch_events = 10;
+    api_ = std::make_unique<ApiService>(*engine_, *registry_, clock_, std::move(api));
+  }
+
+  HttpResponse Do(const Call& c) {
+    HttpRequest req;
+    req.method = c.method;
+    req.target = c.target;
+    req.body = c.body;
+    for (const auto& [k, v] : c.headers) req.headers.emplace_back(k, v);
+    std::promise<HttpResponse> done;
+    auto future = done.get_future();
+    api_->Handle(req, [&](HttpResponse r) { done.set_value(std::move(r)); });
+    return future.get();
+  }
+
+  HttpResponse Post(const std::string& target, const std::string& body,
+                    const std::string& key = "wk") {
+    Call c{"POST", target, body, {}};
+    if (!key.empty()) c.headers.emplace_back("Authorization", "Basic " + absl::Base64Escape(key + ":"));
+    return Do(c);
+  }
+
+  HttpResponse Get(const std::string& target, const std::string& bearer = "admin") {
+    Call c{"GET", target, "", {}};
+    if (!bearer.empty()) c.headers.emplace_back("Authorization", "Bearer " + bearer);
+    return Do(c);
+  }
+
+  double Metric(const std::string& series) {
+    const std::string text = Get("/metrics", "").body;
+    const auto pos = text.find("\n" + series + " ");
+    if (pos == std::string::npos) return -1;
+    return std::stod(text.substr(pos + series.size() + 2));
+  }
+
+  void ExpectError(const HttpResponse& r, int status, const std::string& code) {
+    EXPECT_EQ(r.status, status) << r.body;
+    EXPECT_NE(r.body.find(R"("code":")" + code + "\""), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find(R"("message":)"), std::string::npos) << r.body;
+  }
+
+  testing::TempDir dir_;
+  ManualClock clock_{1'790'000'000'000};
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<KvStore> store_;
+  std::unique_ptr<ProfileEngine> engine_;
+  std::unique_ptr<ApiService> api_;
+};
+
+TEST_F(ApiTest, CollectsThenServesProfileAndPersonalization) {
+  auto r = Post("/v1/batch", R"({"batch":[
+      {"type":"identify","anonymousId":"a1","userId":"u1","traits":{"email":"Ada@Example.com"}},
+      {"type":"track","anonymousId":"a1","event":"Product Viewed","properties":{"product_id":"p1","category":"shoes"}}]})");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, R"({"success":true})");
+  EXPECT_EQ(Post("/v1/p", R"({"anonymousId":"a1","writeKey":"wk"})", "").status, 200);
+
+  auto profile = Get("/v1/profiles/user_id:u1");
+  ASSERT_EQ(profile.status, 200) << profile.body;
+  EXPECT_NE(profile.body.find(R"("events":3)"), std::string::npos) << profile.body;
+  EXPECT_NE(profile.body.find(R"("page_views":1)"), std::string::npos);
+  EXPECT_EQ(Get("/v1/profiles/email:ada%40example.com").body, profile.body);
+  EXPECT_EQ(Get("/v1/profiles/email:%20ADA@example.com%20").body, profile.body);
+
+  auto p = Get("/v1/personalize/anonymous_id:a1", "rk");
+  EXPECT_EQ(p.status, 200);
+  EXPECT_NE(p.body.find(R"("known":true)"), std::string::npos) << p.body;
+  EXPECT_NE(p.body.find(R"("category":"shoes")"), std::string::npos) << p.body;
+  EXPECT_EQ(Metric(R"(ecrm_events_accepted_total{type="track"})"), 1);
+  EXPECT_EQ(Metric(R"(ecrm_events_accepted_total{type="page"})"), 1);
+}
+
+TEST_F(ApiTest, UnknownVisitorPersonalizesToDefaultButProfileIs404) {
+  auto p = Get("/v1/personalize/anonymous_id:nobody", "rk");
+  EXPECT_EQ(p.status, 200);
+  EXPECT_EQ(p.body,
+            R"({"known":false,"segments":[],"scores":{},"top_interests":[],"recent_products":[]})");
+  ExpectError(Get("/v1/profiles/anonymous_id:nobody"), 404, "not_found");
+}
+
+TEST_F(ApiTest, ReadsNeedTheRightToken) {
+  ExpectError(Get("/v1/profiles/user_id:u1", ""), 401, "unauthorized");
+  ExpectError(Get("/v1/profiles/user_id:u1", "rk"), 401, "unauthorized");  // read key: not admin
+  ExpectError(Get("/v1/personalize/user_id:u1", "wrong"), 401, "unauthorized");
+  EXPECT_EQ(Get("/v1/personalize/user_id:u1", "admin").status, 200);
+  ExpectError(Get("/v1/profiles/nocolon"), 400, "invalid_identifier");
+  ExpectError(Get("/v1/profiles/phone:123"), 400, "invalid_identifier");
+  ExpectError(Get("/v1/profiles/user_id:%zz"), 400, "invalid_identifier");
+}
+
+TEST_F(ApiTest, RejectionsAreCountedAndLeaveStateIntact) {
+  ASSERT_EQ(Post("/v1/track", R"({"anonymousId":"a","event":"E"})").status, 200);
+  const std::string before = Get("/v1/profiles/anonymous_id:a").body;
+
+  ExpectError(Post("/v1/batch", "{oops"), 400, "invalid_json");
+  ExpectError(Post("/v1/batch", R"({"batch":[{"type":"track","anonymousId":"a","event":"E"},
+      {"type":"track","anonymousId":"a"}]})"), 400, "missing_event");
+  auto indexed = Post("/v1/batch", R"({"batch":[{"type":"track","anonymousId":"a","event":"E"},{"anonymousId":"a"}]})");
+  EXPECT_NE(indexed.body.find(R"("index":1)"), std::string::npos) << indexed.body;
+  ExpectError(Post("/v1/batch", R"({"batch":[]})", ""), 401, "missing_write_key");
+  ExpectError(Post("/v1/batch", R"({"batch":[]})", "nope"), 401, "invalid_write_key");
+  ExpectError(Post("/v1/batch", R"({"writeKey":"nope","batch":[]})", ""), 401, "invalid_write_key");
+  Call gz{"POST", "/v1/batch", "not gzip", {{"Content-Encoding", "gzip"}, {"X-Write-Key", "wk"}}};
+  ExpectError(Do(gz), 400, "invalid_encoding");
+  Call br{"POST", "/v1/batch", "{}", {{"Content-Encoding", "br"}, {"X-Write-Key", "wk"}}};
+  ExpectError(Do(br), 400, "invalid_encoding");
+
+  EXPECT_EQ(Metric(R"(ecrm_events_rejected_total{reason="invalid_json"})"), 1);
+  EXPECT_EQ(Metric(R"(ecrm_events_rejected_total{reason="missing_event"})"), 1);
+  EXPECT_EQ(Metric(R"(ecrm_events_rejected_total{reason="missing_type"})"), 1);
+  EXPECT_EQ(Metric(R"(ecrm_events_rejected_total{reason="missing_write_key"})"), 1);
+  EXPECT_EQ(Metric(R"(ecrm_events_rejected_total{reason="invalid_write_key"})"), 2);
+  EXPECT_EQ(Metric(R"(ecrm_events_rejected_total{reason="invalid_encoding"})"), 2);
+  EXPECT_EQ(Get("/v1/profiles/anonymous_id:a").body, before);
+  EXPECT_EQ(Metric(R"(ecrm_events_accepted_total{type="track"})"), 1);
+}
+
+TEST_F(ApiTest, WriteKeyFromQueryAndJitsuStyleHeader) {
+  EXPECT_EQ(Post("/v1/track?writeKey=wk", R"({"anonymousId":"a","event":"E"})", "").status, 200);
+  Call jitsu{"POST", "/v1/t", R"({"anonymousId":"a","event":"E"})", {{"X-Write-Key", "wk:secret"}}};
+  EXPECT_EQ(Do(jitsu).status, 200);
+}
+
+TEST_F(ApiTest, CorsPreflightAndEchoedOrigin) {
+  Call pre{"OPTIONS", "/v1/t", "", {{"Origin", "http://shop.example"},
+                                    {"Access-Control-Request-Headers", "authorization,content-type"}}};
+  auto r = Do(pre);
+  EXPECT_EQ(r.status, 204);
+  auto header = [&](const HttpResponse& res, const std::string& name) {
+    for (const auto& [k, v] : res.headers) {
+      if (k == name) return v;
+    }
+    return std::string();
+  };
+  EXPECT_EQ(header(r, "Access-Control-Allow-Origin"), "http://shop.example");
+  EXPECT_EQ(header(r, "Access-Control-Allow-Credentials"), "true");
+  EXPECT_EQ(header(r, "Access-Control-Allow-Headers"), "authorization,content-type");
+  Call post{"POST", "/v1/t", R"({"anonymousId":"a","event":"E","writeKey":"wk"})",
+            {{"Origin", "http://shop.example"}, {"Content-Type", "text/plain"}}};
+  auto ok = Do(post);
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(header(ok, "Access-Control-Allow-Origin"), "http://shop.example");
+}
+
+TEST_F(ApiTest, SettingsForBrowserClients) {
+  Call c{"GET", "/v1/projects/wk/settings", "", {{"Host", "127.0.0.1:9999"}}};
+  auto r = Do(c);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find(R"("Segment.io":{"apiKey":"wk","apiHost":"127.0.0.1:9999/v1")"),
+            std::string::npos)
+      << r.body;
+  ExpectError(Get("/v1/projects/nope/settings", ""), 404, "invalid_write_key");
+}
+
+TEST_F(ApiTest, HealthAndUnknownRoutes) {
+  EXPECT_EQ(Get("/healthz", "").status, 200);
+  EXPECT_EQ(Get("/readyz", "").status, 200);
+  ExpectError(Get("/nope", ""), 404, "not_found");
+  ExpectError(Get("/v1/batch", ""), 405, "method_not_allowed");
+}
+
+TEST_F(ApiTest, HelpersDecodeKeysAndPercentEscapes) {
+  EXPECT_EQ(PercentDecode("a%40b.c%3A"), "a@b.c:");
+  EXPECT_FALSE(PercentDecode("%4").has_value());
+  HttpRequest req;
+  const std::string basic = "Basic " + absl::Base64Escape("key1:");
+  req.headers.emplace_back("authorization", basic);
+  EXPECT_EQ(WriteKeyFromRequest(req), "key1");
+  const std::string no_colon = "Basic " + absl::Base64Escape("key2");
+  req.headers[0].second = no_colon;
+  EXPECT_EQ(WriteKeyFromRequest(req), "key2");
+}
+
+}  // namespace
+}  // namespace ecrm

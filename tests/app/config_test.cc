@@ -1,0 +1,82 @@
+#include "app/config.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <fstream>
+
+#include "tests/testutil/temp_dir.h"
+
+namespace ecrm {
+namespace {
+
+StatusOr<Config> Parse(std::vector<const char*> args) {
+  args.insert(args.begin(), "serve");
+  return ParseServeConfig(static_cast<int>(args.size()), args.data());
+}
+
+TEST(Config, Defaults) {
+  auto c = Parse({});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->http_host, "127.0.0.1");
+  EXPECT_EQ(c->http_port, 8080);
+  EXPECT_EQ(c->data_dir, "./data");
+  EXPECT_GE(c->workers, 1);
+  EXPECT_EQ(c->partitions, 64u);
+}
+
+TEST(Config, FlagsBeatEnvironmentBeatsFile) {
+  testing::TempDir dir;
+  const std::string file = dir.Sub("ecrm.yaml");
+  std::ofstream(file) << "http_addr: 0.0.0.0:9000\ndata_dir: /from/file\nworkers: 3\n"
+                         "write_keys: [a, b]\nadmin_token: filetoken\n";
+  ::setenv("ECRM_DATA_DIR", "/from/env", 1);
+  ::setenv("ECRM_ADMIN_TOKEN", "envtoken", 1);
+  auto c = Parse({"--config", file.c_str(), "--admin-token", "flagtoken", "--write-key", "k1",
+                  "--write-key", "k2"});
+  ::unsetenv("ECRM_DATA_DIR");
+  ::unsetenv("ECRM_ADMIN_TOKEN");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->http_host, "0.0.0.0");
+  EXPECT_EQ(c->http_port, 9000);
+  EXPECT_EQ(c->data_dir, "/from/env");
+  EXPECT_EQ(c->workers, 3);
+  EXPECT_EQ(c->admin_token, "flagtoken");
+  EXPECT_EQ(c->write_keys, (std::vector<std::string>{"k1", "k2"}));
+}
+
+TEST(Config, EnvListsAreCommaSeparated) {
+  ::setenv("ECRM_WRITE_KEYS", "x,y", 1);
+  auto c = Parse({});
+  ::unsetenv("ECRM_WRITE_KEYS");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->write_keys, (std::vector<std::string>{"x", "y"}));
+}
+
+TEST(Config, ErrorsNameTheKey) {
+  testing::TempDir dir;
+  const std::string file = dir.Sub("bad.yaml");
+  std::ofstream(file) << "http_adr: 1.2.3.4:5\n";
+  auto c = Parse({"--config", file.c_str()});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("unknown key 'http_adr'"), std::string::npos);
+
+  std::ofstream(file, std::ios::trunc) << "workers: many\n";
+  c = Parse({"--config", file.c_str()});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("'workers'"), std::string::npos);
+
+  c = Parse({"--http-addr", "nonsense"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("http-addr"), std::string::npos);
+  c = Parse({"--partitions", "0"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("partitions"), std::string::npos);
+  c = Parse({"--write-key", "a:b"});
+  ASSERT_FALSE(c.ok());
+  c = Parse({"--no-such-flag"});
+  ASSERT_FALSE(c.ok());
+}
+
+}  // namespace
+}  // namespace ecrm

@@ -1,0 +1,166 @@
+#include "ingest/collector_parser.h"
+
+#include <gtest/gtest.h>
+
+#include "common/time_format.h"
+
+namespace ecrm {
+namespace {
+
+constexpr TimeMs kNow = 1'790'000'000'000;
+
+class ParserTest : public ::testing::Test {
+ protected:
+  std::optional<Rejection> Batch(const std::string& body) {
+    return parser_.Parse(body, std::nullopt, kNow, out_);
+  }
+  std::optional<Rejection> Single(EventType type, const std::string& body) {
+    return parser_.Parse(body, type, kNow, out_);
+  }
+  void ExpectRejected(const std::string& body, const std::string& code, int index) {
+    auto r = Batch(body);
+    ASSERT_TRUE(r.has_value()) << body;
+    EXPECT_EQ(r->code, code) << body;
+    EXPECT_EQ(r->index, index) << body;
+    EXPECT_EQ(r->http_status, 400);
+    EXPECT_TRUE(out_.events.empty());
+  }
+  CollectorParser parser_{CollectorLimits{}};
+  CollectorRequest out_;
+};
+
+TEST_F(ParserTest, ParsesABatchWithContextMergeAndWriteKey) {
+  auto r = Batch(R"({"writeKey":"wk","context":{"userAgent":"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1","campaign":{"source":"news","medium":"email","name":"spring"}},
+    "batch":[
+      {"type":"identify","anonymousId":"a1","userId":"u1","traits":{"email":"  Ada@Example.COM ","name":"Ada","age":36},"context":{"traits":{"name":"Old","city":"Oslo"}}},
+      {"type":"track","anonymousId":"a1","event":"Viewed Product","properties":{"product_id":123,"category":"shoes","price":"9"}},
+      {"type":"track","anonymousId":"a1","event":"Order Completed","properties":{"total":50,"products":[{"sku":"s1","category":"bags"},{"product_id":"p2"}]},"context":{"campaign":{"source":"override"}}}
+    ]})");
+  ASSERT_FALSE(r.has_value()) << r->code << ": " << r->message;
+  EXPECT_EQ(out_.body_write_key, "wk");
+  ASSERT_EQ(out_.events.size(), 3u);
+  const Event& id = out_.events[0];
+  EXPECT_EQ(id.type, EventType::kIdentify);
+  EXPECT_EQ(id.email, "ada@example.com");
+  std::map<std::string, std::string> traits(id.traits.begin(), id.traits.end());
+  EXPECT_EQ(traits["name"], R"("Ada")");  // top-level traits override context.traits
+  EXPECT_EQ(traits["city"], R"("Oslo")");
+  EXPECT_EQ(traits["age"], "36");
+  EXPECT_EQ(id.device.os, "ios");
+  EXPECT_EQ(id.device.type, "mobile");
+  EXPECT_EQ(id.touch.source, "news");  // from the batch context
+  const Event& view = out_.events[1];
+  EXPECT_EQ(view.event, "Product Viewed");  // v1 name normalised
+  ASSERT_EQ(view.products.size(), 1u);
+  EXPECT_EQ(view.products[0].product_id, "123");
+  EXPECT_FALSE(view.products[0].has_price);  // a string price is not a number
+  const Event& order = out_.events[2];
+  EXPECT_TRUE(order.has_revenue);
+  EXPECT_EQ(order.revenue, 50);
+  ASSERT_EQ(order.products.size(), 2u);
+  EXPECT_EQ(order.products[0].product_id, "s1");
+  EXPECT_EQ(order.touch.source, "override");  // the item's context wins
+  EXPECT_EQ(order.timestamp, kNow);
+}
+
+TEST_F(ParserTest, CorrectsClockSkewFromSentAt) {
+  // Device clock 1 hour behind: sent 10 s after the event by the device's clock.
+  auto r = Batch(R"({"sentAt":"2026-01-01T00:00:10Z","batch":[
+      {"type":"track","anonymousId":"a","event":"E","timestamp":"2026-01-01T00:00:00Z"},
+      {"type":"track","anonymousId":"a","event":"E","originalTimestamp":"2026-01-01T00:00:05Z","sentAt":"2026-01-01T00:00:06Z"},
+      {"type":"track","anonymousId":"a","event":"E"}]})");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(out_.events[0].timestamp, kNow - 10'000);
+  EXPECT_EQ(out_.events[1].timestamp, kNow - 1'000);  // per-event sentAt wins over the batch's
+  EXPECT_EQ(out_.events[2].timestamp, kNow);
+  EXPECT_EQ(out_.events[0].received_at, kNow);
+}
+
+TEST_F(ParserTest, TimestampWithoutSentAtIsTakenAsIs) {
+  auto r = Single(EventType::kPage, R"({"anonymousId":"a","timestamp":"2026-01-01T00:00:00Z","properties":{"referrer":"https://www.google.com/","url":"https://shop.example/x"}})");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(out_.events[0].timestamp, *ParseIso8601("2026-01-01T00:00:00Z"));
+  EXPECT_EQ(out_.events[0].touch.referrer, "https://www.google.com/");
+}
+
+TEST_F(ParserTest, InternalReferrerIsNotATouch) {
+  auto r = Single(EventType::kPage, R"({"anonymousId":"a","context":{"page":{"referrer":"https://shop.example/a","url":"https://shop.example/b"}}})");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_TRUE(out_.events[0].touch.empty());
+}
+
+TEST_F(ParserTest, SingleEndpointTakesTypeFromPath) {
+  auto r = Single(EventType::kTrack, R"({"userId":"u","event":"Signed Up","type":"page"})");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(out_.events[0].type, EventType::kTrack);
+  EXPECT_EQ(out_.events[0].RoutingKey(), "u");
+  EXPECT_STREQ(out_.events[0].RoutingIdentityType(), "user_id");
+}
+
+TEST_F(ParserTest, RejectsEachKindOfBadInputWithItsIndex) {
+  const std::string ok = R"({"type":"track","anonymousId":"a","event":"E"})";
+  ExpectRejected("{not json", "invalid_json", -1);
+  ExpectRejected(R"({"batch":[1,2]} trailing)", "invalid_json", -1);
+  ExpectRejected("[1]", "invalid_event", -1);
+  ExpectRejected("{}", "missing_field", -1);
+  ExpectRejected(R"({"batch":{}})", "invalid_field_type", -1);
+  ExpectRejected(R"({"batch":[)" + ok + R"(,{"anonymousId":"a"}]})", "missing_type", 1);
+  ExpectRejected(R"({"batch":[{"type":"foo","anonymousId":"a"}]})", "invalid_type", 0);
+  ExpectRejected(R"({"batch":[{"type":7,"anonymousId":"a"}]})", "invalid_field_type", 0);
+  ExpectRejected(R"({"batch":[)" + ok + "," + ok + R"(,{"type":"track","anonymousId":"a"}]})",
+                 "missing_event", 2);
+  ExpectRejected(R"({"batch":[{"type":"page"}]})", "missing_identifier", 0);
+  ExpectRejected(R"({"batch":[{"type":"page","userId":"","anonymousId":""}]})",
+                 "missing_identifier", 0);
+  ExpectRejected(R"({"batch":[{"type":"page","userId":42}]})", "invalid_field_type", 0);
+  ExpectRejected(R"({"batch":[{"type":"track","anonymousId":"a","event":"E","properties":"x"}]})",
+                 "invalid_field_type", 0);
+  ExpectRejected(R"({"batch":[{"type":"identify","anonymousId":"a","traits":[1]}]})",
+                 "invalid_field_type", 0);
+  ExpectRejected(R"({"batch":[{"type":"page","anonymousId":"a","context":5}]})",
+                 "invalid_field_type", 0);
+  ExpectRejected(R"({"batch":[{"type":"page","anonymousId":"a","timestamp":"yesterday"}]})",
+                 "invalid_timestamp", 0);
+  ExpectRejected(R"({"batch":[{"type":"page","anonymousId":"a","timestamp":5}]})",
+                 "invalid_timestamp", 0);
+  ExpectRejected(R"({"sentAt":"soon","batch":[]})", "invalid_timestamp", -1);
+  ExpectRejected(R"({"batch":[{"type":"page","anonymousId":"a","messageId":")" +
+                     std::string(101, 'm') + R"("}]})",
+                 "invalid_message_id", 0);
+  ExpectRejected(R"({"batch":[{"type":"alias","userId":"u"}]})", "missing_field", 0);
+  ExpectRejected(R"({"batch":[{"type":"group","userId":"u"}]})", "missing_field", 0);
+  ExpectRejected(R"({"writeKey":5,"batch":[]})", "invalid_field_type", -1);
+}
+
+TEST_F(ParserTest, EnforcesSizeAndCountLimits) {
+  CollectorLimits limits;
+  limits.max_batch_events = 3;
+  limits.max_event_bytes = 200;
+  limits.max_request_bytes = 1000;
+  CollectorParser small(limits);
+  const std::string ok = R"({"type":"track","anonymousId":"a","event":"E"})";
+  auto r = small.Parse(R"({"batch":[)" + ok + "," + ok + "," + ok + "," + ok + "]}", std::nullopt,
+                       kNow, out_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->code, "batch_too_large");
+  const std::string big = R"({"type":"track","anonymousId":"a","event":")" + std::string(300, 'x') + R"("})";
+  r = small.Parse(R"({"batch":[)" + ok + "," + ok + "," + big + "]}", std::nullopt, kNow, out_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->code, "event_too_large");
+  EXPECT_EQ(r->index, 2);
+  r = small.Parse(std::string(1001, ' '), std::nullopt, kNow, out_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->code, "request_too_large");
+  r = small.Parse(big, EventType::kTrack, kNow, out_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->code, "event_too_large");
+  EXPECT_EQ(r->index, -1);
+}
+
+TEST_F(ParserTest, EmptyBatchIsAccepted) {
+  EXPECT_FALSE(Batch(R"({"batch":[]})").has_value());
+  EXPECT_TRUE(out_.events.empty());
+}
+
+}  // namespace
+}  // namespace ecrm

@@ -1,0 +1,153 @@
+#include "profiler/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+
+#include "common/murmur2.h"
+#include "tests/testutil/temp_dir.h"
+
+namespace ecrm {
+namespace {
+
+Event MakeEvent(EventType type, std::string anon, std::string user, std::string message_id = "") {
+  Event e;
+  e.type = type;
+  e.anonymous_id = std::move(anon);
+  e.user_id = std::move(user);
+  e.message_id = std::move(message_id);
+  e.timestamp = 1'790'000'000'000;
+  e.received_at = e.timestamp;
+  if (type == EventType::kTrack) e.event = "Clicked";
+  return e;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+
+  void Open(uint32_t partitions = 16) {
+    engine_.reset();
+    store_.reset();
+    registry_ = std::make_shared<prometheus::Registry>();
+    auto store = KvStore::Open({.path = dir_.Sub("db")});
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    EngineOptions options;
+    options.shards = 2;
+    options.partitions = partitions;
+    auto engine = ProfileEngine::Create(*store_, *registry_, options);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = *std::move(engine);
+    engine_->Start();
+  }
+
+  Status SubmitAndWait(std::vector<Event> events) {
+    std::promise<Status> done;
+    auto future = done.get_future();
+    Status queued = engine_->Submit(std::move(events), [&](Status s) { done.set_value(s); });
+    if (!queued.ok()) return queued;
+    return future.get();
+  }
+
+  int64_t Events(const std::string& type, const std::string& value) {
+    auto p = engine_->Lookup(type, value);
+    EXPECT_TRUE(p.ok());
+    return p.ok() && p->has_value() ? (*p)->stats.events : -1;
+  }
+
+  // An anonymous id and a user id on different shards (partition parity differs with 2 shards).
+  std::pair<std::string, std::string> IdsOnDifferentShards() {
+    for (int i = 0;; i++) {
+      const std::string a = "anon-" + std::to_string(i), u = "user-" + std::to_string(i);
+      if (PartitionForKey(a, 16) % 2 != PartitionForKey(u, 16) % 2) return {a, u};
+    }
+  }
+
+  testing::TempDir dir_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<KvStore> store_;
+  std::unique_ptr<ProfileEngine> engine_;
+};
+
+TEST_F(EngineTest, CountsEveryEventOncePerVisitor) {
+  std::vector<Event> events;
+  for (int i = 0; i < 300; i++) {
+    events.push_back(MakeEvent(EventType::kTrack, "v" + std::to_string(i % 7), ""));
+  }
+  ASSERT_TRUE(SubmitAndWait(std::move(events)).ok());
+  int64_t total = 0;
+  for (int v = 0; v < 7; v++) total += Events("anonymous_id", "v" + std::to_string(v));
+  EXPECT_EQ(total, 300);
+  EXPECT_EQ(Events("anonymous_id", "v0"), 43);  // i % 7 == 0 for 43 of 0..299
+  EXPECT_EQ(Events("anonymous_id", "nobody"), -1);
+}
+
+TEST_F(EngineTest, IdentifyAttachesUserAcrossShardsAndUserOnlyEventsFollow) {
+  const auto [anon, user] = IdsOnDifferentShards();
+  ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kPage, anon, "")}).ok());
+  Event identify = MakeEvent(EventType::kIdentify, anon, user);
+  identify.email = "ada@example.com";
+  ASSERT_TRUE(SubmitAndWait({identify}).ok());
+  // Routed by the user id to the other shard, forwarded to the anonymous profile's owner.
+  ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kTrack, "", user)}).ok());
+
+  auto by_anon = engine_->Lookup("anonymous_id", anon);
+  auto by_user = engine_->Lookup("user_id", user);
+  auto by_email = engine_->Lookup("email", "ada@example.com");
+  ASSERT_TRUE(by_anon.ok() && by_anon->has_value());
+  ASSERT_TRUE(by_user.ok() && by_user->has_value());
+  ASSERT_TRUE(by_email.ok() && by_email->has_value());
+  EXPECT_EQ((*by_anon)->id, (*by_user)->id);
+  EXPECT_EQ((*by_anon)->id, (*by_email)->id);
+  EXPECT_EQ((*by_anon)->stats.events, 3);
+  EXPECT_TRUE((*by_anon)->HasIdentity("user_id", user));
+  EXPECT_TRUE((*by_anon)->HasIdentity("email", "ada@example.com"));
+}
+
+TEST_F(EngineTest, DuplicateMessageIdsCountOnceEvenAcrossRestart) {
+  ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kTrack, "a", "", "m1"),
+                             MakeEvent(EventType::kTrack, "a", "", "m1"),
+                             MakeEvent(EventType::kTrack, "a", "", "m2")})
+                  .ok());
+  EXPECT_EQ(Events("anonymous_id", "a"), 2);
+  Open();
+  ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kTrack, "a", "", "m2"),
+                             MakeEvent(EventType::kTrack, "a", "", "m3")})
+                  .ok());
+  EXPECT_EQ(Events("anonymous_id", "a"), 3);
+}
+
+TEST_F(EngineTest, StateSurvivesReopen) {
+  ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kPage, "a", "u")}).ok());
+  Open();
+  ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kPage, "a", "")}).ok());
+  EXPECT_EQ(Events("anonymous_id", "a"), 2);
+  EXPECT_EQ(Events("user_id", "u"), 2);
+}
+
+TEST_F(EngineTest, PartitionCountIsFixedPerDataDir) {
+  engine_.reset();
+  EngineOptions options;
+  options.partitions = 32;
+  auto engine = ProfileEngine::Create(*store_, *registry_, options);
+  EXPECT_EQ(engine.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(EngineTest, FullQueuesRejectWithoutQueueing) {
+  engine_.reset();
+  registry_ = std::make_shared<prometheus::Registry>();
+  EngineOptions options;
+  options.shards = 2;
+  options.partitions = 16;
+  options.max_queue_depth = 0;  // every queue counts as full
+  auto engine = ProfileEngine::Create(*store_, *registry_, options);
+  ASSERT_TRUE(engine.ok());
+  bool called = false;
+  Status s = (*engine)->Submit({MakeEvent(EventType::kPage, "a", "")}, [&](Status) { called = true; });
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_FALSE(called);
+}
+
+}  // namespace
+}  // namespace ecrm

@@ -1,0 +1,73 @@
+#include "store/kv_store.h"
+
+#include <gtest/gtest.h>
+
+#include "store/keys.h"
+#include "tests/testutil/temp_dir.h"
+
+namespace ecrm {
+namespace {
+
+TEST(KvStore, PutGetBatchScanAndReopen) {
+  testing::TempDir dir;
+  {
+    auto store = KvStore::Open({.path = dir.path()});
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->Put(Cf::kMeta, "k", "v").ok());
+    auto batch = (*store)->NewBatch();
+    batch.Put(Cf::kProfiles, "0001-a", "A");
+    batch.Put(Cf::kProfiles, "0001-b", "B");
+    batch.Put(Cf::kProfiles, "0002-c", "C");
+    batch.Put(Cf::kIdentities, "0001-a", "not a profile");
+    EXPECT_EQ(batch.Count(), 4u);
+    ASSERT_TRUE((*store)->Write(batch).ok());
+    auto missing = (*store)->Get(Cf::kProfiles, "nope");
+    ASSERT_TRUE(missing.ok());
+    EXPECT_FALSE(missing->has_value());
+  }
+  auto store = KvStore::Open({.path = dir.path()});
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ(*(*store)->Get(Cf::kMeta, "k").value(), "v");
+  EXPECT_EQ(*(*store)->Get(Cf::kProfiles, "0001-b").value(), "B");
+  EXPECT_EQ(*(*store)->Get(Cf::kIdentities, "0001-a").value(), "not a profile");
+  std::vector<std::string> keys;
+  ASSERT_TRUE((*store)
+                  ->Scan(Cf::kProfiles, "0001-",
+                         [&](std::string_view k, std::string_view) {
+                           keys.emplace_back(k);
+                           return true;
+                         })
+                  .ok());
+  EXPECT_EQ(keys, (std::vector<std::string>{"0001-a", "0001-b"}));
+}
+
+TEST(KvStore, DedupRecordsExpireInCompaction) {
+  testing::TempDir dir;
+  ManualClock clock(1'000'000'000);
+  auto store = KvStore::Open({.path = dir.path(), .dedup_window_ms = 1000, .clock = &clock});
+  ASSERT_TRUE(store.ok());
+  std::string old_ts, new_ts;
+  PutFixed64(&old_ts, 1'000'000'000 - 5000);
+  PutFixed64(&new_ts, 1'000'000'000 - 10);
+  ASSERT_TRUE((*store)->Put(Cf::kDedup, DedupKey(1, "old"), old_ts).ok());
+  ASSERT_TRUE((*store)->Put(Cf::kDedup, DedupKey(1, "new"), new_ts).ok());
+  ASSERT_TRUE((*store)->CompactAll().ok());
+  EXPECT_FALSE((*store)->Get(Cf::kDedup, DedupKey(1, "old"))->has_value());
+  EXPECT_TRUE((*store)->Get(Cf::kDedup, DedupKey(1, "new"))->has_value());
+}
+
+TEST(Keys, LayoutCarriesThePartition) {
+  EXPECT_EQ(IdentityKey(7, "user_id", "u1"), "0007|user_id:u1");
+  EXPECT_EQ(DedupKey(300, "m"), "012c|m");
+  const std::string id = MakeProfileId(0x2a, 0xdeadbeef);
+  EXPECT_EQ(id, "002a-00000000deadbeef");
+  EXPECT_EQ(PartitionOfProfileId(id), 0x2au);
+  EXPECT_FALSE(PartitionOfProfileId("zz").has_value());
+  EXPECT_FALSE(PartitionOfProfileId("00g1-00000000deadbeef").has_value());
+  std::string f;
+  PutFixed64(&f, 0x0102030405060708ULL);
+  EXPECT_EQ(DecodeFixed64(f.data()), 0x0102030405060708ULL);
+}
+
+}  // namespace
+}  // namespace ecrm
