@@ -1,7 +1,7 @@
 #include "common/json_writer.h"
 
+#include <charconv>
 #include <cmath>
-#include <cstdio>
 
 namespace ecrm {
 
@@ -83,7 +83,9 @@ JsonWriter& JsonWriter::String(std::string_view value) {
 
 JsonWriter& JsonWriter::Int(int64_t value) {
   BeforeValue();
-  out_->append(std::to_string(value));
+  char buf[24];
+  const auto end = std::to_chars(buf, buf + sizeof(buf), value).ptr;
+  out_->append(buf, static_cast<size_t>(end - buf));
   return *this;
 }
 
@@ -94,8 +96,8 @@ JsonWriter& JsonWriter::Double(double value) {
     return *this;
   }
   char buf[32];
-  const int n = std::snprintf(buf, sizeof(buf), "%.15g", value);
-  out_->append(buf, static_cast<size_t>(n));
+  const auto end = std::to_chars(buf, buf + sizeof(buf), value).ptr;  // shortest round-trip form
+  out_->append(buf, static_cast<size_t>(end - buf));
   return *this;
 }
 

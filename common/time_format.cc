@@ -124,12 +124,29 @@ std::string FormatIso8601(TimeMs t) {
   int64_t y;
   unsigned m, d;
   CivilFromDays(days, y, m, d);
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
-                static_cast<long long>(y), m, d, static_cast<long long>(rem / 3600),
-                static_cast<long long>((rem / 60) % 60), static_cast<long long>(rem % 60),
-                static_cast<long long>(ms));
-  return buf;
+  if (y < 0 || y > 9999) {  // outside what four digits hold: the slow, general path
+    char buf[48];
+    std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
+                  static_cast<long long>(y), m, d, static_cast<long long>(rem / 3600),
+                  static_cast<long long>((rem / 60) % 60), static_cast<long long>(rem % 60),
+                  static_cast<long long>(ms));
+    return buf;
+  }
+  std::string out = "0000-00-00T00:00:00.000Z";
+  auto put = [&](size_t pos, int64_t v, int width) {
+    for (int i = width - 1; i >= 0; i--) {
+      out[pos + static_cast<size_t>(i)] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    }
+  };
+  put(0, y, 4);
+  put(5, m, 2);
+  put(8, d, 2);
+  put(11, rem / 3600, 2);
+  put(14, (rem / 60) % 60, 2);
+  put(17, rem % 60, 2);
+  put(20, ms, 3);
+  return out;
 }
 
 }  // namespace ecrm

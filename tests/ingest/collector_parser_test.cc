@@ -157,6 +157,25 @@ TEST_F(ParserTest, EnforcesSizeAndCountLimits) {
   EXPECT_EQ(r->index, -1);
 }
 
+TEST_F(ParserTest, EventSizeIsMeasuredMinifiedAtTheExactBoundary) {
+  CollectorLimits limits;
+  limits.max_event_bytes = 200;
+  CollectorParser small(limits);
+  auto event_of_size = [](size_t size) {
+    const std::string head = R"({"type":"track","anonymousId":"a","n":[1,-2,3.5,true,null],"event":")";
+    return head + std::string(size - head.size() - 2, 'x') + "\"}";
+  };
+  ASSERT_EQ(event_of_size(200).size(), 200u);
+  // Pretty-printed whitespace does not count; the batch body itself is well over 200 bytes.
+  const std::string pad(300, ' ');
+  EXPECT_FALSE(small.Parse(R"({"batch":[)" + pad + event_of_size(200) + pad + "]}", std::nullopt,
+                           kNow, out_)
+                   .has_value());
+  auto r = small.Parse(R"({"batch":[)" + pad + event_of_size(201) + "]}", std::nullopt, kNow, out_);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->code, "event_too_large");
+}
+
 TEST_F(ParserTest, EmptyBatchIsAccepted) {
   EXPECT_FALSE(Batch(R"({"batch":[]})").has_value());
   EXPECT_TRUE(out_.events.empty());
