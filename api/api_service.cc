@@ -117,7 +117,8 @@ ApiService::ApiService(ProfileEngine& engine, prometheus::Registry& registry, co
       options_(std::move(options)),
       metrics_(registry),
       write_keys_(options_.write_keys.begin(), options_.write_keys.end()),
-      read_keys_(options_.read_keys.begin(), options_.read_keys.end()) {}
+      read_keys_(options_.read_keys.begin(), options_.read_keys.end()),
+      rate_limiter_(options_.write_keys, options_.rate_limit_events, clock) {}
 
 void ApiService::AddCors(const HttpRequest& req, HttpResponse& res) const {
   const std::string_view origin = req.Header("origin");
@@ -251,15 +252,20 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
   if (auto rejection = parser->Parse(body, path_type, clock_.NowMs(), parsed)) {
     return send(respond, Reject(*rejection));
   }
-  if (header_key.empty()) {
+  std::string key = header_key;
+  if (key.empty()) {
     if (parsed.body_write_key.empty()) {
       return send(respond, Reject({401, "missing_write_key",
                                    "a write key is required (HTTP Basic user or writeKey)"}));
     }
-    const std::string body_key = parsed.body_write_key.substr(0, parsed.body_write_key.find(':'));
-    if (!write_keys_.contains(body_key)) {
+    key = parsed.body_write_key.substr(0, parsed.body_write_key.find(':'));
+    if (!write_keys_.contains(key)) {
       return send(respond, Reject({401, "invalid_write_key", "unknown write key"}));
     }
+  }
+  if (!rate_limiter_.TryAcquire(key, static_cast<int64_t>(parsed.events.size()))) {
+    return send(respond, Reject({429, "rate_limited",
+                                 "this write key is over its event rate; retry after the delay"}));
   }
 
   std::array<double, 6> by_type{};

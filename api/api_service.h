@@ -14,6 +14,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "api/api_metrics.h"
 #include "api/http_types.h"
+#include "api/rate_limiter.h"
 #include "common/clock.h"
 #include "ingest/collector_parser.h"
 #include "profiler/engine.h"
@@ -27,6 +28,7 @@ struct ApiOptions {
   std::vector<std::string> read_keys;   // personalization keys (Bearer)
   std::string admin_token;              // profile reads (Bearer); also allowed to personalize
   CollectorLimits limits;
+  int64_t rate_limit_events = 0;        // events per second per write key; 0 = unlimited
   PersonalizeOptions personalize;
   std::function<void()> before_scrape;  // refreshes gauges (e.g. RocksDB stats) before /metrics
   std::function<bool()> ready;          // /readyz answers 200 only when this returns true
@@ -56,6 +58,7 @@ class ApiService final : public HttpHandler {
   ApiMetrics metrics_;
   absl::flat_hash_set<std::string> write_keys_;
   absl::flat_hash_set<std::string> read_keys_;
+  RateLimiter rate_limiter_;
 };
 
 // "a%40b.c" -> "a@b.c"; nullopt on a malformed escape.

@@ -103,6 +103,10 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       "Queued tasks per worker before the collector answers 429")
       ->capture_default_str();
 
+  add("--rate-limit", "rate_limit", "ECRM_RATE_LIMIT", c.rate_limit,
+      "Events per second per write key, burst of one second (0 = unlimited)")
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -159,6 +163,7 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   if (c.max_batch_events == 0) {
     return absl::InvalidArgumentError("max_batch_events: must be positive");
   }
+  if (c.rate_limit < 0) return absl::InvalidArgumentError("rate_limit: must not be negative");
   if (c.cache_profiles == 0) return absl::InvalidArgumentError("cache_profiles: must be positive");
   for (const auto& k : c.write_keys) {
     if (k.empty() || k.find(':') != std::string::npos) {

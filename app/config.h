@@ -30,6 +30,7 @@ struct Config {
   size_t max_event_bytes = 32 * 1024;      // --max-event-bytes
   size_t max_batch_events = 2500;          // --max-batch-events
   size_t max_queue_depth = 200000;         // --max-queue-depth: per worker, then 429
+  int64_t rate_limit = 200000;             // --rate-limit: events/s per write key (0 = off), then 429
 };
 
 // Parses argv (after the `serve` word) plus environment plus the config file. On --help, prints usage

@@ -42,6 +42,7 @@ Status Service::Start() {
   api_options.limits.max_request_bytes = config_.max_request_bytes;
   api_options.limits.max_event_bytes = config_.max_event_bytes;
   api_options.limits.max_batch_events = config_.max_batch_events;
+  api_options.rate_limit_events = config_.rate_limit;
   api_options.before_scrape = [this] { store_metrics_->Refresh(); };
   api_options.ready = [this] { return ready_.load(); };
   api_ = std::make_unique<ApiService>(*engine_, *registry_, *clock_, std::move(api_options));

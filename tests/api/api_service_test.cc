@@ -36,6 +36,7 @@ class ApiTest : public ::testing::Test {
     api.limits.max_request_bytes = 4096;
     api.limits.max_event_bytes = 1024;
     api.limits.max_batch_events = 10;
+    api.rate_limit_events = 50;
     api_ = std::make_unique<ApiService>(*engine_, *registry_, clock_, std::move(api));
   }
 
@@ -197,6 +198,22 @@ TEST_F(ApiTest, HealthAndUnknownRoutes) {
   ExpectError(Get("/v1/batch", ""), 405, "method_not_allowed");
 }
 
+TEST_F(ApiTest, OverTheRateLimitGets429AndNothingIsApplied) {
+  std::string batch = R"({"batch":[)";
+  for (int i = 0; i < 10; i++) batch += std::string(i ? "," : "") + R"({"type":"page","anonymousId":"r"})";
+  batch += "]}";
+  for (int i = 0; i < 5; i++) ASSERT_EQ(Post("/v1/batch", batch).status, 200);  // 50 events: the burst
+  auto r = Post("/v1/batch", batch);
+  ExpectError(r, 429, "rate_limited");
+  bool retry_after = false;
+  for (const auto& [k, v] : r.headers) retry_after |= k == "Retry-After";
+  EXPECT_TRUE(retry_after);
+  EXPECT_NE(Get("/v1/profiles/anonymous_id:r").body.find(R"("events":50)"), std::string::npos);
+  EXPECT_EQ(Metric(R"(ecrm_events_rejected_total{reason="rate_limited"})"), 1);
+  clock_.Advance(1000);
+  EXPECT_EQ(Post("/v1/batch", batch).status, 200);
+}
+
 TEST_F(ApiTest, HelpersDecodeKeysAndPercentEscapes) {
   EXPECT_EQ(PercentDecode("a%40b.c%3A"), "a@b.c:");
   EXPECT_FALSE(PercentDecode("%4").has_value());
@@ -207,6 +224,29 @@ TEST_F(ApiTest, HelpersDecodeKeysAndPercentEscapes) {
   const std::string no_colon = "Basic " + absl::Base64Escape("key2");
   req.headers[0].second = no_colon;
   EXPECT_EQ(WriteKeyFromRequest(req), "key2");
+}
+
+}  // namespace
+}  // namespace ecrm
+
+namespace ecrm {
+namespace {
+
+TEST(RateLimiter, RefillsAtTheRateUpToOneSecondOfBurst) {
+  ManualClock clock(1000);
+  RateLimiter limiter({"k"}, 100, clock);
+  EXPECT_TRUE(limiter.TryAcquire("k", 60));
+  EXPECT_TRUE(limiter.TryAcquire("k", 40));
+  EXPECT_FALSE(limiter.TryAcquire("k", 1));
+  clock.Advance(100);  // +10 tokens
+  EXPECT_TRUE(limiter.TryAcquire("k", 10));
+  EXPECT_FALSE(limiter.TryAcquire("k", 1));
+  clock.Advance(60'000);  // refills to the burst (100), not beyond
+  EXPECT_FALSE(limiter.TryAcquire("k", 101));
+  EXPECT_TRUE(limiter.TryAcquire("k", 100));
+  EXPECT_TRUE(limiter.TryAcquire("other", 1'000'000));  // unknown keys are auth's business
+  RateLimiter off({"k"}, 0, clock);
+  EXPECT_TRUE(off.TryAcquire("k", 1'000'000));
 }
 
 }  // namespace

@@ -1,0 +1,38 @@
+// RateLimiter: a token bucket per write key, in events per second, with a burst of one second's worth.
+// The set of keys is fixed at construction; each bucket is two atomics, so concurrent HTTP threads
+// never take a lock. Approximate under contention (a refill may be split between two threads), never
+// over the burst. Owned by ApiService; the clock must outlive it.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "common/clock.h"
+
+namespace ecrm {
+
+class RateLimiter {
+ public:
+  // `events_per_second` == 0 disables limiting.
+  RateLimiter(const std::vector<std::string>& keys, int64_t events_per_second, const Clock& clock);
+
+  // Takes `events` tokens from `key`'s bucket; false (and nothing taken) if there are not enough.
+  // Unknown keys are never limited here (they are rejected by authentication).
+  bool TryAcquire(const std::string& key, int64_t events);
+
+ private:
+  struct Bucket {
+    std::atomic<int64_t> tokens;
+    std::atomic<TimeMs> refilled_at;
+  };
+  void Refill(Bucket& bucket);
+
+  const int64_t rate_;
+  const Clock& clock_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Bucket>> buckets_;
+};
+
+}  // namespace ecrm
