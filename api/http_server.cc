@@ -6,6 +6,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <atomic>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -80,10 +81,25 @@ class Session : public std::enable_shared_from_this<Session> {
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
     const HttpRequest req = View(msg);
+    // A handler that answers before returning (reads, errors) is written straight away on this
+    // strand; one that answers later from another thread (collector acks) is posted back to it.
+    handler_thread_ = std::this_thread::get_id();
+    in_handler_.store(true, std::memory_order_release);
     handler_.Handle(req, [self = shared_from_this()](HttpResponse response) {
+      if (self->in_handler_.load(std::memory_order_acquire) &&
+          std::this_thread::get_id() == self->handler_thread_) {
+        self->sync_response_ = std::move(response);
+        return;
+      }
       net::post(self->stream_.get_executor(),
                 [self, r = std::move(response)]() mutable { self->Write(std::move(r)); });
     });
+    in_handler_.store(false, std::memory_order_release);
+    if (sync_response_) {
+      HttpResponse response = std::move(*sync_response_);
+      sync_response_.reset();
+      Write(std::move(response));
+    }
   }
 
   void Write(HttpResponse response) {
@@ -115,6 +131,9 @@ class Session : public std::enable_shared_from_this<Session> {
   const HttpServerOptions& options_;
   bool keep_alive_ = true;
   unsigned version_ = 11;
+  std::atomic<bool> in_handler_{false};
+  std::thread::id handler_thread_;
+  std::optional<HttpResponse> sync_response_;  // set only on the strand, during Handle
 };
 
 }  // namespace
