@@ -1,5 +1,5 @@
 # ecrm — the two commands: `make run` and `make test`. Both install missing Debian packages first.
-.PHONY: deps build run test test-unit test-asan test-e2e bench load format clean
+.PHONY: deps build run test test-asan test-e2e bench format clean
 
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -31,8 +31,11 @@ test-asan: deps
 test-e2e: build
 	ctest --preset release -L e2e
 
+# Google Benchmarks, one binary per module (the load tool is $(BUILD)/ecrm-load; see docs/performance.md).
 bench: build
-	$(BUILD)/bench/ecrm_bench
+	$(BUILD)/bench/ingest_bench
+	$(BUILD)/bench/profiler_bench
+	$(BUILD)/bench/store_bench
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

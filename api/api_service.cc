@@ -118,7 +118,8 @@ ApiService::ApiService(ProfileEngine& engine, prometheus::Registry& registry, co
       metrics_(registry),
       write_keys_(options_.write_keys.begin(), options_.write_keys.end()),
       read_keys_(options_.read_keys.begin(), options_.read_keys.end()),
-      rate_limiter_(options_.write_keys, options_.rate_limit_events, clock) {}
+      rate_limiter_(options_.write_keys, options_.rate_limit_events, clock,
+                    static_cast<int64_t>(options_.limits.max_batch_events)) {}
 
 void ApiService::AddCors(const HttpRequest& req, HttpResponse& res) const {
   const std::string_view origin = req.Header("origin");
@@ -270,6 +271,7 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
 
   std::array<double, 6> by_type{};
   for (const auto& e : parsed.events) by_type[static_cast<size_t>(e.type)]++;
+  const size_t by_type_total = parsed.events.size();
   auto shared_respond = std::make_shared<Responder>(std::move(respond));
   const Status submitted = engine_.Submit(
       std::move(parsed.events), [this, by_type, send, shared_respond](Status status) {
@@ -282,9 +284,13 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
         spdlog::error("collector: events not stored: {}", status.ToString());
         send(*shared_respond, Reject({503, "internal", "events could not be stored; retry"}));
       });
-  if (absl::IsResourceExhausted(submitted)) {
-    return send(*shared_respond,
-                Reject({429, "overloaded", "ecrm is behind; retry after the given delay"}));
+  if (!submitted.ok()) {
+    rate_limiter_.Refund(key, static_cast<int64_t>(by_type_total));
+    if (absl::IsResourceExhausted(submitted)) {
+      return send(*shared_respond,
+                  Reject({429, "overloaded", "ecrm is behind; retry after the given delay"}));
+    }
+    return send(*shared_respond, Reject({503, "unavailable", "ecrm is shutting down; retry"}));
   }
 }
 
@@ -311,12 +317,7 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
     return Error(400, "invalid_identifier",
                  "identifier type must be anonymous_id, user_id or email");
   }
-  if (type == "email") {
-    const auto first = value.find_first_not_of(" \t");
-    const auto last = value.find_last_not_of(" \t");
-    value = first == std::string::npos ? std::string() : value.substr(first, last - first + 1);
-    for (auto& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
+  if (type == "email") value = NormalizeEmail(value);
   auto found = engine_.Lookup(type, value);
   if (!found.ok()) {
     spdlog::error("profile read failed: {}", found.status().ToString());
@@ -344,7 +345,9 @@ HttpResponse ApiService::HandleSettings(const HttpRequest& req, std::string_view
   JsonWriter w(&body);
   w.BeginObject().Key("integrations").BeginObject().Key("Segment.io").BeginObject();
   w.Key("apiKey").String(write_key).Key("apiHost").String(host + "/v1");
-  w.Key("protocol").String("http").EndObject().EndObject();
+  const std::string_view proto = req.Header("x-forwarded-proto");
+  w.Key("protocol").String(EqualsIgnoreCase(proto, "https") ? "https" : "http");
+  w.EndObject().EndObject();
   w.Key("plan").BeginObject().Key("track").BeginObject().Key("__default").BeginObject();
   w.Key("enabled").Bool(true).EndObject().EndObject().EndObject();
   w.Key("remotePlugins").BeginArray().EndArray();

@@ -1,12 +1,14 @@
 #include "api/http_server.h"
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <atomic>
+#include <future>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -140,7 +142,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
 struct HttpServer::Impl {
   Impl(const HttpServerOptions& o, HttpHandler& h)
-      : options(o), handler(h), ioc(o.threads), acceptor(net::make_strand(ioc)) {}
+      : options(o),
+        handler(h),
+        ioc(o.threads),
+        work(net::make_work_guard(ioc)),
+        acceptor(net::make_strand(ioc)) {}
 
   void Accept() {
     acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
@@ -156,7 +162,10 @@ struct HttpServer::Impl {
   HttpServerOptions options;
   HttpHandler& handler;
   net::io_context ioc;
+  // Keeps the io threads running until Stop(), even with no connection and the acceptor closed.
+  net::executor_work_guard<net::io_context::executor_type> work;
   tcp::acceptor acceptor;
+  bool accepting = false;
   std::vector<std::thread> threads;
 };
 
@@ -181,18 +190,29 @@ StatusOr<uint16_t> HttpServer::Start() {
   }
   const uint16_t port = acc.local_endpoint().port();
   impl_->Accept();
+  impl_->accepting = true;
   for (int i = 0; i < impl_->options.threads; i++) {
     impl_->threads.emplace_back([this] { impl_->ioc.run(); });
   }
   return port;
 }
 
-void HttpServer::Stop() {
-  if (impl_->threads.empty()) return;
-  net::post(impl_->acceptor.get_executor(), [this] {
+void HttpServer::StopAccepting() {
+  if (impl_->threads.empty() || !impl_->accepting) return;
+  impl_->accepting = false;
+  std::promise<void> closed;
+  net::post(impl_->acceptor.get_executor(), [this, &closed] {
     beast::error_code ec;
     impl_->acceptor.close(ec);
+    closed.set_value();
   });
+  closed.get_future().wait();
+}
+
+void HttpServer::Stop() {
+  if (impl_->threads.empty()) return;
+  StopAccepting();
+  impl_->work.reset();
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();

@@ -29,6 +29,9 @@ class HttpServer {
   ~HttpServer();
   // Binds and starts the io threads. Returns the bound port.
   StatusOr<uint16_t> Start();
+  // Closes the listening socket; open connections are still served until Stop().
+  void StopAccepting();
+  // Stops the io threads; unanswered requests are dropped.
   void Stop();
 
  private:

@@ -1,13 +1,15 @@
 #include "api/rate_limiter.h"
 
+#include <algorithm>
+
 namespace ecrm {
 
 RateLimiter::RateLimiter(const std::vector<std::string>& keys, int64_t events_per_second,
-                         const Clock& clock)
-    : rate_(events_per_second), clock_(clock) {
+                         const Clock& clock, int64_t min_burst)
+    : rate_(events_per_second), burst_(std::max(events_per_second, min_burst)), clock_(clock) {
   for (const auto& key : keys) {
     auto bucket = std::make_unique<Bucket>();
-    bucket->tokens = rate_;
+    bucket->tokens = burst_;
     bucket->refilled_at = clock_.NowMs();
     buckets_[key] = std::move(bucket);
   }
@@ -19,8 +21,14 @@ void RateLimiter::Refill(Bucket& b) {
   if (now <= last || !b.refilled_at.compare_exchange_strong(last, now)) return;
   const int64_t add = rate_ * (now - last) / 1000;
   int64_t t = b.tokens.fetch_add(add, std::memory_order_relaxed) + add;
-  while (t > rate_ && !b.tokens.compare_exchange_weak(t, rate_)) {
+  while (t > burst_ && !b.tokens.compare_exchange_weak(t, burst_)) {
   }
+}
+
+void RateLimiter::Refund(const std::string& key, int64_t events) {
+  if (rate_ <= 0) return;
+  const auto it = buckets_.find(key);
+  if (it != buckets_.end()) it->second->tokens.fetch_add(events, std::memory_order_relaxed);
 }
 
 bool RateLimiter::TryAcquire(const std::string& key, int64_t events) {

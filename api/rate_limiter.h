@@ -1,4 +1,5 @@
-// RateLimiter: a token bucket per write key, in events per second, with a burst of one second's worth.
+// RateLimiter: a token bucket per write key, in events per second, with a burst of one second's worth
+// (or one maximal batch, if that is larger).
 // The set of keys is fixed at construction; each bucket is two atomics, so concurrent HTTP threads
 // never take a lock. Approximate under contention (a refill may be split between two threads), never
 // over the burst. Owned by ApiService; the clock must outlive it.
@@ -16,12 +17,16 @@ namespace ecrm {
 
 class RateLimiter {
  public:
-  // `events_per_second` == 0 disables limiting.
-  RateLimiter(const std::vector<std::string>& keys, int64_t events_per_second, const Clock& clock);
+  // `events_per_second` == 0 disables limiting. The bucket holds max(events_per_second, min_burst)
+  // tokens, so one maximal batch can always pass eventually.
+  RateLimiter(const std::vector<std::string>& keys, int64_t events_per_second, const Clock& clock,
+              int64_t min_burst = 0);
 
   // Takes `events` tokens from `key`'s bucket; false (and nothing taken) if there are not enough.
   // Unknown keys are never limited here (they are rejected by authentication).
   bool TryAcquire(const std::string& key, int64_t events);
+  // Gives back tokens taken for a request that was refused later (e.g. overload).
+  void Refund(const std::string& key, int64_t events);
 
  private:
   struct Bucket {
@@ -31,6 +36,7 @@ class RateLimiter {
   void Refill(Bucket& bucket);
 
   const int64_t rate_;
+  const int64_t burst_;
   const Clock& clock_;
   absl::flat_hash_map<std::string, std::unique_ptr<Bucket>> buckets_;
 };

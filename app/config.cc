@@ -30,7 +30,7 @@ Status FromYaml(const YAML::Node& node, const std::string& key, T& out) {
   try {
     out = node.as<T>();
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError("config file: key '" + key + "' has the wrong type");
+    return absl::InvalidArgumentError("key '" + key + "' has the wrong type");
   }
   return absl::OkStatus();
 }
@@ -51,7 +51,12 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   std::vector<Setting> settings;
   auto add = [&](const char* flag, const char* key, const char* env, auto& target,
                  const char* help) {
-    CLI::Option* opt = app.add_option(flag, target, help)->envname(env);
+    CLI::Option* opt;
+    if constexpr (std::is_same_v<std::remove_reference_t<decltype(target)>, bool>) {
+      opt = app.add_flag(flag, target, help)->envname(env);  // --flag or --flag=false
+    } else {
+      opt = app.add_option(flag, target, help)->envname(env);
+    }
     settings.push_back({key, opt, [&target, key](const YAML::Node& n) {
                           return FromYaml(n, key, target);
                         }});
@@ -127,7 +132,11 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       return absl::InvalidArgumentError("config file " + c.config_file + ": must be a mapping");
     }
     for (const auto& kv : root) {
-      const std::string key = kv.first.as<std::string>();
+      if (!kv.first.IsScalar()) {
+        return absl::InvalidArgumentError("config file " + c.config_file +
+                                          ": keys must be plain names");
+      }
+      const std::string key = kv.first.Scalar();
       auto it = std::find_if(settings.begin(), settings.end(),
                              [&](const Setting& s) { return key == s.key; });
       if (it == settings.end()) {
@@ -162,6 +171,9 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   }
   if (c.max_batch_events == 0) {
     return absl::InvalidArgumentError("max_batch_events: must be positive");
+  }
+  if (c.max_queue_depth == 0) {
+    return absl::InvalidArgumentError("max_queue_depth: must be positive");
   }
   if (c.rate_limit < 0) return absl::InvalidArgumentError("rate_limit: must not be negative");
   if (c.cache_profiles == 0) return absl::InvalidArgumentError("cache_profiles: must be positive");

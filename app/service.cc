@@ -66,7 +66,8 @@ Status Service::Start() {
 
 void Service::Stop() {
   ready_ = false;
-  if (engine_) engine_->Stop();  // acknowledges everything in flight
+  if (server_) server_->StopAccepting();
+  if (engine_) engine_->Stop();  // answers everything accepted; later requests get 503
   if (server_) server_->Stop();
   server_.reset();
   api_.reset();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cctype>
+#include <string>
 #include <string_view>
 
 namespace ecrm {
@@ -20,6 +21,19 @@ inline bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 
 inline bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && EqualsIgnoreCase(s.substr(0, prefix.size()), prefix);
+}
+
+// An email identifier as ecrm stores it: surrounding whitespace trimmed, ASCII lower-cased.
+inline std::string NormalizeEmail(std::string_view email) {
+  while (!email.empty() && std::isspace(static_cast<unsigned char>(email.front()))) {
+    email.remove_prefix(1);
+  }
+  while (!email.empty() && std::isspace(static_cast<unsigned char>(email.back()))) {
+    email.remove_suffix(1);
+  }
+  std::string out(email);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
 }
 
 }  // namespace ecrm

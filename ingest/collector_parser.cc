@@ -11,8 +11,8 @@ Rejection Make(std::string code, std::string message, int index = -1) {
   return Rejection{400, std::move(code), std::move(message), index};
 }
 
-// The size of `e` as minified JSON, computed without serialising it; escaped characters count
-// once (so the estimate is at most a few bytes under the true size for escape-heavy strings).
+// The size of `e` as minified JSON (as simdjson::minify would write it), computed without
+// serialising it. Object keys are counted as stored; keys needing escapes count once.
 size_t MinifiedSize(simdjson::dom::element e) {
   char buf[32];
   switch (e.type()) {
@@ -34,8 +34,19 @@ size_t MinifiedSize(simdjson::dom::element e) {
       }
       return n;
     }
-    case simdjson::dom::element_type::STRING:
-      return std::string_view(e).size() + 2;
+    case simdjson::dom::element_type::STRING: {
+      const std::string_view s(e);
+      size_t n = s.size() + 2;
+      for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f') {
+          n += 1;
+        } else if (c < 0x20) {
+          n += 5;  // \u00XX
+        }
+      }
+      return n;
+    }
     case simdjson::dom::element_type::BOOL:
       return bool(e) ? 4 : 5;
     case simdjson::dom::element_type::NULL_VALUE:

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/strings.h"
 #include "common/time_format.h"
 #include "ingest/user_agent.h"
 
@@ -161,15 +162,7 @@ void ReadTraits(object traits, Event& event) {
     if (field.key == "email") {
       std::string_view email;
       if (field.value.get_string().get(email) == simdjson::SUCCESS) {
-        while (!email.empty() && std::isspace(static_cast<unsigned char>(email.front()))) {
-          email.remove_prefix(1);
-        }
-        while (!email.empty() && std::isspace(static_cast<unsigned char>(email.back()))) {
-          email.remove_suffix(1);
-        }
-        event.email.assign(email);
-        std::transform(event.email.begin(), event.email.end(), event.email.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        event.email = NormalizeEmail(email);
       }
     }
   }

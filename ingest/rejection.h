@@ -20,6 +20,6 @@ inline constexpr const char* kRejectionCodes[] = {
     "invalid_event",      "missing_type",      "invalid_type",      "missing_event",
     "missing_identifier", "invalid_field_type", "invalid_timestamp", "invalid_message_id",
     "missing_field",      "missing_write_key", "invalid_write_key", "invalid_encoding",
-    "overloaded",         "rate_limited",      "internal"};
+    "overloaded",         "rate_limited",      "unavailable",       "internal"};
 
 }  // namespace ecrm

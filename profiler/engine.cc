@@ -27,6 +27,14 @@ StatusOr<std::unique_ptr<ProfileEngine>> ProfileEngine::Create(KvStore& store,
                                          " partitions, not " + wanted +
                                          "; the partition count cannot change");
   }
+  ASSIGN_OR_RETURN(auto schema, store.Get(Cf::kMeta, kMetaSchemaVersion));
+  if (!schema) {
+    RETURN_IF_ERROR(store.Put(Cf::kMeta, kMetaSchemaVersion, kCurrentSchemaVersion));
+  } else if (*schema != kCurrentSchemaVersion) {
+    return absl::FailedPreconditionError("data dir has schema version " + *schema +
+                                         "; this ecrm reads version " +
+                                         std::string(kCurrentSchemaVersion));
+  }
   return std::unique_ptr<ProfileEngine>(new ProfileEngine(store, registry, options));
 }
 
@@ -48,16 +56,15 @@ void ProfileEngine::Start() {
   if (started_) return;
   started_ = true;
   for (auto& s : shards_) s->Start();
+  accepting_ = true;
 }
 
 void ProfileEngine::Stop() {
   if (!started_) return;
-  // Cross-shard follow-ups can refill a drained inbox, so wait until all are empty twice in a row.
-  int quiet_rounds = 0;
-  while (quiet_rounds < 2) {
-    quiet_rounds = TotalQueueDepth() == 0 ? quiet_rounds + 1 : 0;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  accepting_ = false;
+  // Follow-ups are enqueued (and counted) before the task that made them is finished, so the count
+  // reaches zero only when nothing is left anywhere.
+  while (outstanding_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   for (auto& s : shards_) s->Stop();
   started_ = false;
 }
@@ -69,6 +76,7 @@ size_t ProfileEngine::TotalQueueDepth() const {
 }
 
 void ProfileEngine::Send(int shard, std::vector<ShardTask> tasks) {
+  outstanding_.fetch_add(static_cast<int64_t>(tasks.size()));
   shards_[static_cast<size_t>(shard)]->Enqueue(std::move(tasks));
 }
 
@@ -83,10 +91,18 @@ Status ProfileEngine::Submit(std::vector<Event> events, AckGroup::Callback done)
   for (const auto& e : events) {
     partitions.push_back(PartitionForKey(e.RoutingKey(), options_.partitions));
   }
+  std::vector<bool> targeted(shards_.size(), false);
+  for (uint32_t p : partitions) targeted[static_cast<size_t>(ShardOfPartition(p))] = true;
   for (size_t s = 0; s < shards_.size(); s++) {
-    if (shards_[s]->QueueDepth() >= options_.max_queue_depth) {
+    if (targeted[s] && shards_[s]->QueueDepth() >= options_.max_queue_depth) {
       return absl::ResourceExhaustedError("worker queues are full");
     }
+  }
+  // Reserve before checking, so that Stop() either sees this request or it sees Stop().
+  outstanding_.fetch_add(1);
+  if (!accepting_.load()) {
+    outstanding_.fetch_sub(1);
+    return absl::UnavailableError("shutting down");
   }
   auto ack = std::make_shared<AckGroup>(static_cast<int>(events.size()), std::move(done));
   for (size_t i = 0; i < events.size(); i++) {
@@ -97,7 +113,10 @@ Status ProfileEngine::Submit(std::vector<Event> events, AckGroup::Callback done)
     task.ack = ack;
     by_shard[static_cast<size_t>(ShardOfPartition(partitions[i]))].push_back(std::move(task));
   }
-  for (size_t s = 0; s < shards_.size(); s++) Send(static_cast<int>(s), std::move(by_shard[s]));
+  for (size_t s = 0; s < shards_.size(); s++) {
+    if (!by_shard[s].empty()) Send(static_cast<int>(s), std::move(by_shard[s]));
+  }
+  outstanding_.fetch_sub(1);
   return absl::OkStatus();
 }
 

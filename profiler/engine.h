@@ -8,6 +8,7 @@
 // and must only hand the result over (e.g. post to an io_context), never block.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,11 +43,13 @@ class ProfileEngine final : public ShardRouter {
   ~ProfileEngine() override;
 
   void Start();
-  // Waits until every queued task (including cross-shard follow-ups) is processed, then stops.
+  // Refuses new work (Submit answers Unavailable), waits until every accepted task and its
+  // cross-shard follow-ups are processed and acknowledged, then stops the shards.
   void Stop();
 
   // Queues the events; `done` runs once all of them are durable (OK) or failed. Fails at once, with
-  // nothing queued, with ResourceExhausted when a target shard's queue is full.
+  // nothing queued, with ResourceExhausted when a target shard's queue is full, or Unavailable when
+  // the engine is stopping.
   Status Submit(std::vector<Event> events, AckGroup::Callback done);
 
   // The profile an identifier ("anonymous_id", "A1") maps to, or nullopt if none. Reads the store:
@@ -64,6 +67,7 @@ class ProfileEngine final : public ShardRouter {
  private:
   ProfileEngine(KvStore& store, prometheus::Registry& registry, const EngineOptions& options);
   void Send(int shard, std::vector<ShardTask> tasks) override;
+  void Finished(size_t n) override { outstanding_.fetch_sub(n); }
 
   KvStore& store_;
   const EngineOptions options_;
@@ -71,6 +75,8 @@ class ProfileEngine final : public ShardRouter {
   ProfilerMetrics metrics_;
   std::vector<std::unique_ptr<Shard>> shards_;
   bool started_ = false;
+  std::atomic<bool> accepting_{false};
+  std::atomic<int64_t> outstanding_{0};  // tasks enqueued (or reserved) and not yet finished
 };
 
 }  // namespace ecrm

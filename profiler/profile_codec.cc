@@ -1,9 +1,13 @@
 #include "profiler/profile_codec.h"
 
+#include <bit>
 #include <cstring>
 
 namespace ecrm {
 namespace {
+
+// Doubles are stored as their 8 bytes in little-endian order, copied directly.
+static_assert(std::endian::native == std::endian::little, "profile_codec assumes little-endian");
 
 class Writer {
  public:

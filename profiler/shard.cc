@@ -35,7 +35,8 @@ void Shard::Stop() {
 
 void Shard::Enqueue(std::vector<ShardTask> tasks) {
   if (tasks.empty()) return;
-  depth_.fetch_add(tasks.size(), std::memory_order_relaxed);
+  const size_t depth = depth_.fetch_add(tasks.size(), std::memory_order_relaxed) + tasks.size();
+  probe_.queue_depth->Set(static_cast<double>(depth));
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
     if (inbox_.empty()) {
@@ -63,9 +64,10 @@ void Shard::Run() {
       }
     }
     depth_.fetch_sub(tasks.size(), std::memory_order_relaxed);
-    ProcessBatch(tasks);
-    tasks.clear();
     probe_.queue_depth->Set(static_cast<double>(depth_.load(std::memory_order_relaxed)));
+    ProcessBatch(tasks);
+    router_.Finished(tasks.size());
+    tasks.clear();
   }
 }
 
@@ -118,7 +120,7 @@ void Shard::ProcessBatch(std::vector<ShardTask>& tasks) {
 
   if (status.ok()) {
     probe_.profiles_written->Increment(static_cast<double>(dirty_.size()));
-    probe_.batches_written->Increment();
+    if (batch_.Count() > 0) probe_.batches_written->Increment();
     probe_.batch_events->Observe(static_cast<double>(batch_events_));
     // Hand cross-shard work over, one inbox append per destination.
     std::vector<std::vector<ShardTask>> by_shard;
@@ -295,8 +297,16 @@ StatusOr<Profile*> Shard::LoadProfile(const std::string& profile_id) {
   }
   auto decoded = DecodeProfile(*stored);
   if (!decoded.ok()) {
+    // Quarantine: keep the bad bytes for forensics and start the profile afresh, so one corrupt
+    // value cannot block every batch it lands in.
     metrics_.corrupt_profiles().Increment();
-    return decoded.status();
+    spdlog::error("shard {}: profile {} is unreadable ({}); quarantined and restarted", index_,
+                  profile_id, decoded.status().ToString());
+    batch_.Put(Cf::kMeta, std::string(kMetaCorruptPrefix) + profile_id, *stored);
+    Profile fresh;
+    fresh.id = profile_id;
+    dirty_.insert(profile_id);
+    return cache_.Insert(std::move(fresh));
   }
   return cache_.Insert(*std::move(decoded));
 }

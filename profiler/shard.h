@@ -54,6 +54,8 @@ class ShardRouter {
   virtual uint32_t partition_count() const = 0;
   virtual int ShardOfPartition(uint32_t partition) const = 0;
   virtual void Send(int shard, std::vector<ShardTask> tasks) = 0;
+  // A shard has fully processed `n` tasks, including handing over their follow-ups.
+  virtual void Finished(size_t n) = 0;
 };
 
 struct ShardOptions {

@@ -1,6 +1,7 @@
 // The on-disk key layout (see docs/storage.md). Every key that belongs to a partition starts with the
-// partition as 4 lower-case hex digits and '|', so a partition's state is one contiguous key range that
-// can be copied or dropped when partition ownership moves. Pure functions, thread-safe.
+// partition as 4 lower-case hex digits ("pppp|" for identities and dedup records, "pppp-" for profile
+// ids), so a partition's state is one contiguous key range per column family that can be copied or
+// dropped when partition ownership moves. Pure functions, thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +28,9 @@ std::optional<uint32_t> PartitionOfProfileId(std::string_view profile_id);
 // meta CF keys.
 inline constexpr std::string_view kMetaPartitionCount = "partition_count";
 inline constexpr std::string_view kMetaSchemaVersion = "schema_version";
+inline constexpr std::string_view kCurrentSchemaVersion = "1";
+// "corrupt|<profile id>" -> the unreadable value, kept when a profile had to be restarted.
+inline constexpr std::string_view kMetaCorruptPrefix = "corrupt|";
 
 void PutFixed64(std::string* out, uint64_t v);
 uint64_t DecodeFixed64(const char* p);

@@ -84,7 +84,7 @@ class KvStore {
 
   // Numeric RocksDB property (e.g. "rocksdb.estimate-num-keys"), summed over column families.
   uint64_t IntProperty(std::string_view name) const;
-  // A ticker from RocksDB's statistics, by name (e.g. "rocksdb.bytes.written"); 0 if unknown.
+  // A ticker from RocksDB's statistics (a rocksdb::Tickers value, e.g. rocksdb::BYTES_WRITTEN).
   uint64_t Ticker(uint32_t ticker) const;
 
  private:

@@ -45,6 +45,17 @@ TEST(Config, FlagsBeatEnvironmentBeatsFile) {
   EXPECT_EQ(c->write_keys, (std::vector<std::string>{"k1", "k2"}));
 }
 
+TEST(Config, BooleanFlagsNeedNoValue) {
+  auto c = Parse({"--sync-writes", "--http-addr", "127.0.0.1:9"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->sync_writes);
+  EXPECT_EQ(c->http_port, 9);
+  c = Parse({"--sync-writes=false"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->sync_writes);
+  EXPECT_FALSE(Parse({"--max-queue-depth", "0"}).ok());
+}
+
 TEST(Config, EnvListsAreCommaSeparated) {
   ::setenv("ECRM_WRITE_KEYS", "x,y", 1);
   auto c = Parse({});

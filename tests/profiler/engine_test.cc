@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <future>
 
 #include "common/murmur2.h"
+#include "store/keys.h"
 #include "tests/testutil/temp_dir.h"
 
 namespace ecrm {
@@ -126,6 +128,30 @@ TEST_F(EngineTest, StateSurvivesReopen) {
   EXPECT_EQ(Events("user_id", "u"), 2);
 }
 
+TEST_F(EngineTest, StopAnswersEverythingAcceptedThenRefuses) {
+  const auto [anon, user] = IdsOnDifferentShards();
+  std::atomic<int> ok{0}, failed{0};
+  for (int i = 0; i < 200; i++) {
+    // Identify events spawn cross-shard claims and attaches: follow-ups must finish too.
+    Event e = MakeEvent(EventType::kIdentify, anon + "-" + std::to_string(i), user + "-" + std::to_string(i));
+    ASSERT_TRUE(engine_->Submit({e}, [&](Status s) { (s.ok() ? ok : failed)++; }).ok());
+  }
+  engine_->Stop();
+  EXPECT_EQ(ok.load(), 200);
+  EXPECT_EQ(failed.load(), 0);
+  bool called = false;
+  EXPECT_EQ(engine_->Submit({MakeEvent(EventType::kPage, "late", "")}, [&](Status) { called = true; })
+                .code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(called);
+  Open();
+  for (int i = 0; i < 200; i += 37) {
+    auto p = engine_->Lookup("user_id", user + "-" + std::to_string(i));
+    ASSERT_TRUE(p.ok() && p->has_value()) << i;
+    EXPECT_TRUE((*p)->HasIdentity("anonymous_id", anon + "-" + std::to_string(i)));
+  }
+}
+
 TEST_F(EngineTest, PartitionCountIsFixedPerDataDir) {
   engine_.reset();
   EngineOptions options;
@@ -147,6 +173,30 @@ TEST_F(EngineTest, FullQueuesRejectWithoutQueueing) {
   Status s = (*engine)->Submit({MakeEvent(EventType::kPage, "a", "")}, [&](Status) { called = true; });
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_FALSE(called);
+}
+
+}  // namespace
+}  // namespace ecrm
+
+namespace ecrm {
+namespace {
+
+TEST_F(EngineTest, CorruptProfileIsQuarantinedAndRestarted) {
+  ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kPage, "c", "")}).ok());
+  auto before = engine_->Lookup("anonymous_id", "c");
+  ASSERT_TRUE(before.ok() && before->has_value());
+  const std::string id = (*before)->id;
+  engine_.reset();  // drop the cached copy
+  ASSERT_TRUE(store_->Put(Cf::kProfiles, id, "\x01garbage").ok());
+  Open();
+  ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kPage, "c", "")}).ok());
+  auto after = engine_->Lookup("anonymous_id", "c");
+  ASSERT_TRUE(after.ok() && after->has_value());
+  EXPECT_EQ((*after)->id, id);
+  EXPECT_EQ((*after)->stats.events, 1);
+  auto kept = store_->Get(Cf::kMeta, std::string(kMetaCorruptPrefix) + id);
+  ASSERT_TRUE(kept.ok() && kept->has_value());
+  EXPECT_EQ(**kept, "\x01garbage");
 }
 
 }  // namespace
