@@ -3,11 +3,27 @@
 #include <chrono>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "common/murmur2.h"
 #include "profiler/profile_codec.h"
 #include "store/keys.h"
 
 namespace ecrm {
+
+namespace {
+
+// Per reader thread: identity key -> profile id. Sound because an identity record, once written, is
+// never changed or removed (ClaimIdentity only writes unclaimed identifiers). Whoever later lets
+// identity records change (profile merges) must invalidate this cache too. Only hits are cached: an
+// unknown visitor may appear at any moment. Tagged with the engine it belongs to.
+struct ReaderIdentityCache {
+  uint64_t engine = 0;
+  absl::flat_hash_map<std::string, std::string> ids;
+};
+constexpr size_t kReaderIdentityCacheCapacity = 100000;
+std::atomic<uint64_t> next_engine_instance{1};
+
+}  // namespace
 
 StatusOr<std::unique_ptr<ProfileEngine>> ProfileEngine::Create(KvStore& store,
                                                                prometheus::Registry& registry,
@@ -42,6 +58,7 @@ ProfileEngine::ProfileEngine(KvStore& store, prometheus::Registry& registry,
                              const EngineOptions& options)
     : store_(store),
       options_(options),
+      instance_(next_engine_instance.fetch_add(1)),
       updater_(options.profiler),
       metrics_(registry, options.shards) {
   for (int i = 0; i < options.shards; i++) {
@@ -120,11 +137,21 @@ Status ProfileEngine::Submit(std::vector<Event> events, AckGroup::Callback done)
   return absl::OkStatus();
 }
 
+
 StatusOr<std::optional<Profile>> ProfileEngine::Lookup(std::string_view type,
                                                        std::string_view value) const {
   const uint32_t partition = PartitionForKey(value, options_.partitions);
-  ASSIGN_OR_RETURN(auto profile_id, store_.Get(Cf::kIdentities, IdentityKey(partition, type, value)));
+  std::string key = IdentityKey(partition, type, value);
+  thread_local ReaderIdentityCache cache;
+  if (cache.engine != instance_) {
+    cache.ids.clear();
+    cache.engine = instance_;
+  }
+  if (const auto it = cache.ids.find(key); it != cache.ids.end()) return LookupById(it->second);
+  ASSIGN_OR_RETURN(auto profile_id, store_.Get(Cf::kIdentities, key));
   if (!profile_id) return std::optional<Profile>();
+  if (cache.ids.size() >= kReaderIdentityCacheCapacity) cache.ids.clear();
+  cache.ids.emplace(std::move(key), *profile_id);
   return LookupById(*profile_id);
 }
 

@@ -71,6 +71,7 @@ class ProfileEngine final : public ShardRouter {
 
   KvStore& store_;
   const EngineOptions options_;
+  const uint64_t instance_;  // unique per engine in this process (tags reader caches)
   ProfileUpdater updater_;
   ProfilerMetrics metrics_;
   std::vector<std::unique_ptr<Shard>> shards_;

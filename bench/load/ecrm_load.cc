@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <unistd.h>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -35,6 +37,7 @@ struct Options {
   uint64_t max_requests = 0;  // 0 = until --seconds
   uint64_t visitors = 100000;
   double zipf = 1.1;
+  int server_pid = 0;  // if set, the server's CPU time is read from /proc to report CPU per request
   std::string run_id;
 };
 
@@ -82,6 +85,24 @@ double BucketQuantile(const std::map<double, double>& before, const std::map<dou
   return prev_bound;
 }
 
+// utime + stime of a process in seconds, from /proc/<pid>/stat; -1 if unreadable.
+double ProcessCpuSeconds(int pid) {
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return -1;
+  char buf[4096];
+  const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  const char* p = std::strrchr(buf, ')');  // the command name may contain spaces
+  if (!p) return -1;
+  unsigned long long utime = 0, stime = 0;
+  // Fields after ')': state(3) ... utime(14) stime(15).
+  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) {
+    return -1;
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 double Percentile(std::vector<double>& v, double q) {
   if (v.empty()) return NAN;
   const size_t i = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
@@ -108,6 +129,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--zipf", o.zipf, "Zipf exponent")->capture_default_str();
   app.add_option("--run-id", o.run_id, "messageId prefix (default: time-based)");
+  app.add_option("--server-pid", o.server_pid,
+                 "pid of the ecrm process, to report its CPU time per request and per event");
   CLI11_PARSE(app, argc, argv);
   if (o.run_id.empty()) {
     o.run_id = "load" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
@@ -125,6 +148,7 @@ int main(int argc, char** argv) {
   ecrm::bench::KeepAliveClient control(host, port);
   const auto server_before = ServerBuckets(control, route);
 
+  const double cpu_before = o.server_pid ? ProcessCpuSeconds(o.server_pid) : -1;
   std::atomic<uint64_t> requests{0}, events{0}, errors{0};
   std::mutex mu;
   std::vector<double> latencies;
@@ -171,6 +195,7 @@ int main(int argc, char** argv) {
   }
   for (auto& th : threads) th.join();
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu_after = o.server_pid ? ProcessCpuSeconds(o.server_pid) : -1;
   const auto server_after = ServerBuckets(control, route);
 
   const uint64_t done = latencies.size();
@@ -189,5 +214,12 @@ int main(int argc, char** argv) {
   std::printf("server latency ms (ecrm_http_request_duration_seconds, route=%s): p50=%.3f p99=%.3f\n",
               route.c_str(), BucketQuantile(server_before, server_after, 0.5) * 1e3,
               BucketQuantile(server_before, server_after, 0.99) * 1e3);
+  if (cpu_before >= 0 && cpu_after >= 0 && !latencies.empty()) {
+    const double cpu = cpu_after - cpu_before;
+    const double units = collect ? static_cast<double>(events.load()) : static_cast<double>(latencies.size());
+    std::printf("server cpu: %.2f cores busy; %.2f us CPU per %s => %.0f %s/s per fully used core\n",
+                cpu / elapsed, cpu / units * 1e6, collect ? "event" : "request", units / cpu,
+                collect ? "events" : "requests");
+  }
   return errors.load() > 0 && done > 0 && errors.load() == done ? 1 : 0;
 }

@@ -201,3 +201,27 @@ TEST_F(EngineTest, CorruptProfileIsQuarantinedAndRestarted) {
 
 }  // namespace
 }  // namespace ecrm
+
+namespace ecrm {
+namespace {
+
+TEST_F(EngineTest, ReaderIdentityCacheBelongsToOneEngine) {
+  ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kPage, "cached", "")}).ok());
+  ASSERT_TRUE(engine_->Lookup("anonymous_id", "cached")->has_value());  // now cached on this thread
+  testing::TempDir other_dir;
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto other_store = KvStore::Open({.path = other_dir.path()});
+  ASSERT_TRUE(other_store.ok());
+  EngineOptions options;
+  options.shards = 1;
+  options.partitions = 16;
+  auto other = ProfileEngine::Create(**other_store, *registry, options);
+  ASSERT_TRUE(other.ok());
+  auto found = (*other)->Lookup("anonymous_id", "cached");
+  ASSERT_TRUE(found.ok());
+  EXPECT_FALSE(found->has_value());
+  EXPECT_TRUE(engine_->Lookup("anonymous_id", "cached")->has_value());
+}
+
+}  // namespace
+}  // namespace ecrm
