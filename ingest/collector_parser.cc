@@ -71,8 +71,36 @@ CollectorParser::CollectorParser(const CollectorLimits& limits)
 std::optional<Rejection> CollectorParser::Parse(std::string_view body,
                                                 std::optional<EventType> path_type,
                                                 TimeMs received_at, CollectorRequest& out) {
+  return ParseImpl(body, path_type, false, received_at, out);
+}
+
+std::optional<Rejection> CollectorParser::ParseKafkaMessage(std::string_view body,
+                                                            TimeMs consumed_at,
+                                                            CollectorRequest& out) {
+  return ParseImpl(body, std::nullopt, true, consumed_at, out);
+}
+
+void CollectorParser::KeepRaw(simdjson::dom::element item, const Event& event,
+                              bool single_endpoint, std::string_view context_json,
+                              std::string_view sent_at, CollectorRequest& out) {
+  std::string item_json = simdjson::minify(item);
+  if (single_endpoint) {  // the type came from the path: put it in the event itself (first wins)
+    item_json = std::string(R"({"type":")") + EventTypeName(event.type) + "\"" +
+                (item_json.size() > 2 ? "," : "") + item_json.substr(1);
+  }
+  std::string value = R"({"batch":[)" + item_json + "]";
+  if (!context_json.empty()) value += R"(,"context":)" + std::string(context_json);
+  if (!sent_at.empty()) value += R"(,"sentAt":")" + std::string(sent_at) + "\"";
+  value += R"(,"receivedAt":")" + FormatIso8601(event.received_at) + "\"}";
+  out.raw.push_back({event.RoutingKey(), std::move(value)});
+}
+
+std::optional<Rejection> CollectorParser::ParseImpl(std::string_view body,
+                                                    std::optional<EventType> path_type, bool kafka,
+                                                    TimeMs received_at, CollectorRequest& out) {
   out.events.clear();
   out.body_write_key.clear();
+  out.raw.clear();
   if (body.size() > limits_.max_request_bytes) {
     return Make("request_too_large",
                 "request body exceeds " + std::to_string(limits_.max_request_bytes) + " bytes");
@@ -97,8 +125,21 @@ std::optional<Rejection> CollectorParser::Parse(std::string_view body,
   ctx.received_at = received_at;
   ctx.path_type = path_type;
   const bool check_item_size = body.size() > limits_.max_event_bytes;
+  simdjson::dom::element batch_el;
+  const bool has_batch =
+      top.at_key("batch").get(batch_el) == simdjson::SUCCESS && !batch_el.is_null();
+  if (kafka) {
+    if (simdjson::dom::element r; top.at_key("receivedAt").get(r) == simdjson::SUCCESS) {
+      std::string_view text;
+      std::optional<TimeMs> at;
+      if (r.get_string().get(text) != simdjson::SUCCESS || !(at = ParseIso8601(text))) {
+        return Make("invalid_timestamp", "receivedAt is not an ISO-8601 time");
+      }
+      ctx.received_at = *at;
+    }
+  }
 
-  if (path_type) {
+  if (path_type || (kafka && !has_batch)) {
     if (check_item_size && MinifiedSize(root) > limits_.max_event_bytes) {
       return Make("event_too_large",
                   "event exceeds " + std::to_string(limits_.max_event_bytes) + " bytes");
@@ -106,14 +147,12 @@ std::optional<Rejection> CollectorParser::Parse(std::string_view body,
     Event event;
     Rejection rejection;
     if (!BuildEvent(root, ctx, limits_.event, event, rejection)) return rejection;
+    if (keep_raw_) KeepRaw(root, event, path_type.has_value(), {}, {}, out);
     out.events.push_back(std::move(event));
     return std::nullopt;
   }
 
-  simdjson::dom::element batch_el;
-  if (top.at_key("batch").get(batch_el) != simdjson::SUCCESS || batch_el.is_null()) {
-    return Make("missing_field", "batch is required");
-  }
+  if (!has_batch) return Make("missing_field", "batch is required");
   simdjson::dom::array batch;
   if (batch_el.get_array().get(batch) != simdjson::SUCCESS) {
     return Make("invalid_field_type", "batch must be an array");
@@ -128,17 +167,22 @@ std::optional<Rejection> CollectorParser::Parse(std::string_view body,
     ctx.batch_context = c;
     ctx.has_batch_context = true;
   }
+  std::string context_json;
+  std::string_view sent_at_text;
+  if (keep_raw_ && ctx.has_batch_context) context_json = simdjson::minify(ctx.batch_context);
   if (simdjson::dom::element s; top.at_key("sentAt").get(s) == simdjson::SUCCESS && !s.is_null()) {
     std::string_view text;
     if (s.get_string().get(text) != simdjson::SUCCESS || !(ctx.batch_sent_at = ParseIso8601(text))) {
       return Make("invalid_timestamp", "sentAt is not an ISO-8601 time");
     }
+    sent_at_text = text;
   }
   out.events.reserve(batch.size());
   int index = 0;
   for (simdjson::dom::element item : batch) {
     if (check_item_size && MinifiedSize(item) > limits_.max_event_bytes) {
       out.events.clear();
+      out.raw.clear();
       return Make("event_too_large",
                   "event exceeds " + std::to_string(limits_.max_event_bytes) + " bytes", index);
     }
@@ -146,9 +190,11 @@ std::optional<Rejection> CollectorParser::Parse(std::string_view body,
     Rejection rejection;
     if (!BuildEvent(item, ctx, limits_.event, event, rejection)) {
       out.events.clear();
+      out.raw.clear();
       rejection.index = index;
       return rejection;
     }
+    if (keep_raw_) KeepRaw(item, event, false, context_json, sent_at_text, out);
     out.events.push_back(std::move(event));
     index++;
   }

@@ -24,9 +24,18 @@ struct CollectorLimits {
   EventLimits event;
 };
 
+// One event as a Kafka message: the routing key, and a one-item batch envelope carrying the
+// batch-level context, sentAt and the collector's receivedAt, so the consumer sees what the
+// collector saw.
+struct RawEventMessage {
+  std::string key;
+  std::string value;
+};
+
 struct CollectorRequest {
   std::vector<Event> events;
-  std::string body_write_key;  // `writeKey` from the body (top level), if any
+  std::string body_write_key;        // `writeKey` from the body (top level), if any
+  std::vector<RawEventMessage> raw;  // filled only when the parser keeps raw events
 };
 
 class CollectorParser {
@@ -38,10 +47,25 @@ class CollectorParser {
   std::optional<Rejection> Parse(std::string_view body, std::optional<EventType> path_type,
                                  TimeMs received_at, CollectorRequest& out);
 
+  // A Kafka message value: one event with its `type`, or a batch envelope {"batch": [...]}. An
+  // envelope's top-level `receivedAt` (set by ecrm's collector) is trusted as the receipt time;
+  // otherwise `consumed_at` is.
+  std::optional<Rejection> ParseKafkaMessage(std::string_view body, TimeMs consumed_at,
+                                             CollectorRequest& out);
+
+  // Also fill CollectorRequest::raw (the collector in Kafka mode produces these).
+  void set_keep_raw(bool keep) { keep_raw_ = keep; }
+
   const CollectorLimits& limits() const { return limits_; }
 
  private:
+  std::optional<Rejection> ParseImpl(std::string_view body, std::optional<EventType> path_type,
+                                     bool kafka, TimeMs received_at, CollectorRequest& out);
+  void KeepRaw(simdjson::dom::element item, const Event& event, bool single_endpoint,
+               std::string_view context_json, std::string_view sent_at, CollectorRequest& out);
+
   CollectorLimits limits_;
+  bool keep_raw_ = false;
   simdjson::dom::parser parser_;
 };
 

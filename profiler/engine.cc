@@ -155,6 +155,24 @@ StatusOr<std::optional<Profile>> ProfileEngine::Lookup(std::string_view type,
   return LookupById(*profile_id);
 }
 
+void ProfileEngine::CommitSourceOffset(uint32_t partition, int64_t offset,
+                                       AckGroup::Callback done) {
+  ShardTask task;
+  task.kind = ShardTask::Kind::kSourceOffset;
+  task.partition = partition;
+  task.offset = offset;
+  task.ack = std::make_shared<AckGroup>(1, std::move(done));
+  std::vector<ShardTask> tasks;
+  tasks.push_back(std::move(task));
+  Send(ShardOfPartition(partition % options_.partitions), std::move(tasks));
+}
+
+StatusOr<std::optional<int64_t>> ProfileEngine::SourceOffset(uint32_t partition) const {
+  ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kMeta, SourceOffsetKey(partition)));
+  if (!stored || stored->size() != 8) return std::optional<int64_t>();
+  return std::optional<int64_t>(static_cast<int64_t>(DecodeFixed64(stored->data())));
+}
+
 StatusOr<std::optional<Profile>> ProfileEngine::LookupById(std::string_view profile_id) const {
   ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kProfiles, profile_id));
   if (!stored) return std::optional<Profile>();

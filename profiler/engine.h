@@ -57,6 +57,13 @@ class ProfileEngine final : public ShardRouter {
   StatusOr<std::optional<Profile>> Lookup(std::string_view type, std::string_view value) const;
   StatusOr<std::optional<Profile>> LookupById(std::string_view profile_id) const;
 
+  // Records `offset` as source partition `partition`'s resume point. It is written by the shard that
+  // owns the partition, in its next WriteBatch (together with whatever state that batch commits).
+  // The caller must only pass an offset whose messages are all durable. `done` as in Submit.
+  void CommitSourceOffset(uint32_t partition, int64_t offset, AckGroup::Callback done);
+  // The stored resume point of a source partition, or nullopt if none was ever recorded.
+  StatusOr<std::optional<int64_t>> SourceOffset(uint32_t partition) const;
+
   const ProfileUpdater& updater() const { return updater_; }
   size_t TotalQueueDepth() const;
   uint32_t partition_count() const override { return options_.partitions; }

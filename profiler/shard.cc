@@ -102,6 +102,12 @@ void Shard::ProcessBatch(std::vector<ShardTask>& tasks) {
         case ShardTask::Kind::kAttachIdentity:
           AttachIdentity(task.profile_id, task.id_type, task.id_value);
           break;
+        case ShardTask::Kind::kSourceOffset: {
+          std::string value;
+          PutFixed64(&value, static_cast<uint64_t>(task.offset));
+          batch_.Put(Cf::kMeta, SourceOffsetKey(task.partition), value);
+          break;
+        }
       }
     }
     acks_.push_back(std::move(task.ack));

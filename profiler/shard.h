@@ -38,6 +38,7 @@ struct ShardTask {
     kForwardedEvent,  // apply to `profile_id`, which this shard owns
     kClaimIdentity,   // set identity (id_type, id_value) in `partition` to `profile_id` if unclaimed
     kAttachIdentity,  // add (id_type, id_value) to `profile_id`'s identities
+    kSourceOffset,    // record `offset` as the resume point of source partition `partition`
   };
   Kind kind = Kind::kEvent;
   uint32_t partition = 0;
@@ -45,6 +46,7 @@ struct ShardTask {
   std::string profile_id;
   std::string id_type;
   std::string id_value;
+  int64_t offset = 0;  // kSourceOffset
   std::shared_ptr<AckGroup> ack;
 };
 

@@ -32,6 +32,9 @@ inline constexpr std::string_view kCurrentSchemaVersion = "1";
 // "corrupt|<profile id>" -> the unreadable value, kept when a profile had to be restarted.
 inline constexpr std::string_view kMetaCorruptPrefix = "corrupt|";
 
+// meta CF: "offset|<pppp>" -> fixed64 next offset to consume from source (Kafka) partition pppp.
+std::string SourceOffsetKey(uint32_t partition);
+
 void PutFixed64(std::string* out, uint64_t v);
 uint64_t DecodeFixed64(const char* p);
 

@@ -183,3 +183,70 @@ TEST_F(ParserTest, EmptyBatchIsAccepted) {
 
 }  // namespace
 }  // namespace ecrm
+
+namespace ecrm {
+namespace {
+
+std::string Encode(const Event& e) {
+  std::string s = std::string(EventTypeName(e.type)) + "|" + e.message_id + "|" + e.anonymous_id +
+                  "|" + e.user_id + "|" + e.event + "|" + e.email + "|" +
+                  std::to_string(e.timestamp) + "|" + std::to_string(e.received_at) + "|" +
+                  e.touch.source + "|" + e.device.browser + "|" + std::to_string(e.products.size());
+  for (const auto& [k, v] : e.traits) s += "|" + k + "=" + v;
+  return s;
+}
+
+TEST(KafkaMessages, RawMessagesParseBackToTheSameEvents) {
+  CollectorParser http{CollectorLimits{}};
+  http.set_keep_raw(true);
+  CollectorRequest sent;
+  ASSERT_FALSE(http.Parse(R"({"sentAt":"2026-01-01T00:00:10Z","context":{"campaign":{"source":"news"},"userAgent":"Mozilla/5.0 Firefox/120.0"},"batch":[
+      {"type":"identify","anonymousId":"a","userId":"u","traits":{"email":"A@B.c"},"timestamp":"2026-01-01T00:00:00Z"},
+      {"type":"track","anonymousId":"a","event":"Order Completed","properties":{"revenue":5,"products":[{"product_id":"p"}]}}]})",
+                          std::nullopt, kNow, sent)
+                   .has_value());
+  ASSERT_EQ(sent.raw.size(), 2u);
+  EXPECT_EQ(sent.raw[0].key, "a");
+  CollectorParser consumer{CollectorLimits{}};
+  for (size_t i = 0; i < sent.raw.size(); i++) {
+    CollectorRequest got;
+    auto r = consumer.ParseKafkaMessage(sent.raw[i].value, kNow + 60'000, got);  // consumed later
+    ASSERT_FALSE(r.has_value()) << r->code << " " << sent.raw[i].value;
+    ASSERT_EQ(got.events.size(), 1u);
+    EXPECT_EQ(Encode(got.events[0]), Encode(sent.events[i]));
+  }
+}
+
+TEST(KafkaMessages, SingleEndpointEventsCarryTheirType) {
+  CollectorParser http{CollectorLimits{}};
+  http.set_keep_raw(true);
+  CollectorRequest sent;
+  ASSERT_FALSE(http.Parse(R"({"userId":"u","event":"E","type":"page"})", EventType::kTrack, kNow, sent)
+                   .has_value());
+  CollectorParser consumer{CollectorLimits{}};
+  CollectorRequest got;
+  ASSERT_FALSE(consumer.ParseKafkaMessage(sent.raw[0].value, kNow, got).has_value());
+  EXPECT_EQ(got.events[0].type, EventType::kTrack);
+  EXPECT_EQ(sent.raw[0].key, "u");
+}
+
+TEST(KafkaMessages, PlainEventsAndEnvelopesFromOtherProducers) {
+  CollectorParser consumer{CollectorLimits{}};
+  CollectorRequest got;
+  ASSERT_FALSE(consumer.ParseKafkaMessage(R"({"type":"page","anonymousId":"a"})", kNow, got).has_value());
+  EXPECT_EQ(got.events[0].received_at, kNow);
+  ASSERT_FALSE(consumer.ParseKafkaMessage(R"({"batch":[{"type":"page","anonymousId":"a"},{"type":"page","anonymousId":"b"}]})", kNow, got).has_value());
+  EXPECT_EQ(got.events.size(), 2u);
+  auto r = consumer.ParseKafkaMessage(R"({"anonymousId":"a"})", kNow, got);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->code, "missing_type");
+  r = consumer.ParseKafkaMessage("not json", kNow, got);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->code, "invalid_json");
+  r = consumer.ParseKafkaMessage(R"({"receivedAt":"later","batch":[]})", kNow, got);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->code, "invalid_timestamp");
+}
+
+}  // namespace
+}  // namespace ecrm
