@@ -247,8 +247,13 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
     }
   }
 
+  if (!options_.collector_enabled) {
+    return send(respond, Reject({503, "unavailable",
+                                 "this instance only processes events (--role processor)"}));
+  }
   thread_local std::unique_ptr<CollectorParser> parser;
   if (!parser) parser = std::make_unique<CollectorParser>(options_.limits);
+  parser->set_keep_raw(options_.producer != nullptr);
   CollectorRequest parsed;
   if (auto rejection = parser->Parse(body, path_type, clock_.NowMs(), parsed)) {
     return send(respond, Reject(*rejection));
@@ -273,8 +278,7 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
   for (const auto& e : parsed.events) by_type[static_cast<size_t>(e.type)]++;
   const size_t by_type_total = parsed.events.size();
   auto shared_respond = std::make_shared<Responder>(std::move(respond));
-  const Status submitted = engine_.Submit(
-      std::move(parsed.events), [this, by_type, send, shared_respond](Status status) {
+  auto on_durable = [this, by_type, send, shared_respond](Status status) {
         if (status.ok()) {
           for (size_t t = 0; t < by_type.size(); t++) {
             if (by_type[t] > 0) metrics_.Accepted(static_cast<EventType>(t), by_type[t]);
@@ -283,7 +287,10 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
         }
         spdlog::error("collector: events not stored: {}", status.ToString());
         send(*shared_respond, Reject({503, "internal", "events could not be stored; retry"}));
-      });
+  };
+  const Status submitted = options_.producer
+                               ? options_.producer->Produce(std::move(parsed.raw), on_durable)
+                               : engine_.Submit(std::move(parsed.events), on_durable);
   if (!submitted.ok()) {
     rate_limiter_.Refund(key, static_cast<int64_t>(by_type_total));
     if (absl::IsResourceExhausted(submitted)) {

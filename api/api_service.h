@@ -17,6 +17,7 @@
 #include "api/rate_limiter.h"
 #include "common/clock.h"
 #include "ingest/collector_parser.h"
+#include "ingest/kafka_producer.h"
 #include "profiler/engine.h"
 #include "profiler/profile_json.h"
 #include "prometheus/registry.h"
@@ -32,6 +33,8 @@ struct ApiOptions {
   PersonalizeOptions personalize;
   std::function<void()> before_scrape;  // refreshes gauges (e.g. RocksDB stats) before /metrics
   std::function<bool()> ready;          // /readyz answers 200 only when this returns true
+  KafkaEventProducer* producer = nullptr;  // Kafka mode: the collector produces here, not to the engine
+  bool collector_enabled = true;        // false for --role processor: collector routes answer 503
 };
 
 class ApiService final : public HttpHandler {

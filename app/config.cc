@@ -108,6 +108,18 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       "Queued tasks per worker before the collector answers 429")
       ->capture_default_str();
 
+  add("--kafka-brokers", "kafka_brokers", "ECRM_KAFKA_BROKERS", c.kafka_brokers,
+      "Kafka bootstrap servers HOST:PORT[,...]; unset = embedded mode (no Kafka)");
+  add("--kafka-group", "kafka_group", "ECRM_KAFKA_GROUP", c.kafka_group, "Kafka consumer group")
+      ->capture_default_str();
+  add("--kafka-topic", "kafka_topic", "ECRM_KAFKA_TOPIC", c.kafka_topic, "Kafka events topic")
+      ->capture_default_str();
+  add("--kafka-dlq-topic", "kafka_dlq_topic", "ECRM_KAFKA_DLQ_TOPIC", c.kafka_dlq_topic,
+      "Kafka dead-letter topic")
+      ->capture_default_str();
+  add("--role", "role", "ECRM_ROLE", c.role,
+      "all | collector (HTTP -> Kafka) | processor (Kafka -> profiles); Kafka mode only")
+      ->capture_default_str();
   add("--rate-limit", "rate_limit", "ECRM_RATE_LIMIT", c.rate_limit,
       "Events per second per write key, burst of one second (0 = unlimited)")
       ->capture_default_str();
@@ -171,6 +183,17 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   }
   if (c.max_batch_events == 0) {
     return absl::InvalidArgumentError("max_batch_events: must be positive");
+  }
+  if (c.role != "all" && c.role != "collector" && c.role != "processor") {
+    return absl::InvalidArgumentError("role: must be all, collector or processor");
+  }
+  if (c.role != "all" && c.kafka_brokers.empty()) {
+    return absl::InvalidArgumentError("role: " + c.role + " needs kafka_brokers");
+  }
+  if (!c.kafka_brokers.empty() && (c.kafka_topic.empty() || c.kafka_dlq_topic.empty() ||
+                                   c.kafka_group.empty() || c.kafka_topic == c.kafka_dlq_topic)) {
+    return absl::InvalidArgumentError(
+        "kafka_topic/kafka_dlq_topic/kafka_group: must be set, and the topics must differ");
   }
   if (c.max_queue_depth == 0) {
     return absl::InvalidArgumentError("max_queue_depth: must be positive");

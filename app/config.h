@@ -30,6 +30,11 @@ struct Config {
   size_t max_event_bytes = 32 * 1024;      // --max-event-bytes
   size_t max_batch_events = 2500;          // --max-batch-events
   size_t max_queue_depth = 200000;         // --max-queue-depth: per worker, then 429
+  std::string kafka_brokers;                // --kafka-brokers: HOST:PORT[,...]; empty = embedded mode
+  std::string kafka_group = "ecrm";         // --kafka-group: consumer group
+  std::string kafka_topic = "ecrm.events";  // --kafka-topic: events topic
+  std::string kafka_dlq_topic = "ecrm.events.dlq";  // --kafka-dlq-topic: dead letters
+  std::string role = "all";                 // --role: all | collector | processor (Kafka mode)
   int64_t rate_limit = 200000;             // --rate-limit: events/s per write key (0 = off), then 429
 };
 

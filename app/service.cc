@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "common/logging.h"
+#include "store/keys.h"
 
 namespace ecrm {
 
@@ -27,13 +28,46 @@ Status Service::Start() {
   ASSIGN_OR_RETURN(store_, KvStore::Open(store_options));
   store_metrics_ = std::make_unique<StoreMetrics>(*registry_, *store_);
 
+  const bool kafka = !config_.kafka_brokers.empty();
+  KafkaOptions kafka_options;
+  kafka_options.brokers = config_.kafka_brokers;
+  kafka_options.group = config_.kafka_group;
+  kafka_options.topic = config_.kafka_topic;
+  kafka_options.dlq_topic = config_.kafka_dlq_topic;
+  uint32_t partitions = config_.partitions;
+  if (kafka) {
+    // In Kafka mode the virtual partitions are the topic's partitions.
+    auto topic_partitions = KafkaConsumer::TopicPartitions(config_.kafka_brokers,
+                                                           config_.kafka_topic, 10000);
+    ASSIGN_OR_RETURN(auto stored, store_->Get(Cf::kMeta, kMetaPartitionCount));
+    if (topic_partitions.ok()) {
+      partitions = static_cast<uint32_t>(*topic_partitions);
+    } else if (stored) {  // broker down at start: carry on with what the data dir knows
+      spdlog::warn("{}; starting with the stored partition count {}",
+                   topic_partitions.status().ToString(), *stored);
+      partitions = static_cast<uint32_t>(std::stoul(*stored));
+    } else {
+      return absl::UnavailableError("kafka_brokers/kafka_topic: " +
+                                    std::string(topic_partitions.status().message()));
+    }
+  }
   EngineOptions engine_options;
   engine_options.shards = config_.workers;
-  engine_options.partitions = config_.partitions;
+  engine_options.partitions = partitions;
   engine_options.max_queue_depth = config_.max_queue_depth;
   engine_options.shard.cache_capacity = config_.cache_profiles;
   ASSIGN_OR_RETURN(engine_, ProfileEngine::Create(*store_, *registry_, engine_options));
   engine_->Start();
+  if (kafka && config_.role != "collector") {
+    ASSIGN_OR_RETURN(consumer_, KafkaConsumer::Create(kafka_options, *engine_, *registry_, *clock_,
+                                                      CollectorLimits{config_.max_request_bytes,
+                                                                      config_.max_event_bytes,
+                                                                      config_.max_batch_events}));
+    consumer_->Start();
+  }
+  if (kafka && config_.role != "processor") {
+    ASSIGN_OR_RETURN(producer_, KafkaEventProducer::Create(kafka_options, *registry_));
+  }
 
   ApiOptions api_options;
   api_options.write_keys = config_.write_keys;
@@ -44,7 +78,11 @@ Status Service::Start() {
   api_options.limits.max_batch_events = config_.max_batch_events;
   api_options.rate_limit_events = config_.rate_limit;
   api_options.before_scrape = [this] { store_metrics_->Refresh(); };
-  api_options.ready = [this] { return ready_.load(); };
+  api_options.ready = [this] {
+    return ready_.load() && (!consumer_ || consumer_->Ready()) && (!producer_ || producer_->Ready());
+  };
+  api_options.producer = producer_.get();
+  api_options.collector_enabled = config_.role != "processor";
   api_ = std::make_unique<ApiService>(*engine_, *registry_, *clock_, std::move(api_options));
 
   HttpServerOptions http;
@@ -58,19 +96,26 @@ Status Service::Start() {
   const auto addr_file = std::filesystem::path(config_.data_dir) / "ecrm.addr";
   std::ofstream(addr_file, std::ios::trunc) << config_.http_host << ":" << port_ << "\n";
   ready_ = true;
-  spdlog::info("listening on {}:{} ({} workers, {} http threads, {} partitions, data in {})",
-               config_.http_host, port_, config_.workers, config_.http_threads,
-               config_.partitions, config_.data_dir);
+  spdlog::info("listening on {}:{} ({} workers, {} http threads, {} partitions, data in {}; {})",
+               config_.http_host, port_, config_.workers, config_.http_threads, partitions,
+               config_.data_dir,
+               kafka ? "kafka " + config_.kafka_brokers + " topic " + config_.kafka_topic +
+                           " role " + config_.role
+                     : std::string("embedded"));
   return absl::OkStatus();
 }
 
 void Service::Stop() {
   ready_ = false;
   if (server_) server_->StopAccepting();
+  if (producer_) producer_->Stop(10000);  // answers collector requests whose messages are queued
+  if (consumer_) consumer_->Stop();       // lets consumed messages become durable, then leaves
   if (engine_) engine_->Stop();  // answers everything accepted; later requests get 503
   if (server_) server_->Stop();
   server_.reset();
   api_.reset();
+  consumer_.reset();
+  producer_.reset();
   engine_.reset();
   store_metrics_.reset();
   store_.reset();

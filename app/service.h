@@ -13,6 +13,8 @@
 #include "app/config.h"
 #include "app/store_metrics.h"
 #include "common/clock.h"
+#include "ingest/kafka_consumer.h"
+#include "ingest/kafka_producer.h"
 #include "profiler/engine.h"
 #include "prometheus/registry.h"
 #include "store/kv_store.h"
@@ -42,6 +44,8 @@ class Service {
   std::unique_ptr<KvStore> store_;
   std::unique_ptr<StoreMetrics> store_metrics_;
   std::unique_ptr<ProfileEngine> engine_;
+  std::unique_ptr<KafkaConsumer> consumer_;      // Kafka mode, roles all/processor
+  std::unique_ptr<KafkaEventProducer> producer_;  // Kafka mode, roles all/collector
   std::unique_ptr<ApiService> api_;
   std::unique_ptr<HttpServer> server_;
   std::atomic<bool> ready_{false};

@@ -1,0 +1,456 @@
+#include "ingest/kafka_consumer.h"
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "common/logging.h"
+#include "ingest/offset_tracker.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+
+namespace ecrm {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// Sets one librdkafka property; a bad one is a start-up error naming the key.
+Status Set(RdKafka::Conf& conf, const std::string& key, const std::string& value) {
+  std::string err;
+  if (conf.set(key, value, err) != RdKafka::Conf::CONF_OK) {
+    return absl::InvalidArgumentError("kafka: " + key + ": " + err);
+  }
+  return absl::OkStatus();
+}
+
+// A dead letter in flight: the original message's coordinates and what to send again on failure.
+struct DeadLetter {
+  uint32_t partition;
+  int64_t offset;
+  std::string key;
+  std::string payload;
+  std::string code;
+  std::string message;
+};
+
+}  // namespace
+
+struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
+                             public RdKafka::EventCb,
+                             public RdKafka::DeliveryReportCb {
+  Impl(const KafkaOptions& o, ProfileEngine& e, prometheus::Registry& registry, const Clock& c,
+       const CollectorLimits& limits)
+      : options(o), engine(e), clock(c), parser(limits) {
+    auto counter = [&](const char* name, const char* help) -> prometheus::Family<prometheus::Counter>& {
+      return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
+    };
+    consumed = &counter("ecrm_kafka_messages_consumed_total", "Messages consumed from the events topic").Add({});
+    auto& dead = counter("ecrm_kafka_messages_dead_lettered_total",
+                         "Messages sent to the dead-letter topic, by reason");
+    for (const char* code : kRejectionCodes) dead_lettered[code] = &dead.Add({{"reason", code}});
+    rebalances = &counter("ecrm_kafka_rebalances_total", "Partition assignments and revocations").Add({});
+    retried = &counter("ecrm_kafka_submit_retries_total",
+                       "Times a message waited for full worker queues").Add({});
+    paused_gauge = &prometheus::BuildGauge()
+                        .Name("ecrm_kafka_consumer_paused")
+                        .Help("1 while consumption is paused for backpressure")
+                        .Register(registry)
+                        .Add({});
+    lag_family = &prometheus::BuildGauge()
+                      .Name("ecrm_kafka_consumer_lag")
+                      .Help("Messages between the partition's end and the consumer's position")
+                      .Register(registry);
+    batch_events = &prometheus::BuildHistogram()
+                        .Name("ecrm_kafka_message_events")
+                        .Help("Events per consumed message")
+                        .Register(registry)
+                        .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 5, 10, 50, 100, 500, 2500});
+  }
+
+  // --- librdkafka callbacks (all on the consumer thread, inside consume()/poll()) ---
+
+  void rebalance_cb(RdKafka::KafkaConsumer* c, RdKafka::ErrorCode err,
+                    std::vector<RdKafka::TopicPartition*>& partitions) override {
+    rebalances->Increment();
+    if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+      for (auto* tp : partitions) {
+        const auto p = static_cast<uint32_t>(tp->partition());
+        auto stored = engine.SourceOffset(p);
+        int64_t start = RdKafka::Topic::OFFSET_BEGINNING;
+        if (stored.ok() && stored->has_value()) start = **stored;
+        if (!stored.ok()) spdlog::error("kafka: reading offset of partition {}: {}", p, stored.status().ToString());
+        tp->set_offset(start);
+        committed[p] = start;
+        assigned.insert(p);
+        spdlog::info("kafka: assigned {}[{}] from offset {}", tp->topic(), p,
+                     start == RdKafka::Topic::OFFSET_BEGINNING ? std::string("beginning") : std::to_string(start));
+      }
+      c->assign(partitions);
+      paused = false;
+      in_group = true;
+    } else {
+      // Let everything consumed from these partitions become durable and record its offsets before
+      // another consumer takes over.
+      WaitForInFlight(std::chrono::seconds(30));
+      for (auto* tp : partitions) {
+        const auto p = static_cast<uint32_t>(tp->partition());
+        tracker.Reset(p);
+        assigned.erase(p);
+        rewind.erase(p);
+      }
+      c->unassign();
+      in_group = false;
+    }
+  }
+
+  void event_cb(RdKafka::Event& event) override {
+    if (event.type() == RdKafka::Event::EVENT_ERROR) {
+      if (event.err() == RdKafka::ERR__ALL_BROKERS_DOWN || event.err() == RdKafka::ERR__TRANSPORT) {
+        broker_up = false;
+      }
+      spdlog::warn("kafka: {} ({})", event.str(), RdKafka::err2str(event.err()));
+    } else if (event.type() == RdKafka::Event::EVENT_LOG && event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING) {
+      spdlog::warn("kafka: {} {}", event.fac(), event.str());
+    }
+  }
+
+  // Dead-letter deliveries.
+  void dr_cb(RdKafka::Message& message) override {
+    std::unique_ptr<DeadLetter> letter(static_cast<DeadLetter*>(message.msg_opaque()));
+    if (message.err() == RdKafka::ERR_NO_ERROR) {
+      CompleteLocally(letter->partition, letter->offset, absl::OkStatus());
+      return;
+    }
+    spdlog::warn("kafka: dead letter for {}:{} not delivered ({}); retrying", letter->partition,
+                 letter->offset, message.errstr());
+    ProduceDeadLetter(std::move(letter));
+  }
+
+  // --- the consumer thread ---
+
+  void Run() {
+    auto last_lag = SteadyClock::now();
+    while (!stopping.load()) {
+      std::unique_ptr<RdKafka::Message> m(consumer->consume(50));
+      switch (m->err()) {
+        case RdKafka::ERR_NO_ERROR:
+          broker_up = true;
+          Handle(*m);
+          break;
+        case RdKafka::ERR__PARTITION_EOF:
+          broker_up = true;
+          break;
+        case RdKafka::ERR__TIMED_OUT:
+          break;
+        default:
+          spdlog::warn("kafka: consume: {}", m->errstr());
+      }
+      producer->poll(0);
+      DrainCompletions();
+      Backpressure();
+      if (SteadyClock::now() - last_lag > std::chrono::seconds(1)) {
+        last_lag = SteadyClock::now();
+        UpdateLag();
+        if (!broker_up) ProbeBroker();
+      }
+    }
+  }
+
+  void Handle(RdKafka::Message& m) {
+    consumed->Increment();
+    const auto p = static_cast<uint32_t>(m.partition());
+    const int64_t offset = m.offset();
+    if (rewind.contains(p)) return;  // dropped; re-read after the seek
+    tracker.Begin(p, offset);
+    const std::string_view value(static_cast<const char*>(m.payload()), m.len());
+    const std::string key = m.key() ? *m.key() : std::string();
+    while (true) {
+      CollectorRequest request;
+      if (auto rejection = parser.ParseKafkaMessage(value, clock.NowMs(), request)) {
+        auto letter = std::make_unique<DeadLetter>(
+            DeadLetter{p, offset, key, std::string(value), rejection->code,
+                       rejection->message +
+                           (rejection->index >= 0 ? " (item " + std::to_string(rejection->index) + ")" : "")});
+        const auto it = dead_lettered.find(rejection->code);
+        (it != dead_lettered.end() ? it->second : dead_lettered["internal"])->Increment();
+        ProduceDeadLetter(std::move(letter));
+        return;
+      }
+      batch_events->Observe(static_cast<double>(request.events.size()));
+      for (size_t i = 0; i < request.events.size(); i++) {
+        auto& e = request.events[i];
+        if (e.message_id.empty()) {
+          e.message_id = "kafka-" + std::to_string(p) + "-" + std::to_string(offset) + "-" + std::to_string(i);
+        }
+      }
+      const Status s = engine.Submit(std::move(request.events), [this, p, offset](Status status) {
+        CompleteLocally(p, offset, status);
+      });
+      if (s.ok()) return;
+      if (!absl::IsResourceExhausted(s)) {  // the engine is stopping: re-read this message later
+        rewind.insert(p);
+        return;
+      }
+      retried->Increment();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      DrainCompletions();
+    }
+  }
+
+  void ProduceDeadLetter(std::unique_ptr<DeadLetter> letter) {
+    RdKafka::Headers* headers = RdKafka::Headers::create();
+    headers->add("ecrm-error-code", letter->code);
+    headers->add("ecrm-error-message", letter->message);
+    headers->add("ecrm-source-topic", options.topic);
+    headers->add("ecrm-source-partition", std::to_string(letter->partition));
+    headers->add("ecrm-source-offset", std::to_string(letter->offset));
+    DeadLetter* raw = letter.get();
+    const auto err = producer->produce(
+        options.dlq_topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+        const_cast<char*>(raw->payload.data()), raw->payload.size(),
+        raw->key.empty() ? nullptr : raw->key.data(), raw->key.size(), 0, headers, raw);
+    if (err != RdKafka::ERR_NO_ERROR) {
+      delete headers;  // only freed by librdkafka on success
+      spdlog::warn("kafka: dead letter not queued ({}); will retry", RdKafka::err2str(err));
+      pending_letters.push_back(std::move(letter));
+      return;
+    }
+    letter.release();  // owned by the delivery report now
+  }
+
+  // Acknowledgements come from shard threads (and dead-letter reports from this thread).
+  void CompleteLocally(uint32_t p, int64_t offset, const Status& status) {
+    std::lock_guard<std::mutex> lock(done_mu);
+    done.push_back({p, offset, status.ok()});
+  }
+
+  void DrainCompletions() {
+    std::vector<Completion> batch;
+    {
+      std::lock_guard<std::mutex> lock(done_mu);
+      batch.swap(done);
+    }
+    std::unordered_map<uint32_t, int64_t> advanced;
+    for (const auto& c : batch) {
+      if (!assigned.contains(c.partition)) continue;
+      if (!c.ok) {  // not durable: read the partition again from its watermark
+        rewind.insert(c.partition);
+        continue;
+      }
+      if (auto wm = tracker.Complete(c.partition, c.offset)) advanced[c.partition] = *wm;
+    }
+    for (const auto& [p, wm] : advanced) {
+      committed[p] = wm;
+      engine.CommitSourceOffset(p, wm, [p](Status s) {
+        if (!s.ok()) spdlog::error("kafka: offset of partition {} not stored: {}", p, s.ToString());
+      });
+    }
+    for (auto it = pending_letters.begin(); it != pending_letters.end();) {
+      auto letter = std::move(*it);
+      it = pending_letters.erase(it);
+      ProduceDeadLetter(std::move(letter));
+      break;  // one retry per loop
+    }
+    for (auto it = rewind.begin(); it != rewind.end();) {
+      const uint32_t p = *it;
+      if (tracker.InFlight(p) > 0 && !AllDoneOrFailed(p)) {
+        ++it;
+        continue;
+      }
+      tracker.Reset(p);
+      const int64_t from = committed.contains(p) ? committed[p] : RdKafka::Topic::OFFSET_BEGINNING;
+      std::unique_ptr<RdKafka::TopicPartition> tp(RdKafka::TopicPartition::create(options.topic, static_cast<int>(p), from));
+      const auto err = consumer->seek(*tp, 1000);
+      if (err != RdKafka::ERR_NO_ERROR) {
+        spdlog::warn("kafka: seek {}[{}] to {}: {}", options.topic, p, from, RdKafka::err2str(err));
+        ++it;
+        continue;
+      }
+      spdlog::warn("kafka: re-reading {}[{}] from offset {}", options.topic, p, from);
+      it = rewind.erase(it);
+    }
+  }
+
+  // After a failure everything in flight for the partition is abandoned; the seek re-reads it.
+  bool AllDoneOrFailed(uint32_t) const { return true; }
+
+  void WaitForInFlight(std::chrono::seconds limit) {
+    const auto deadline = SteadyClock::now() + limit;
+    while (tracker.TotalInFlight() > 0 && SteadyClock::now() < deadline) {
+      producer->poll(10);
+      DrainCompletions();
+    }
+  }
+
+  void Backpressure() {
+    const bool over = tracker.TotalInFlight() >= options.max_in_flight_messages ||
+                      engine.TotalQueueDepth() >= options.pause_queue_depth;
+    const bool under = tracker.TotalInFlight() < options.max_in_flight_messages / 2 &&
+                       engine.TotalQueueDepth() < options.pause_queue_depth / 2;
+    if (!paused && over) {
+      SetPaused(true);
+    } else if (paused && under) {
+      SetPaused(false);
+    }
+  }
+
+  void SetPaused(bool pause) {
+    std::vector<RdKafka::TopicPartition*> tps;
+    if (consumer->assignment(tps) != RdKafka::ERR_NO_ERROR) return;
+    const auto err = pause ? consumer->pause(tps) : consumer->resume(tps);
+    RdKafka::TopicPartition::destroy(tps);
+    if (err != RdKafka::ERR_NO_ERROR) return;
+    paused = pause;
+    paused_gauge->Set(pause ? 1 : 0);
+  }
+
+  void UpdateLag() {
+    for (uint32_t p : assigned) {
+      int64_t low = 0, high = 0;
+      if (consumer->get_watermark_offsets(options.topic, static_cast<int32_t>(p), &low, &high) !=
+          RdKafka::ERR_NO_ERROR) {
+        continue;
+      }
+      std::vector<RdKafka::TopicPartition*> tps = {
+          RdKafka::TopicPartition::create(options.topic, static_cast<int>(p))};
+      consumer->position(tps);
+      const int64_t pos = tps[0]->offset() >= 0 ? tps[0]->offset() : low;
+      RdKafka::TopicPartition::destroy(tps);
+      auto& gauge = lag_gauges[p];
+      if (!gauge) gauge = &lag_family->Add({{"partition", std::to_string(p)}});
+      gauge->Set(static_cast<double>(std::max<int64_t>(0, high - pos)));
+    }
+  }
+
+  void ProbeBroker() {
+    RdKafka::Metadata* md = nullptr;
+    if (consumer->metadata(false, nullptr, &md, 1000) == RdKafka::ERR_NO_ERROR) broker_up = true;
+    delete md;
+  }
+
+  struct Completion {
+    uint32_t partition;
+    int64_t offset;
+    bool ok;
+  };
+
+  KafkaOptions options;
+  ProfileEngine& engine;
+  const Clock& clock;
+  CollectorParser parser;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer;
+  std::unique_ptr<RdKafka::Producer> producer;  // dead letters
+  std::thread thread;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> broker_up{false};
+  std::atomic<bool> in_group{false};
+  bool paused = false;
+  OffsetTracker tracker;
+  std::unordered_set<uint32_t> assigned;
+  std::unordered_set<uint32_t> rewind;
+  std::unordered_map<uint32_t, int64_t> committed;
+  std::vector<std::unique_ptr<DeadLetter>> pending_letters;
+  std::mutex done_mu;
+  std::vector<Completion> done;  // guarded by done_mu
+
+  prometheus::Counter* consumed;
+  std::unordered_map<std::string, prometheus::Counter*> dead_lettered;
+  prometheus::Counter* rebalances;
+  prometheus::Counter* retried;
+  prometheus::Gauge* paused_gauge;
+  prometheus::Family<prometheus::Gauge>* lag_family;
+  std::unordered_map<uint32_t, prometheus::Gauge*> lag_gauges;
+  prometheus::Histogram* batch_events;
+};
+
+StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOptions& options,
+                                                               ProfileEngine& engine,
+                                                               prometheus::Registry& registry,
+                                                               const Clock& clock,
+                                                               const CollectorLimits& limits) {
+  auto impl = std::make_unique<Impl>(options, engine, registry, clock, limits);
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  RETURN_IF_ERROR(Set(*conf, "bootstrap.servers", options.brokers));
+  RETURN_IF_ERROR(Set(*conf, "group.id", options.group));
+  RETURN_IF_ERROR(Set(*conf, "client.id", "ecrm-processor"));
+  RETURN_IF_ERROR(Set(*conf, "enable.auto.commit", "false"));  // offsets live in RocksDB
+  RETURN_IF_ERROR(Set(*conf, "auto.offset.reset", "earliest"));
+  RETURN_IF_ERROR(Set(*conf, "enable.partition.eof", "true"));
+  RETURN_IF_ERROR(Set(*conf, "partition.assignment.strategy", "range"));
+  RETURN_IF_ERROR(Set(*conf, "queued.max.messages.kbytes", "65536"));
+  RETURN_IF_ERROR(Set(*conf, "fetch.wait.max.ms", "50"));
+  std::string err;
+  if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(impl.get()), err) != RdKafka::Conf::CONF_OK ||
+      conf->set("event_cb", static_cast<RdKafka::EventCb*>(impl.get()), err) != RdKafka::Conf::CONF_OK) {
+    return absl::InternalError("kafka: " + err);
+  }
+  impl->consumer.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!impl->consumer) return absl::InvalidArgumentError("kafka: consumer: " + err);
+
+  std::unique_ptr<RdKafka::Conf> pconf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  RETURN_IF_ERROR(Set(*pconf, "bootstrap.servers", options.brokers));
+  RETURN_IF_ERROR(Set(*pconf, "client.id", "ecrm-dead-letters"));
+  RETURN_IF_ERROR(Set(*pconf, "enable.idempotence", "true"));
+  if (pconf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(impl.get()), err) != RdKafka::Conf::CONF_OK ||
+      pconf->set("event_cb", static_cast<RdKafka::EventCb*>(impl.get()), err) != RdKafka::Conf::CONF_OK) {
+    return absl::InternalError("kafka: " + err);
+  }
+  impl->producer.reset(RdKafka::Producer::create(pconf.get(), err));
+  if (!impl->producer) return absl::InvalidArgumentError("kafka: dead-letter producer: " + err);
+  return std::unique_ptr<KafkaConsumer>(new KafkaConsumer(std::move(impl)));
+}
+
+KafkaConsumer::KafkaConsumer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+KafkaConsumer::~KafkaConsumer() { Stop(); }
+
+void KafkaConsumer::Start() {
+  const auto err = impl_->consumer->subscribe({impl_->options.topic});
+  if (err != RdKafka::ERR_NO_ERROR) {
+    spdlog::error("kafka: subscribe to {}: {}", impl_->options.topic, RdKafka::err2str(err));
+  }
+  impl_->thread = std::thread([this] { impl_->Run(); });
+}
+
+void KafkaConsumer::Stop() {
+  if (!impl_->thread.joinable()) return;
+  impl_->stopping = true;
+  impl_->thread.join();
+  impl_->WaitForInFlight(std::chrono::seconds(30));
+  impl_->producer->flush(5000);
+  impl_->consumer->close();  // leaves the group (runs the revoke callback)
+}
+
+bool KafkaConsumer::Ready() const { return impl_->broker_up.load() && impl_->in_group.load(); }
+
+StatusOr<int> KafkaConsumer::TopicPartitions(const std::string& brokers, const std::string& topic,
+                                             int timeout_ms) {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  RETURN_IF_ERROR(Set(*conf, "bootstrap.servers", brokers));
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> client(RdKafka::Producer::create(conf.get(), err));
+  if (!client) return absl::InvalidArgumentError("kafka: " + err);
+  std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(client.get(), topic, nullptr, err));
+  RdKafka::Metadata* md = nullptr;
+  const auto code = client->metadata(false, t.get(), &md, timeout_ms);
+  std::unique_ptr<RdKafka::Metadata> owned(md);
+  if (code != RdKafka::ERR_NO_ERROR) {
+    return absl::UnavailableError("kafka: metadata from " + brokers + ": " + RdKafka::err2str(code));
+  }
+  for (const auto* tm : *owned->topics()) {
+    if (tm->topic() != topic) continue;
+    if (tm->err() != RdKafka::ERR_NO_ERROR) {
+      return absl::NotFoundError("kafka: topic " + topic + ": " + RdKafka::err2str(tm->err()));
+    }
+    return static_cast<int>(tm->partitions()->size());
+  }
+  return absl::NotFoundError("kafka: topic " + topic + " does not exist");
+}
+
+}  // namespace ecrm

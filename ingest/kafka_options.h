@@ -1,0 +1,19 @@
+// KafkaOptions: how ecrm talks to Apache Kafka (see docs/kafka.md). Parsed once from the config;
+// immutable afterwards.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace ecrm {
+
+struct KafkaOptions {
+  std::string brokers;                        // host:port[,...]; empty = embedded mode (no Kafka)
+  std::string group = "ecrm";                 // consumer group
+  std::string topic = "ecrm.events";          // events topic
+  std::string dlq_topic = "ecrm.events.dlq";  // dead letters: bad messages, reason in headers
+  size_t max_in_flight_messages = 20000;      // consumed but not yet durable: pause beyond this
+  size_t pause_queue_depth = 50000;           // worker queue depth (total) that pauses consumption
+};
+
+}  // namespace ecrm
