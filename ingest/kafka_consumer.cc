@@ -385,6 +385,9 @@ StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOption
   RETURN_IF_ERROR(Set(*conf, "partition.assignment.strategy", "range"));
   RETURN_IF_ERROR(Set(*conf, "queued.max.messages.kbytes", "65536"));
   RETURN_IF_ERROR(Set(*conf, "fetch.wait.max.ms", "50"));
+  // A crashed member holds its partitions until its session expires: keep that short.
+  RETURN_IF_ERROR(Set(*conf, "session.timeout.ms", "10000"));
+  RETURN_IF_ERROR(Set(*conf, "heartbeat.interval.ms", "1000"));
   std::string err;
   if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(impl.get()), err) != RdKafka::Conf::CONF_OK ||
       conf->set("event_cb", static_cast<RdKafka::EventCb*>(impl.get()), err) != RdKafka::Conf::CONF_OK) {

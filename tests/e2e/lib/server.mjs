@@ -71,6 +71,7 @@ export class EcrmServer {
     this.readKey = opts.readKey || randomId('rk_');
     this.workers = opts.workers ?? 2;
     this.extraArgs = opts.extraArgs || [];
+    this.startupTimeoutMs = opts.startupTimeoutMs ?? STARTUP_TIMEOUT_MS;
     this.child = null;
     this.addr = null;
     this.baseUrl = null;
@@ -152,7 +153,7 @@ export class EcrmServer {
       this._log(`[e2e] generation exited: code=${code} signal=${signal}\n`);
     });
 
-    const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+    const deadline = Date.now() + this.startupTimeoutMs;
     const fail = (msg) => {
       const err = new Error(`${msg}\n--- ecrm log ---\n${this.logText()}`);
       try { child.kill('SIGKILL'); } catch { /* gone */ }
