@@ -9,6 +9,7 @@ PACKAGES=(
   libcli11-dev libyaml-cpp-dev libspdlog-dev libfmt-dev zlib1g-dev librdkafka-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm prometheus curl python3
+  kcat openjdk-17-jdk-headless maven
 )
 
 missing=()
@@ -17,6 +18,9 @@ for p in "${PACKAGES[@]}"; do
     # nodejs from NodeSource bundles npm; accept a working npm binary instead of the Debian package.
     if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then continue; fi
     if [ "$p" = nodejs ] && command -v node >/dev/null 2>&1; then continue; fi
+    # Java and Maven may come from elsewhere (e.g. a Temurin JDK); a working binary is enough.
+    if [ "$p" = openjdk-17-jdk-headless ] && command -v java >/dev/null 2>&1; then continue; fi
+    if [ "$p" = maven ] && command -v mvn >/dev/null 2>&1; then continue; fi
     missing+=("$p")
   fi
 done
