@@ -8,6 +8,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <atomic>
+#include <pthread.h>
+
 #include <future>
 #include <optional>
 #include <thread>
@@ -192,7 +194,11 @@ StatusOr<uint16_t> HttpServer::Start() {
   impl_->Accept();
   impl_->accepting = true;
   for (int i = 0; i < impl_->options.threads; i++) {
-    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+    impl_->threads.emplace_back([this, i] {
+      const std::string name = "ecrm-http-" + std::to_string(i);
+      pthread_setname_np(pthread_self(), name.c_str());
+      impl_->ioc.run();
+    });
   }
   return port;
 }

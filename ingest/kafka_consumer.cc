@@ -1,6 +1,7 @@
 #include "ingest/kafka_consumer.h"
 
 #include <librdkafka/rdkafkacpp.h>
+#include <pthread.h>
 
 #include <chrono>
 #include <mutex>
@@ -57,6 +58,8 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     rebalances = &counter("ecrm_kafka_rebalances_total", "Partition assignments and revocations").Add({});
     retried = &counter("ecrm_kafka_submit_retries_total",
                        "Times a message waited for full worker queues").Add({});
+    pauses = &counter("ecrm_kafka_consumer_pauses_total",
+                      "Times consumption was paused because workers fell behind").Add({});
     paused_gauge = &prometheus::BuildGauge()
                         .Name("ecrm_kafka_consumer_paused")
                         .Help("1 while consumption is paused for backpressure")
@@ -72,6 +75,12 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
                         .Register(registry)
                         .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 5, 10, 50, 100, 500, 2500});
   }
+
+  struct Completion {
+    uint32_t partition;
+    int64_t offset;
+    bool ok;
+  };
 
   // --- librdkafka callbacks (all on the consumer thread, inside consume()/poll()) ---
 
@@ -97,6 +106,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     } else {
       // Let everything consumed from these partitions become durable and record its offsets before
       // another consumer takes over.
+      Flush();
       WaitForInFlight(std::chrono::seconds(30));
       for (auto* tp : partitions) {
         const auto p = static_cast<uint32_t>(tp->partition());
@@ -137,7 +147,8 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   void Run() {
     auto last_lag = SteadyClock::now();
     while (!stopping.load()) {
-      std::unique_ptr<RdKafka::Message> m(consumer->consume(50));
+      std::unique_ptr<RdKafka::Message> m(consumer->consume(pending_events.empty() ? 50 : 0));
+      bool idle = false;
       switch (m->err()) {
         case RdKafka::ERR_NO_ERROR:
           broker_up = true;
@@ -145,11 +156,20 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
           break;
         case RdKafka::ERR__PARTITION_EOF:
           broker_up = true;
+          idle = true;
           break;
         case RdKafka::ERR__TIMED_OUT:
+          idle = true;
           break;
         default:
+          idle = true;
           spdlog::warn("kafka: consume: {}", m->errstr());
+      }
+      // Hand events over in batches: one queue hand-off and one acknowledgement per batch.
+      if (!pending_events.empty() &&
+          (idle || pending_events.size() >= kMaxBatchEvents ||
+           SteadyClock::now() - pending_since > std::chrono::milliseconds(5))) {
+        Flush();
       }
       producer->poll(0);
       DrainCompletions();
@@ -170,37 +190,53 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     tracker.Begin(p, offset);
     const std::string_view value(static_cast<const char*>(m.payload()), m.len());
     const std::string key = m.key() ? *m.key() : std::string();
+    CollectorRequest request;
+    if (auto rejection = parser.ParseKafkaMessage(value, clock.NowMs(), request)) {
+      auto letter = std::make_unique<DeadLetter>(
+          DeadLetter{p, offset, key, std::string(value), rejection->code,
+                     rejection->message +
+                         (rejection->index >= 0 ? " (item " + std::to_string(rejection->index) + ")" : "")});
+      const auto it = dead_lettered.find(rejection->code);
+      (it != dead_lettered.end() ? it->second : dead_lettered["internal"])->Increment();
+      ProduceDeadLetter(std::move(letter));
+      return;
+    }
+    batch_events->Observe(static_cast<double>(request.events.size()));
+    if (pending_events.empty()) pending_since = SteadyClock::now();
+    for (size_t i = 0; i < request.events.size(); i++) {
+      auto& e = request.events[i];
+      if (e.message_id.empty()) {
+        e.message_id = "kafka-" + std::to_string(p) + "-" + std::to_string(offset) + "-" + std::to_string(i);
+      }
+      pending_events.push_back(std::move(e));
+    }
+    pending_offsets.push_back({p, offset, true});
+  }
+
+  // Submits the pending events of (possibly) many messages as one request; its acknowledgement
+  // completes all of their offsets.
+  void Flush() {
+    if (pending_offsets.empty()) return;
     while (true) {
-      CollectorRequest request;
-      if (auto rejection = parser.ParseKafkaMessage(value, clock.NowMs(), request)) {
-        auto letter = std::make_unique<DeadLetter>(
-            DeadLetter{p, offset, key, std::string(value), rejection->code,
-                       rejection->message +
-                           (rejection->index >= 0 ? " (item " + std::to_string(rejection->index) + ")" : "")});
-        const auto it = dead_lettered.find(rejection->code);
-        (it != dead_lettered.end() ? it->second : dead_lettered["internal"])->Increment();
-        ProduceDeadLetter(std::move(letter));
-        return;
-      }
-      batch_events->Observe(static_cast<double>(request.events.size()));
-      for (size_t i = 0; i < request.events.size(); i++) {
-        auto& e = request.events[i];
-        if (e.message_id.empty()) {
-          e.message_id = "kafka-" + std::to_string(p) + "-" + std::to_string(offset) + "-" + std::to_string(i);
+      auto offsets = std::make_shared<std::vector<Completion>>(pending_offsets);
+      const Status s = engine.Submit(std::move(pending_events), [this, offsets](Status status) {
+        std::lock_guard<std::mutex> lock(done_mu);
+        for (auto c : *offsets) {
+          c.ok = status.ok();
+          done.push_back(c);
         }
-      }
-      const Status s = engine.Submit(std::move(request.events), [this, p, offset](Status status) {
-        CompleteLocally(p, offset, status);
       });
-      if (s.ok()) return;
-      if (!absl::IsResourceExhausted(s)) {  // the engine is stopping: re-read this message later
-        rewind.insert(p);
-        return;
+      if (s.ok()) break;
+      if (!absl::IsResourceExhausted(s)) {  // the engine is stopping: re-read these later
+        for (const auto& c : pending_offsets) rewind.insert(c.partition);
+        break;
       }
       retried->Increment();
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
       DrainCompletions();
     }
+    pending_events.clear();
+    pending_offsets.clear();
   }
 
   void ProduceDeadLetter(std::unique_ptr<DeadLetter> letter) {
@@ -308,6 +344,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     if (err != RdKafka::ERR_NO_ERROR) return;
     paused = pause;
     paused_gauge->Set(pause ? 1 : 0);
+    if (pause) pauses->Increment();
   }
 
   void UpdateLag() {
@@ -334,12 +371,6 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     delete md;
   }
 
-  struct Completion {
-    uint32_t partition;
-    int64_t offset;
-    bool ok;
-  };
-
   KafkaOptions options;
   ProfileEngine& engine;
   const Clock& clock;
@@ -351,6 +382,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   std::atomic<bool> broker_up{false};
   std::atomic<bool> in_group{false};
   bool paused = false;
+  static constexpr size_t kMaxBatchEvents = 2000;
+  std::vector<Event> pending_events;  // parsed, not yet handed to the engine
+  std::vector<Completion> pending_offsets;
+  SteadyClock::time_point pending_since;
   OffsetTracker tracker;
   std::unordered_set<uint32_t> assigned;
   std::unordered_set<uint32_t> rewind;
@@ -364,6 +399,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   prometheus::Counter* rebalances;
   prometheus::Counter* retried;
   prometheus::Gauge* paused_gauge;
+  prometheus::Counter* pauses;
   prometheus::Family<prometheus::Gauge>* lag_family;
   std::unordered_map<uint32_t, prometheus::Gauge*> lag_gauges;
   prometheus::Histogram* batch_events;
@@ -418,13 +454,17 @@ void KafkaConsumer::Start() {
   if (err != RdKafka::ERR_NO_ERROR) {
     spdlog::error("kafka: subscribe to {}: {}", impl_->options.topic, RdKafka::err2str(err));
   }
-  impl_->thread = std::thread([this] { impl_->Run(); });
+  impl_->thread = std::thread([this] {
+    pthread_setname_np(pthread_self(), "ecrm-kafka");
+    impl_->Run();
+  });
 }
 
 void KafkaConsumer::Stop() {
   if (!impl_->thread.joinable()) return;
   impl_->stopping = true;
   impl_->thread.join();
+  impl_->Flush();
   impl_->WaitForInFlight(std::chrono::seconds(30));
   impl_->producer->flush(5000);
   impl_->consumer->close();  // leaves the group (runs the revoke callback)

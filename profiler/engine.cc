@@ -97,7 +97,7 @@ void ProfileEngine::Send(int shard, std::vector<ShardTask> tasks) {
   shards_[static_cast<size_t>(shard)]->Enqueue(std::move(tasks));
 }
 
-Status ProfileEngine::Submit(std::vector<Event> events, AckGroup::Callback done) {
+Status ProfileEngine::Submit(std::vector<Event>&& events, AckGroup::Callback done) {
   if (events.empty()) {
     done(absl::OkStatus());
     return absl::OkStatus();

@@ -50,7 +50,8 @@ class ProfileEngine final : public ShardRouter {
   // Queues the events; `done` runs once all of them are durable (OK) or failed. Fails at once, with
   // nothing queued, with ResourceExhausted when a target shard's queue is full, or Unavailable when
   // the engine is stopping.
-  Status Submit(std::vector<Event> events, AckGroup::Callback done);
+  // On failure `events` is left as it was, so the caller can retry.
+  Status Submit(std::vector<Event>&& events, AckGroup::Callback done);
 
   // The profile an identifier ("anonymous_id", "A1") maps to, or nullopt if none. Reads the store:
   // every acknowledged event is already there.

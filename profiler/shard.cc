@@ -1,5 +1,7 @@
 #include "profiler/shard.h"
 
+#include <pthread.h>
+
 #include "common/logging.h"
 #include "common/murmur2.h"
 #include "profiler/profile_codec.h"
@@ -22,7 +24,13 @@ Shard::Shard(int index, KvStore& store, const ProfileUpdater& updater, ShardRout
 
 Shard::~Shard() { Stop(); }
 
-void Shard::Start() { thread_ = std::thread([this] { Run(); }); }
+void Shard::Start() {
+  thread_ = std::thread([this] {
+    const std::string name = "ecrm-shard-" + std::to_string(index_);
+    pthread_setname_np(pthread_self(), name.c_str());  // visible in top -H, perf and gdb
+    Run();
+  });
+}
 
 void Shard::Stop() {
   {

@@ -21,6 +21,7 @@
 #include "absl/strings/escaping.h"
 #include "bench/load/event_generator.h"
 #include "bench/load/http_client.h"
+#include "bench/load/kafka_load.h"
 
 namespace {
 
@@ -115,8 +116,16 @@ double Percentile(std::vector<double>& v, double q) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"ecrm-load: drive a running ecrm and measure it"};
-  app.add_option("mode", o.mode, "collect | personalize")->required()->check(
-      CLI::IsMember({"collect", "personalize"}));
+  app.add_option("mode", o.mode,
+                 "collect | personalize | kafka-produce (fill the topic) | watch (time ecrm draining it)")
+      ->required()
+      ->check(CLI::IsMember({"collect", "personalize", "kafka-produce", "watch"}));
+  std::string brokers, topic = "ecrm.events";
+  uint64_t kafka_events = 1000000;
+  app.add_option("--kafka-brokers", brokers, "kafka-produce: bootstrap servers");
+  app.add_option("--kafka-topic", topic, "kafka-produce: topic")->capture_default_str();
+  app.add_option("--events", kafka_events, "kafka-produce: events to produce; watch: applied events to wait for")
+      ->capture_default_str();
   app.add_option("--target", o.target, "ecrm HOST:PORT (loopback)")->capture_default_str();
   app.add_option("--write-key", o.write_key, "collector write key");
   app.add_option("--read-key", o.read_key, "personalization read key (or the admin token)");
@@ -135,9 +144,17 @@ int main(int argc, char** argv) {
   if (o.run_id.empty()) {
     o.run_id = "load" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
   }
+  if (o.mode == "kafka-produce") {
+    ecrm::bench::GeneratorOptions g;
+    g.visitors = o.visitors;
+    g.zipf_exponent = o.zipf;
+    g.run_id = o.run_id;
+    return ecrm::bench::KafkaProduce(brokers, topic, kafka_events, g);
+  }
   const auto colon = o.target.rfind(':');
   const std::string host = o.target.substr(0, colon);
   const auto port = static_cast<uint16_t>(std::stoi(o.target.substr(colon + 1)));
+  if (o.mode == "watch") return ecrm::bench::WatchApplied(host, port, kafka_events, o.seconds);
   const bool collect = o.mode == "collect";
   const std::string route = collect ? "collect_batch" : "personalize";
   const std::string headers =
