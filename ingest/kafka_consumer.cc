@@ -421,6 +421,8 @@ StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOption
   RETURN_IF_ERROR(Set(*conf, "partition.assignment.strategy", "range"));
   RETURN_IF_ERROR(Set(*conf, "queued.max.messages.kbytes", "65536"));
   RETURN_IF_ERROR(Set(*conf, "fetch.wait.max.ms", "50"));
+  RETURN_IF_ERROR(Set(*conf, "max.partition.fetch.bytes", "4194304"));
+  RETURN_IF_ERROR(Set(*conf, "queued.min.messages", "500000"));
   // A crashed member holds its partitions until its session expires: keep that short.
   RETURN_IF_ERROR(Set(*conf, "session.timeout.ms", "10000"));
   RETURN_IF_ERROR(Set(*conf, "heartbeat.interval.ms", "1000"));
