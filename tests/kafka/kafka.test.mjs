@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
 import { EcrmServer, randomId, metricValue } from '../e2e/lib/server.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -55,6 +56,25 @@ function kcatProduce(text) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// The same kind of events through a Node producer: kafkajs's default partitioner is the Java
+// client's murmur2, so keys land where ecrm's own collector would put them.
+async function kafkajsProduce(n) {
+  const kafka = new Kafka({ clientId: 'ecrm-test', brokers: [BROKERS], logLevel: logLevel.NOTHING });
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  try {
+    const messages = eventLines(n).trim().split('\n').map((line) => {
+      const colon = line.indexOf(':');
+      return { key: line.slice(0, colon), value: line.slice(colon + 1) };
+    });
+    for (let i = 0; i < messages.length; i += 200) {
+      await producer.send({ topic: TOPIC, acks: -1, messages: messages.slice(i, i + 200) });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+}
+
 const server = new EcrmServer({
   startupTimeoutMs: 60_000,
   extraArgs: ['--kafka-brokers', BROKERS, '--kafka-topic', TOPIC, '--kafka-dlq-topic', DLQ,
@@ -94,8 +114,9 @@ test('kafka mode: exact counts across SIGKILLs, a broker restart and poison mess
   kafkaSh('create-topic', DLQ, '1');
   await server.start();
 
-  // 1. A first load, plus three poison messages.
+  // 1. A first load with kcat and with kafkajs, plus three poison messages.
   await kcatProduce(eventLines(1500));
+  await kafkajsProduce(1000);
   await kcatProduce('bad1:not json\nbad2:{"anonymousId":"x"}\nbad3:{"type":"track","anonymousId":"y"}\n');
   await waitForExactCounts('first load');
 
