@@ -1,5 +1,5 @@
 # ecrm — the two commands: `make run` and `make test`. Both install missing Debian packages first.
-.PHONY: deps build run test test-asan test-e2e bench format clean
+.PHONY: deps build run test test-asan test-e2e bench format format-check clean
 
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -19,7 +19,7 @@ run: build
 
 # Every test: unit + integration + end-to-end (real npm clients, promtool) on the release build,
 # then the unit and integration tests again under AddressSanitizer/UBSan.
-test: build
+test: build format-check
 	ctest --preset release -j $(JOBS)
 	$(MAKE) test-asan
 
@@ -39,6 +39,10 @@ bench: build
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+# Fails if any C++ file is not formatted as .clang-format says (`make format` fixes it).
+format-check: deps
+	clang-format --dry-run --Werror $$(git ls-files '*.cc' '*.h')
 
 clean:
 	rm -rf build build-asan

@@ -1,15 +1,16 @@
-// ApiMetrics: the API's Prometheus probe. Every label value is created at construction (routes, status
-// classes, event types, rejection reasons), so the request path never touches a metric family's lock
-// and no label can carry user data. Owned by ApiService; thread-safe (atomic metrics).
+// ApiMetrics: the API's Prometheus probe. Every label value is created at construction (routes,
+// status classes, event types, rejection reasons), so the request path never touches a metric
+// family's lock and no label can carry user data. Owned by ApiService; thread-safe (atomic
+// metrics).
 #pragma once
 
 #include <array>
 #include <string_view>
 
+#include "profiler/event.h"
 #include "prometheus/counter.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
-#include "profiler/event.h"
 
 namespace ecrm {
 

@@ -3,9 +3,9 @@
 #include <chrono>
 
 #include "absl/strings/escaping.h"
-#include "common/strings.h"
 #include "common/json_writer.h"
 #include "common/logging.h"
+#include "common/strings.h"
 #include "ingest/gzip.h"
 #include "prometheus/text_serializer.h"
 
@@ -43,14 +43,22 @@ struct CollectRoute {
 };
 
 constexpr CollectRoute kCollectRoutes[] = {
-    {"/v1/identify", EventType::kIdentify}, {"/v1/i", EventType::kIdentify},
-    {"/v1/track", EventType::kTrack},       {"/v1/t", EventType::kTrack},
-    {"/v1/page", EventType::kPage},         {"/v1/p", EventType::kPage},
-    {"/v1/screen", EventType::kScreen},     {"/v1/s", EventType::kScreen},
-    {"/v1/group", EventType::kGroup},       {"/v1/g", EventType::kGroup},
-    {"/v1/alias", EventType::kAlias},       {"/v1/a", EventType::kAlias},
-    {"/v1/batch", std::nullopt},            {"/v1/import", std::nullopt},
-    {"/v1/b", std::nullopt},                {"/b", std::nullopt},
+    {"/v1/identify", EventType::kIdentify},
+    {"/v1/i", EventType::kIdentify},
+    {"/v1/track", EventType::kTrack},
+    {"/v1/t", EventType::kTrack},
+    {"/v1/page", EventType::kPage},
+    {"/v1/p", EventType::kPage},
+    {"/v1/screen", EventType::kScreen},
+    {"/v1/s", EventType::kScreen},
+    {"/v1/group", EventType::kGroup},
+    {"/v1/g", EventType::kGroup},
+    {"/v1/alias", EventType::kAlias},
+    {"/v1/a", EventType::kAlias},
+    {"/v1/batch", std::nullopt},
+    {"/v1/import", std::nullopt},
+    {"/v1/b", std::nullopt},
+    {"/b", std::nullopt},
 };
 
 }  // namespace
@@ -78,10 +86,14 @@ std::optional<std::string> PercentDecode(std::string_view s) {
     for (size_t j = i + 1; j <= i + 2; j++) {
       const char c = s[j];
       v <<= 4;
-      if (c >= '0' && c <= '9') v |= c - '0';
-      else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-      else return std::nullopt;
+      if (c >= '0' && c <= '9')
+        v |= c - '0';
+      else if (c >= 'a' && c <= 'f')
+        v |= c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F')
+        v |= c - 'A' + 10;
+      else
+        return std::nullopt;
     }
     out.push_back(static_cast<char>(v));
     i += 2;
@@ -94,7 +106,8 @@ std::string WriteKeyFromRequest(const HttpRequest& req) {
   if (StartsWithIgnoreCase(auth, "basic ")) {
     auth.remove_prefix(6);
     std::string decoded;
-    if (absl::Base64Unescape(absl::string_view(auth.data(), auth.size()), &decoded)) return decoded.substr(0, decoded.find(':'));
+    if (absl::Base64Unescape(absl::string_view(auth.data(), auth.size()), &decoded))
+      return decoded.substr(0, decoded.find(':'));
   }
   std::string_view header = req.Header("x-write-key");
   if (!header.empty()) return std::string(header.substr(0, header.find(':')));
@@ -137,9 +150,9 @@ HttpResponse ApiService::Reject(const Rejection& r) {
 }
 
 HttpResponse ApiService::RequestTooLarge(const HttpRequest& req) {
-  HttpResponse res = Reject({400, "request_too_large",
-                             "request body exceeds " +
-                                 std::to_string(options_.limits.max_request_bytes) + " bytes"});
+  HttpResponse res = Reject(
+      {400, "request_too_large",
+       "request body exceeds " + std::to_string(options_.limits.max_request_bytes) + " bytes"});
   AddCors(req, res);
   res.headers.emplace_back("Connection", "close");
   metrics_.ObserveRequest(Route::kCollectBatch, res.status, 0);
@@ -196,8 +209,7 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
     return finish(Route::kProfile, HandleProfile(req, path.substr(kProfiles.size()), false));
   }
   if (path.starts_with(kPersonalize)) {
-    return finish(Route::kPersonalize,
-                  HandleProfile(req, path.substr(kPersonalize.size()), true));
+    return finish(Route::kPersonalize, HandleProfile(req, path.substr(kPersonalize.size()), true));
   }
   constexpr std::string_view kProjects = "/v1/projects/";
   if (path.starts_with(kProjects) && path.ends_with("/settings")) {
@@ -217,8 +229,7 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
       res.headers.emplace_back("Access-Control-Allow-Credentials", "true");
       res.headers.emplace_back("Vary", "Origin");
     }
-    metrics_.ObserveRequest(route, res.status,
-                            static_cast<double>(MonotonicNs() - start_ns) / 1e9);
+    metrics_.ObserveRequest(route, res.status, static_cast<double>(MonotonicNs() - start_ns) / 1e9);
     out(std::move(res));
   };
 
@@ -236,12 +247,14 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
                                    "unsupported Content-Encoding; use gzip or deflate"}));
     }
     switch (InflateBody(body, options_.limits.max_request_bytes, &inflated)) {
-      case InflateResult::kOk: body = inflated; break;
+      case InflateResult::kOk:
+        body = inflated;
+        break;
       case InflateResult::kTooLarge:
-        return send(respond, Reject({400, "request_too_large",
-                                     "decoded body exceeds " +
-                                         std::to_string(options_.limits.max_request_bytes) +
-                                         " bytes"}));
+        return send(respond,
+                    Reject({400, "request_too_large",
+                            "decoded body exceeds " +
+                                std::to_string(options_.limits.max_request_bytes) + " bytes"}));
       case InflateResult::kCorrupt:
         return send(respond, Reject({400, "invalid_encoding", "body is not valid gzip/deflate"}));
     }
@@ -279,14 +292,14 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
   const size_t by_type_total = parsed.events.size();
   auto shared_respond = std::make_shared<Responder>(std::move(respond));
   auto on_durable = [this, by_type, send, shared_respond](Status status) {
-        if (status.ok()) {
-          for (size_t t = 0; t < by_type.size(); t++) {
-            if (by_type[t] > 0) metrics_.Accepted(static_cast<EventType>(t), by_type[t]);
-          }
-          return send(*shared_respond, Json(200, R"({"success":true})"));
-        }
-        spdlog::error("collector: events not stored: {}", status.ToString());
-        send(*shared_respond, Reject({503, "internal", "events could not be stored; retry"}));
+    if (status.ok()) {
+      for (size_t t = 0; t < by_type.size(); t++) {
+        if (by_type[t] > 0) metrics_.Accepted(static_cast<EventType>(t), by_type[t]);
+      }
+      return send(*shared_respond, Json(200, R"({"success":true})"));
+    }
+    spdlog::error("collector: events not stored: {}", status.ToString());
+    send(*shared_respond, Reject({503, "internal", "events could not be stored; retry"}));
   };
   const Status submitted = options_.producer
                                ? options_.producer->Produce(std::move(parsed.raw), on_durable)

@@ -1,10 +1,10 @@
-// ApiService: every HTTP route of ecrm — the Segment/RudderStack-compatible collector, the profile and
-// personalization reads, settings for browser clients, metrics and health. It authenticates, parses
-// and validates, hands events to the ProfileEngine and answers once they are durable.
+// ApiService: every HTTP route of ecrm — the Segment/RudderStack-compatible collector, the profile
+// and personalization reads, settings for browser clients, metrics and health. It authenticates,
+// parses and validates, hands events to the ProfileEngine and answers once they are durable.
 //
 // Ownership: owned by the app; the engine, registry and clock must outlive it. Threading: Handle is
-// called concurrently from the HTTP io threads; per-thread parsers are thread_local; everything else is
-// immutable after construction or atomic.
+// called concurrently from the HTTP io threads; per-thread parsers are thread_local; everything
+// else is immutable after construction or atomic.
 #pragma once
 
 #include <functional>
@@ -29,12 +29,13 @@ struct ApiOptions {
   std::vector<std::string> read_keys;   // personalization keys (Bearer)
   std::string admin_token;              // profile reads (Bearer); also allowed to personalize
   CollectorLimits limits;
-  int64_t rate_limit_events = 0;        // events per second per write key; 0 = unlimited
+  int64_t rate_limit_events = 0;  // events per second per write key; 0 = unlimited
   PersonalizeOptions personalize;
   std::function<void()> before_scrape;  // refreshes gauges (e.g. RocksDB stats) before /metrics
   std::function<bool()> ready;          // /readyz answers 200 only when this returns true
-  KafkaEventProducer* producer = nullptr;  // Kafka mode: the collector produces here, not to the engine
-  bool collector_enabled = true;        // false for --role processor: collector routes answer 503
+  KafkaEventProducer* producer =
+      nullptr;                    // Kafka mode: the collector produces here, not to the engine
+  bool collector_enabled = true;  // false for --role processor: collector routes answer 503
 };
 
 class ApiService final : public HttpHandler {
@@ -67,8 +68,8 @@ class ApiService final : public HttpHandler {
 // "a%40b.c" -> "a@b.c"; nullopt on a malformed escape.
 std::optional<std::string> PercentDecode(std::string_view s);
 
-// The write key from request headers or query: HTTP Basic (user part; Jitsu's "key:secret" keeps the
-// key), X-Write-Key, or ?writeKey=. Empty if none.
+// The write key from request headers or query: HTTP Basic (user part; Jitsu's "key:secret" keeps
+// the key), X-Write-Key, or ?writeKey=. Empty if none.
 std::string WriteKeyFromRequest(const HttpRequest& req);
 
 // JSON error body {"error":{"code","message"[,"index"]}}.

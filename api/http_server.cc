@@ -1,5 +1,8 @@
 #include "api/http_server.h"
 
+#include <pthread.h>
+
+#include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -7,9 +10,6 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <atomic>
-#include <pthread.h>
-
 #include <future>
 #include <optional>
 #include <thread>
@@ -26,7 +26,9 @@ using tcp = net::ip::tcp;
 
 std::string_view HttpRequest::Header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
-    if (beast::iequals(beast::string_view(k.data(), k.size()), beast::string_view(name.data(), name.size()))) return v;
+    if (beast::iequals(beast::string_view(k.data(), k.size()),
+                       beast::string_view(name.data(), name.size())))
+      return v;
   }
   return {};
 }
@@ -51,10 +53,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(options_.max_body_bytes);
     parser_->header_limit(16 * 1024);
     stream_.expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       self->OnRead(ec);
-                     });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   HttpRequest View(const http::request<http::string_body>& msg) {
@@ -63,8 +64,9 @@ class Session : public std::enable_shared_from_this<Session> {
     req.target = std::string_view(msg.target().data(), msg.target().size());
     req.body = msg.body();
     for (const auto& field : msg) {
-      req.headers.emplace_back(std::string_view(field.name_string().data(), field.name_string().size()),
-                               std::string_view(field.value().data(), field.value().size()));
+      req.headers.emplace_back(
+          std::string_view(field.name_string().data(), field.name_string().size()),
+          std::string_view(field.value().data(), field.value().size()));
     }
     return req;
   }

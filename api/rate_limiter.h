@@ -1,8 +1,8 @@
-// RateLimiter: a token bucket per write key, in events per second, with a burst of one second's worth
-// (or one maximal batch, if that is larger).
-// The set of keys is fixed at construction; each bucket is two atomics, so concurrent HTTP threads
-// never take a lock. Approximate under contention (a refill may be split between two threads), never
-// over the burst. Owned by ApiService; the clock must outlive it.
+// RateLimiter: a token bucket per write key, in events per second, with a burst of one second's
+// worth (or one maximal batch, if that is larger). The set of keys is fixed at construction; each
+// bucket is two atomics, so concurrent HTTP threads never take a lock. Approximate under contention
+// (a refill may be split between two threads), never over the burst. Owned by ApiService; the clock
+// must outlive it.
 #pragma once
 
 #include <atomic>

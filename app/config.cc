@@ -57,9 +57,8 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
     } else {
       opt = app.add_option(flag, target, help)->envname(env);
     }
-    settings.push_back({key, opt, [&target, key](const YAML::Node& n) {
-                          return FromYaml(n, key, target);
-                        }});
+    settings.push_back(
+        {key, opt, [&target, key](const YAML::Node& n) { return FromYaml(n, key, target); }});
     return opt;
   };
   app.add_option("--config", c.config_file, "YAML config file")->envname("ECRM_CONFIG");
@@ -83,8 +82,7 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   add("--partitions", "partitions", "ECRM_PARTITIONS", c.partitions,
       "Virtual partitions (fixed for a data dir)")
       ->capture_default_str();
-  add("--log-level", "log_level", "ECRM_LOG_LEVEL", c.log_level,
-      "trace|debug|info|warn|error|off")
+  add("--log-level", "log_level", "ECRM_LOG_LEVEL", c.log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
   add("--sync-writes", "sync_writes", "ECRM_SYNC_WRITES", c.sync_writes,
       "fsync the WAL on every group commit (survives machine crashes, slower)")
@@ -152,8 +150,8 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       auto it = std::find_if(settings.begin(), settings.end(),
                              [&](const Setting& s) { return key == s.key; });
       if (it == settings.end()) {
-        return absl::InvalidArgumentError("config file " + c.config_file + ": unknown key '" +
-                                          key + "'");
+        return absl::InvalidArgumentError("config file " + c.config_file + ": unknown key '" + key +
+                                          "'");
       }
       if (it->option->count() > 0) continue;  // a flag or environment variable wins
       if (auto s = it->from_yaml(kv.second); !s.ok()) {

@@ -12,34 +12,34 @@
 namespace ecrm {
 
 struct Config {
-  std::string config_file;                 // --config / ECRM_CONFIG: YAML file (optional)
-  std::string http_host = "127.0.0.1";     // from --http-addr HOST:PORT (default 127.0.0.1:8080)
+  std::string config_file;              // --config / ECRM_CONFIG: YAML file (optional)
+  std::string http_host = "127.0.0.1";  // from --http-addr HOST:PORT (default 127.0.0.1:8080)
   uint16_t http_port = 8080;
-  std::string data_dir = "./data";         // --data-dir: RocksDB and generated credentials
-  std::vector<std::string> write_keys;     // --write-key (repeatable); generated if none
-  std::vector<std::string> read_keys;      // --read-key (repeatable): personalization
-  std::string admin_token;                 // --admin-token; generated if none
-  int workers = 0;                         // --workers: shard threads (0 = one per core)
-  int http_threads = 0;                    // --http-threads: io threads (0 = one per core)
-  uint32_t partitions = 64;                // --partitions: virtual partitions (fixed per data dir)
-  std::string log_level = "info";          // --log-level: trace|debug|info|warn|error|off
-  bool sync_writes = false;                // --sync-writes: fsync each group commit
-  size_t cache_profiles = 100000;          // --cache-profiles: hot profiles per worker
-  size_t block_cache_mb = 256;             // --block-cache-mb: RocksDB block cache
-  size_t max_request_bytes = 500 * 1024;   // --max-request-bytes
-  size_t max_event_bytes = 32 * 1024;      // --max-event-bytes
-  size_t max_batch_events = 2500;          // --max-batch-events
-  size_t max_queue_depth = 200000;         // --max-queue-depth: per worker, then 429
-  std::string kafka_brokers;                // --kafka-brokers: HOST:PORT[,...]; empty = embedded mode
-  std::string kafka_group = "ecrm";         // --kafka-group: consumer group
-  std::string kafka_topic = "ecrm.events";  // --kafka-topic: events topic
+  std::string data_dir = "./data";        // --data-dir: RocksDB and generated credentials
+  std::vector<std::string> write_keys;    // --write-key (repeatable); generated if none
+  std::vector<std::string> read_keys;     // --read-key (repeatable): personalization
+  std::string admin_token;                // --admin-token; generated if none
+  int workers = 0;                        // --workers: shard threads (0 = one per core)
+  int http_threads = 0;                   // --http-threads: io threads (0 = one per core)
+  uint32_t partitions = 64;               // --partitions: virtual partitions (fixed per data dir)
+  std::string log_level = "info";         // --log-level: trace|debug|info|warn|error|off
+  bool sync_writes = false;               // --sync-writes: fsync each group commit
+  size_t cache_profiles = 100000;         // --cache-profiles: hot profiles per worker
+  size_t block_cache_mb = 256;            // --block-cache-mb: RocksDB block cache
+  size_t max_request_bytes = 500 * 1024;  // --max-request-bytes
+  size_t max_event_bytes = 32 * 1024;     // --max-event-bytes
+  size_t max_batch_events = 2500;         // --max-batch-events
+  size_t max_queue_depth = 200000;        // --max-queue-depth: per worker, then 429
+  std::string kafka_brokers;              // --kafka-brokers: HOST:PORT[,...]; empty = embedded mode
+  std::string kafka_group = "ecrm";       // --kafka-group: consumer group
+  std::string kafka_topic = "ecrm.events";          // --kafka-topic: events topic
   std::string kafka_dlq_topic = "ecrm.events.dlq";  // --kafka-dlq-topic: dead letters
-  std::string role = "all";                 // --role: all | collector | processor (Kafka mode)
-  int64_t rate_limit = 200000;             // --rate-limit: events/s per write key (0 = off), then 429
+  std::string role = "all";     // --role: all | collector | processor (Kafka mode)
+  int64_t rate_limit = 200000;  // --rate-limit: events/s per write key (0 = off), then 429
 };
 
-// Parses argv (after the `serve` word) plus environment plus the config file. On --help, prints usage
-// and returns a Cancelled status. Any error names the offending flag or key.
+// Parses argv (after the `serve` word) plus environment plus the config file. On --help, prints
+// usage and returns a Cancelled status. Any error names the offending flag or key.
 StatusOr<Config> ParseServeConfig(int argc, const char* const* argv);
 
 }  // namespace ecrm

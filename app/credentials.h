@@ -1,6 +1,6 @@
-// Generated credentials for a zero-config start: when no write key or admin token is configured, ecrm
-// creates random ones on first start, stores them in <data-dir>/credentials.yaml (mode 0600) and
-// reuses them on later starts. Start-up only; not thread-safe.
+// Generated credentials for a zero-config start: when no write key or admin token is configured,
+// ecrm creates random ones on first start, stores them in <data-dir>/credentials.yaml (mode 0600)
+// and reuses them on later starts. Start-up only; not thread-safe.
 #pragma once
 
 #include <string>

@@ -37,8 +37,8 @@ Status Service::Start() {
   uint32_t partitions = config_.partitions;
   if (kafka) {
     // In Kafka mode the virtual partitions are the topic's partitions.
-    auto topic_partitions = KafkaConsumer::TopicPartitions(config_.kafka_brokers,
-                                                           config_.kafka_topic, 10000);
+    auto topic_partitions =
+        KafkaConsumer::TopicPartitions(config_.kafka_brokers, config_.kafka_topic, 10000);
     ASSIGN_OR_RETURN(auto stored, store_->Get(Cf::kMeta, kMetaPartitionCount));
     if (topic_partitions.ok()) {
       partitions = static_cast<uint32_t>(*topic_partitions);
@@ -79,7 +79,8 @@ Status Service::Start() {
   api_options.rate_limit_events = config_.rate_limit;
   api_options.before_scrape = [this] { store_metrics_->Refresh(); };
   api_options.ready = [this] {
-    return ready_.load() && (!consumer_ || consumer_->Ready()) && (!producer_ || producer_->Ready());
+    return ready_.load() && (!consumer_ || consumer_->Ready()) &&
+           (!producer_ || producer_->Ready());
   };
   api_options.producer = producer_.get();
   api_options.collector_enabled = config_.role != "processor";
@@ -110,7 +111,7 @@ void Service::Stop() {
   if (server_) server_->StopAccepting();
   if (producer_) producer_->Stop(10000);  // answers collector requests whose messages are queued
   if (consumer_) consumer_->Stop();       // lets consumed messages become durable, then leaves
-  if (engine_) engine_->Stop();  // answers everything accepted; later requests get 503
+  if (engine_) engine_->Stop();           // answers everything accepted; later requests get 503
   if (server_) server_->Stop();
   server_.reset();
   api_.reset();

@@ -44,7 +44,7 @@ class Service {
   std::unique_ptr<KvStore> store_;
   std::unique_ptr<StoreMetrics> store_metrics_;
   std::unique_ptr<ProfileEngine> engine_;
-  std::unique_ptr<KafkaConsumer> consumer_;      // Kafka mode, roles all/processor
+  std::unique_ptr<KafkaConsumer> consumer_;       // Kafka mode, roles all/processor
   std::unique_ptr<KafkaEventProducer> producer_;  // Kafka mode, roles all/collector
   std::unique_ptr<ApiService> api_;
   std::unique_ptr<HttpServer> server_;

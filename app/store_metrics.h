@@ -1,6 +1,6 @@
 // StoreMetrics: exports RocksDB's own numbers (keys, SST and memtable bytes, block cache, stalls,
-// bytes written) as Prometheus gauges, refreshed on each /metrics scrape. Owned by the app; the store
-// must outlive it. Refresh() may be called from any HTTP thread (gauges are atomic).
+// bytes written) as Prometheus gauges, refreshed on each /metrics scrape. Owned by the app; the
+// store must outlive it. Refresh() may be called from any HTTP thread (gauges are atomic).
 #pragma once
 
 #include <vector>

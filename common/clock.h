@@ -1,5 +1,5 @@
-// Clock: the only source of "now" for the service. Times are milliseconds since the Unix epoch (UTC).
-// SystemClock reads the real clock; ManualClock is set by tests. Both are thread-safe.
+// Clock: the only source of "now" for the service. Times are milliseconds since the Unix epoch
+// (UTC). SystemClock reads the real clock; ManualClock is set by tests. Both are thread-safe.
 #pragma once
 
 #include <atomic>

@@ -1,6 +1,6 @@
 // JsonWriter: appends compact JSON to a std::string, managing commas and escaping. Written by hand
-// because none of our packaged JSON libraries serialises (simdjson 3.0 only parses); it is small and
-// fuzz-free (output only). Not thread-safe; one writer per response.
+// because none of our packaged JSON libraries serialises (simdjson 3.0 only parses); it is small
+// and fuzz-free (output only). Not thread-safe; one writer per response.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,6 @@
 // Logging set-up: spdlog to stderr with a fixed pattern. Call InitLogging once at start-up; the
-// spdlog macros are thread-safe afterwards. Never log PII (identifiers, traits, IPs): log counts and ids
-// of our own (profile ids are opaque).
+// spdlog macros are thread-safe afterwards. Never log PII (identifiers, traits, IPs): log counts
+// and ids of our own (profile ids are opaque).
 #pragma once
 
 #include <string_view>

@@ -1,6 +1,7 @@
 // Kafka's murmur2 hash and partitioner, bit-for-bit the same as the Java client's
-// org.apache.kafka.common.utils.Utils.murmur2 / toPositive, so that a key lands on the partition a Java
-// producer (and librdkafka's murmur2_random partitioner) would choose. Pure functions, thread-safe.
+// org.apache.kafka.common.utils.Utils.murmur2 / toPositive, so that a key lands on the partition a
+// Java producer (and librdkafka's murmur2_random partitioner) would choose. Pure functions,
+// thread-safe.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,6 @@
-// Status values for the event path: ecrm uses absl::Status / absl::StatusOr everywhere an operation can
-// fail with an expected error (bad input, I/O). Exceptions are reserved for start-up; broken invariants
-// use ECRM_CHECK, which aborts loudly.
+// Status values for the event path: ecrm uses absl::Status / absl::StatusOr everywhere an operation
+// can fail with an expected error (bad input, I/O). Exceptions are reserved for start-up; broken
+// invariants use ECRM_CHECK, which aborts loudly.
 #pragma once
 
 #include <cstdio>
@@ -21,10 +21,10 @@ using StatusOr = absl::StatusOr<T>;
 #define ECRM_STATUS_CONCAT(a, b) ECRM_STATUS_CONCAT_INNER(a, b)
 
 // Returns from the enclosing function if `expr` yields a non-OK status.
-#define RETURN_IF_ERROR(expr)                         \
-  do {                                                \
-    ::absl::Status ecrm_status_ = (expr);             \
-    if (!ecrm_status_.ok()) return ecrm_status_;      \
+#define RETURN_IF_ERROR(expr)                    \
+  do {                                           \
+    ::absl::Status ecrm_status_ = (expr);        \
+    if (!ecrm_status_.ok()) return ecrm_status_; \
   } while (0)
 
 // ASSIGN_OR_RETURN(lhs, expr): evaluates a StatusOr, returns its status on error, else assigns.
@@ -36,10 +36,10 @@ using StatusOr = absl::StatusOr<T>;
   lhs = std::move(tmp).value()
 
 // A broken invariant: print and abort. Never used for input errors.
-#define ECRM_CHECK(cond)                                                              \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
+#define ECRM_CHECK(cond)                                                                  \
+  do {                                                                                    \
+    if (!(cond)) {                                                                        \
       std::fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                   \
-    }                                                                                 \
+      std::abort();                                                                       \
+    }                                                                                     \
   } while (0)

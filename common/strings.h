@@ -1,5 +1,6 @@
 // Small std::string_view helpers. (Debian's abseil is built with its own absl::string_view, not
-// std::string_view, so absl's string functions do not accept ours without copies.) Pure, thread-safe.
+// std::string_view, so absl's string functions do not accept ours without copies.) Pure,
+// thread-safe.
 #pragma once
 
 #include <cctype>

@@ -103,7 +103,8 @@ std::optional<TimeMs> ParseIso8601(std::string_view s) {
     }
   }
   if (second == 60) second = 59;  // a leap second clamps to the end of the minute
-  const int64_t days = DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  const int64_t days =
+      DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
   const int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
   return secs * 1000 + millis;
 }

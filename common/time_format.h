@@ -11,8 +11,9 @@
 
 namespace ecrm {
 
-// Accepts `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS[.fraction]]` with `Z`, `±HH:MM`, `±HHMM` or no zone (UTC),
-// and a space instead of `T`. Returns nullopt for anything else, including out-of-range fields.
+// Accepts `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS[.fraction]]` with `Z`, `±HH:MM`, `±HHMM` or no zone
+// (UTC), and a space instead of `T`. Returns nullopt for anything else, including out-of-range
+// fields.
 std::optional<TimeMs> ParseIso8601(std::string_view text);
 
 // `2026-11-22T21:00:00.000Z`.

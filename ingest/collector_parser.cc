@@ -39,7 +39,8 @@ size_t MinifiedSize(simdjson::dom::element e) {
       size_t n = s.size() + 2;
       for (const char ch : s) {
         const auto c = static_cast<unsigned char>(ch);
-        if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f') {
+        if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' ||
+            c == '\f') {
           n += 1;
         } else if (c < 0x20) {
           n += 5;  // \u00XX
@@ -52,11 +53,9 @@ size_t MinifiedSize(simdjson::dom::element e) {
     case simdjson::dom::element_type::NULL_VALUE:
       return 4;
     case simdjson::dom::element_type::INT64:
-      return static_cast<size_t>(
-          std::to_chars(buf, buf + sizeof(buf), int64_t(e)).ptr - buf);
+      return static_cast<size_t>(std::to_chars(buf, buf + sizeof(buf), int64_t(e)).ptr - buf);
     case simdjson::dom::element_type::UINT64:
-      return static_cast<size_t>(
-          std::to_chars(buf, buf + sizeof(buf), uint64_t(e)).ptr - buf);
+      return static_cast<size_t>(std::to_chars(buf, buf + sizeof(buf), uint64_t(e)).ptr - buf);
     case simdjson::dom::element_type::DOUBLE:
       return static_cast<size_t>(std::to_chars(buf, buf + sizeof(buf), double(e)).ptr - buf);
   }
@@ -80,9 +79,9 @@ std::optional<Rejection> CollectorParser::ParseKafkaMessage(std::string_view bod
   return ParseImpl(body, std::nullopt, true, consumed_at, out);
 }
 
-void CollectorParser::KeepRaw(simdjson::dom::element item, const Event& event,
-                              bool single_endpoint, std::string_view context_json,
-                              std::string_view sent_at, CollectorRequest& out) {
+void CollectorParser::KeepRaw(simdjson::dom::element item, const Event& event, bool single_endpoint,
+                              std::string_view context_json, std::string_view sent_at,
+                              CollectorRequest& out) {
   std::string item_json = simdjson::minify(item);
   if (single_endpoint) {  // the type came from the path: put it in the event itself (first wins)
     item_json = std::string(R"({"type":")") + EventTypeName(event.type) + "\"" +
@@ -172,7 +171,8 @@ std::optional<Rejection> CollectorParser::ParseImpl(std::string_view body,
   if (keep_raw_ && ctx.has_batch_context) context_json = simdjson::minify(ctx.batch_context);
   if (simdjson::dom::element s; top.at_key("sentAt").get(s) == simdjson::SUCCESS && !s.is_null()) {
     std::string_view text;
-    if (s.get_string().get(text) != simdjson::SUCCESS || !(ctx.batch_sent_at = ParseIso8601(text))) {
+    if (s.get_string().get(text) != simdjson::SUCCESS ||
+        !(ctx.batch_sent_at = ParseIso8601(text))) {
       return Make("invalid_timestamp", "sentAt is not an ISO-8601 time");
     }
     sent_at_text = text;

@@ -2,7 +2,8 @@
 // validated events, all or nothing: either every item is valid and returned, or the first invalid
 // item's Rejection (with its index) is returned and nothing of the request is applied.
 //
-// Ownership: one per HTTP thread (it holds a reusable simdjson parser and buffers). Not thread-safe.
+// Ownership: one per HTTP thread (it holds a reusable simdjson parser and buffers). Not
+// thread-safe.
 #pragma once
 
 #include <optional>

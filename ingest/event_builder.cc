@@ -88,10 +88,14 @@ bool OptionalTime(object obj, std::string_view key, std::optional<TimeMs>& out, 
 
 std::string Normalise(std::string_view event) {
   static constexpr std::pair<std::string_view, std::string_view> kV1[] = {
-      {"Viewed Product", "Product Viewed"},     {"Clicked Product", "Product Clicked"},
-      {"Added Product", "Product Added"},       {"Removed Product", "Product Removed"},
-      {"Completed Order", "Order Completed"},   {"Started Order", "Checkout Started"},
-      {"Viewed Product Category", "Product List Viewed"}, {"Refunded Order", "Order Refunded"}};
+      {"Viewed Product", "Product Viewed"},
+      {"Clicked Product", "Product Clicked"},
+      {"Added Product", "Product Added"},
+      {"Removed Product", "Product Removed"},
+      {"Completed Order", "Order Completed"},
+      {"Started Order", "Checkout Started"},
+      {"Viewed Product Category", "Product List Viewed"},
+      {"Refunded Order", "Order Refunded"}};
   for (const auto& [v1, v2] : kV1) {
     if (event == v1) return std::string(v2);
   }
@@ -219,8 +223,9 @@ bool BuildEvent(element item, const EventContext& ctx, const EventLimits& limits
   }
   if (user_id.size() > limits.max_identifier || anonymous_id.size() > limits.max_identifier ||
       previous_id.size() > limits.max_identifier) {
-    return Reject(r, "invalid_field_type",
-                  "identifiers must be at most " + std::to_string(limits.max_identifier) + " bytes");
+    return Reject(
+        r, "invalid_field_type",
+        "identifiers must be at most " + std::to_string(limits.max_identifier) + " bytes");
   }
   if (user_id.empty() && anonymous_id.empty()) {
     return Reject(r, "missing_identifier", "userId or anonymousId is required");

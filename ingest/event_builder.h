@@ -1,5 +1,5 @@
-// EventBuilder: validates one Segment-spec event (a parsed JSON object) and turns it into the compact
-// Event the profiler applies. Shared by the HTTP collector and (later) the Kafka consumer.
+// EventBuilder: validates one Segment-spec event (a parsed JSON object) and turns it into the
+// compact Event the profiler applies. Shared by the HTTP collector and (later) the Kafka consumer.
 // Stateless apart from its limits; thread-safe.
 #pragma once
 
@@ -14,9 +14,10 @@
 namespace ecrm {
 
 struct EventContext {
-  simdjson::dom::element batch_context;  // the batch-level `context`; valid only if has_batch_context
+  simdjson::dom::element
+      batch_context;  // the batch-level `context`; valid only if has_batch_context
   bool has_batch_context = false;
-  std::optional<TimeMs> batch_sent_at;   // the batch-level `sentAt`
+  std::optional<TimeMs> batch_sent_at;  // the batch-level `sentAt`
   TimeMs received_at = 0;
   // Set for the single-event endpoints (/v1/track …): the type comes from the path.
   std::optional<EventType> path_type;

@@ -9,7 +9,8 @@ namespace ecrm {
 
 enum class InflateResult { kOk, kCorrupt, kTooLarge };
 
-// Decodes a gzip or zlib stream (auto-detected) into `out`, failing if it would exceed `max_output`.
+// Decodes a gzip or zlib stream (auto-detected) into `out`, failing if it would exceed
+// `max_output`.
 InflateResult InflateBody(std::string_view compressed, size_t max_output, std::string* out);
 
 }  // namespace ecrm

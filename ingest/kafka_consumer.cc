@@ -48,18 +48,24 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   Impl(const KafkaOptions& o, ProfileEngine& e, prometheus::Registry& registry, const Clock& c,
        const CollectorLimits& limits)
       : options(o), engine(e), clock(c), parser(limits) {
-    auto counter = [&](const char* name, const char* help) -> prometheus::Family<prometheus::Counter>& {
+    auto counter = [&](const char* name,
+                       const char* help) -> prometheus::Family<prometheus::Counter>& {
       return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
     };
-    consumed = &counter("ecrm_kafka_messages_consumed_total", "Messages consumed from the events topic").Add({});
+    consumed =
+        &counter("ecrm_kafka_messages_consumed_total", "Messages consumed from the events topic")
+             .Add({});
     auto& dead = counter("ecrm_kafka_messages_dead_lettered_total",
                          "Messages sent to the dead-letter topic, by reason");
     for (const char* code : kRejectionCodes) dead_lettered[code] = &dead.Add({{"reason", code}});
-    rebalances = &counter("ecrm_kafka_rebalances_total", "Partition assignments and revocations").Add({});
-    retried = &counter("ecrm_kafka_submit_retries_total",
-                       "Times a message waited for full worker queues").Add({});
+    rebalances =
+        &counter("ecrm_kafka_rebalances_total", "Partition assignments and revocations").Add({});
+    retried =
+        &counter("ecrm_kafka_submit_retries_total", "Times a message waited for full worker queues")
+             .Add({});
     pauses = &counter("ecrm_kafka_consumer_pauses_total",
-                      "Times consumption was paused because workers fell behind").Add({});
+                      "Times consumption was paused because workers fell behind")
+                  .Add({});
     paused_gauge = &prometheus::BuildGauge()
                         .Name("ecrm_kafka_consumer_paused")
                         .Help("1 while consumption is paused for backpressure")
@@ -69,11 +75,12 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
                       .Name("ecrm_kafka_consumer_lag")
                       .Help("Messages between the partition's end and the consumer's position")
                       .Register(registry);
-    batch_events = &prometheus::BuildHistogram()
-                        .Name("ecrm_kafka_message_events")
-                        .Help("Events per consumed message")
-                        .Register(registry)
-                        .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 5, 10, 50, 100, 500, 2500});
+    batch_events =
+        &prometheus::BuildHistogram()
+             .Name("ecrm_kafka_message_events")
+             .Help("Events per consumed message")
+             .Register(registry)
+             .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 5, 10, 50, 100, 500, 2500});
   }
 
   struct Completion {
@@ -93,12 +100,14 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         auto stored = engine.SourceOffset(p);
         int64_t start = RdKafka::Topic::OFFSET_BEGINNING;
         if (stored.ok() && stored->has_value()) start = **stored;
-        if (!stored.ok()) spdlog::error("kafka: reading offset of partition {}: {}", p, stored.status().ToString());
+        if (!stored.ok())
+          spdlog::error("kafka: reading offset of partition {}: {}", p, stored.status().ToString());
         tp->set_offset(start);
         committed[p] = start;
         assigned.insert(p);
         spdlog::info("kafka: assigned {}[{}] from offset {}", tp->topic(), p,
-                     start == RdKafka::Topic::OFFSET_BEGINNING ? std::string("beginning") : std::to_string(start));
+                     start == RdKafka::Topic::OFFSET_BEGINNING ? std::string("beginning")
+                                                               : std::to_string(start));
       }
       c->assign(partitions);
       paused = false;
@@ -125,7 +134,8 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         broker_up = false;
       }
       spdlog::warn("kafka: {} ({})", event.str(), RdKafka::err2str(event.err()));
-    } else if (event.type() == RdKafka::Event::EVENT_LOG && event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING) {
+    } else if (event.type() == RdKafka::Event::EVENT_LOG &&
+               event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING) {
       spdlog::warn("kafka: {} {}", event.fac(), event.str());
     }
   }
@@ -192,10 +202,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     const std::string key = m.key() ? *m.key() : std::string();
     CollectorRequest request;
     if (auto rejection = parser.ParseKafkaMessage(value, clock.NowMs(), request)) {
-      auto letter = std::make_unique<DeadLetter>(
-          DeadLetter{p, offset, key, std::string(value), rejection->code,
-                     rejection->message +
-                         (rejection->index >= 0 ? " (item " + std::to_string(rejection->index) + ")" : "")});
+      auto letter = std::make_unique<DeadLetter>(DeadLetter{
+          p, offset, key, std::string(value), rejection->code,
+          rejection->message +
+              (rejection->index >= 0 ? " (item " + std::to_string(rejection->index) + ")" : "")});
       const auto it = dead_lettered.find(rejection->code);
       (it != dead_lettered.end() ? it->second : dead_lettered["internal"])->Increment();
       ProduceDeadLetter(std::move(letter));
@@ -206,7 +216,8 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     for (size_t i = 0; i < request.events.size(); i++) {
       auto& e = request.events[i];
       if (e.message_id.empty()) {
-        e.message_id = "kafka-" + std::to_string(p) + "-" + std::to_string(offset) + "-" + std::to_string(i);
+        e.message_id =
+            "kafka-" + std::to_string(p) + "-" + std::to_string(offset) + "-" + std::to_string(i);
       }
       pending_events.push_back(std::move(e));
     }
@@ -301,7 +312,8 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       }
       tracker.Reset(p);
       const int64_t from = committed.contains(p) ? committed[p] : RdKafka::Topic::OFFSET_BEGINNING;
-      std::unique_ptr<RdKafka::TopicPartition> tp(RdKafka::TopicPartition::create(options.topic, static_cast<int>(p), from));
+      std::unique_ptr<RdKafka::TopicPartition> tp(
+          RdKafka::TopicPartition::create(options.topic, static_cast<int>(p), from));
       const auto err = consumer->seek(*tp, 1000);
       if (err != RdKafka::ERR_NO_ERROR) {
         spdlog::warn("kafka: seek {}[{}] to {}: {}", options.topic, p, from, RdKafka::err2str(err));
@@ -427,8 +439,10 @@ StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOption
   RETURN_IF_ERROR(Set(*conf, "session.timeout.ms", "10000"));
   RETURN_IF_ERROR(Set(*conf, "heartbeat.interval.ms", "1000"));
   std::string err;
-  if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(impl.get()), err) != RdKafka::Conf::CONF_OK ||
-      conf->set("event_cb", static_cast<RdKafka::EventCb*>(impl.get()), err) != RdKafka::Conf::CONF_OK) {
+  if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(impl.get()), err) !=
+          RdKafka::Conf::CONF_OK ||
+      conf->set("event_cb", static_cast<RdKafka::EventCb*>(impl.get()), err) !=
+          RdKafka::Conf::CONF_OK) {
     return absl::InternalError("kafka: " + err);
   }
   impl->consumer.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
@@ -438,8 +452,10 @@ StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOption
   RETURN_IF_ERROR(Set(*pconf, "bootstrap.servers", options.brokers));
   RETURN_IF_ERROR(Set(*pconf, "client.id", "ecrm-dead-letters"));
   RETURN_IF_ERROR(Set(*pconf, "enable.idempotence", "true"));
-  if (pconf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(impl.get()), err) != RdKafka::Conf::CONF_OK ||
-      pconf->set("event_cb", static_cast<RdKafka::EventCb*>(impl.get()), err) != RdKafka::Conf::CONF_OK) {
+  if (pconf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(impl.get()), err) !=
+          RdKafka::Conf::CONF_OK ||
+      pconf->set("event_cb", static_cast<RdKafka::EventCb*>(impl.get()), err) !=
+          RdKafka::Conf::CONF_OK) {
     return absl::InternalError("kafka: " + err);
   }
   impl->producer.reset(RdKafka::Producer::create(pconf.get(), err));
@@ -486,7 +502,8 @@ StatusOr<int> KafkaConsumer::TopicPartitions(const std::string& brokers, const s
   const auto code = client->metadata(false, t.get(), &md, timeout_ms);
   std::unique_ptr<RdKafka::Metadata> owned(md);
   if (code != RdKafka::ERR_NO_ERROR) {
-    return absl::UnavailableError("kafka: metadata from " + brokers + ": " + RdKafka::err2str(code));
+    return absl::UnavailableError("kafka: metadata from " + brokers + ": " +
+                                  RdKafka::err2str(code));
   }
   for (const auto* tm : *owned->topics()) {
     if (tm->topic() != topic) continue;

@@ -1,20 +1,20 @@
-// KafkaConsumer: the processor side of Kafka mode. One thread consumes the events topic in a consumer
-// group, parses each message with the collector's parser, hands the events to the ProfileEngine, and
-// dead-letters bad messages (reason in headers) without stopping the partition.
+// KafkaConsumer: the processor side of Kafka mode. One thread consumes the events topic in a
+// consumer group, parses each message with the collector's parser, hands the events to the
+// ProfileEngine, and dead-letters bad messages (reason in headers) without stopping the partition.
 //
 // Exactly-once effect on state: a partition's resume point (the watermark below which every message
 // is durable) is written to RocksDB by the shard that owns the partition, in a WriteBatch with the
 // state changes it commits; on every assignment consumption resumes from that stored offset, not
 // from the group's committed offset. Messages after the stored offset may be applied a second time
-// after a crash; that is idempotent, because every event is deduplicated by its messageId (a message
-// without one gets "kafka-<partition>-<offset>-<index>").
+// after a crash; that is idempotent, because every event is deduplicated by its messageId (a
+// message without one gets "kafka-<partition>-<offset>-<index>").
 //
-// Backpressure: when the engine's queues or the messages in flight pass their limits, every assigned
-// partition is paused, and resumed once they drain.
+// Backpressure: when the engine's queues or the messages in flight pass their limits, every
+// assigned partition is paused, and resumed once they drain.
 //
 // Ownership: owned by the app; the engine must outlive it. Threading: Start/Stop/Ready from the
-// control thread; everything else runs on the consumer thread, except engine acknowledgements, which
-// arrive on shard threads and are handed over through a small inbox.
+// control thread; everything else runs on the consumer thread, except engine acknowledgements,
+// which arrive on shard threads and are handed over through a small inbox.
 #pragma once
 
 #include <atomic>

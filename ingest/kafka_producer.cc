@@ -67,8 +67,10 @@ StatusOr<std::unique_ptr<KafkaEventProducer>> KafkaEventProducer::Create(
       return absl::InvalidArgumentError(std::string("kafka: ") + key + ": " + err);
     }
   }
-  if (conf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(impl.get()), err) != RdKafka::Conf::CONF_OK ||
-      conf->set("event_cb", static_cast<RdKafka::EventCb*>(impl.get()), err) != RdKafka::Conf::CONF_OK) {
+  if (conf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(impl.get()), err) !=
+          RdKafka::Conf::CONF_OK ||
+      conf->set("event_cb", static_cast<RdKafka::EventCb*>(impl.get()), err) !=
+          RdKafka::Conf::CONF_OK) {
     return absl::InternalError("kafka: " + err);
   }
   impl->producer.reset(RdKafka::Producer::create(conf.get(), err));

@@ -1,11 +1,11 @@
 // KafkaEventProducer: the collector side of Kafka mode. Produces each accepted event as one message
 // to the events topic, keyed by its routing key (anonymous id, else user id) with librdkafka's
 // murmur2_random partitioner, so keys land where Java clients would put them. The producer is
-// idempotent with acks=all; a request's callback runs once every one of its messages is acknowledged
-// by the broker (OK) or one has failed.
+// idempotent with acks=all; a request's callback runs once every one of its messages is
+// acknowledged by the broker (OK) or one has failed.
 //
-// Ownership: owned by the app. Threading: Produce is thread-safe (librdkafka's producer is); delivery
-// callbacks run on this class's poll thread.
+// Ownership: owned by the app. Threading: Produce is thread-safe (librdkafka's producer is);
+// delivery callbacks run on this class's poll thread.
 #pragma once
 
 #include <memory>

@@ -2,14 +2,13 @@
 
 #include <algorithm>
 
-
 namespace ecrm {
 
 void OffsetTracker::Begin(uint32_t partition, int64_t offset) {
   auto& p = partitions_[partition];
   if (offset <= p.last_begun) {
-    // Redelivery from an earlier point (a seek after an error): start over from here. Completions of
-    // the older entries are then ignored; the watermark can only be lower, which is safe.
+    // Redelivery from an earlier point (a seek after an error): start over from here. Completions
+    // of the older entries are then ignored; the watermark can only be lower, which is safe.
     total_ -= p.pending.size();
     p.pending.clear();
   }

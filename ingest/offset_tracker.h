@@ -14,8 +14,8 @@ namespace ecrm {
 
 class OffsetTracker {
  public:
-  // A message at `offset` was consumed (offsets increase per partition; gaps are fine). An offset at
-  // or below the last one begun means redelivery: the partition's pending state starts over.
+  // A message at `offset` was consumed (offsets increase per partition; gaps are fine). An offset
+  // at or below the last one begun means redelivery: the partition's pending state starts over.
   void Begin(uint32_t partition, int64_t offset);
   // Its effects are durable (or it was dead-lettered). Returns the new watermark if it advanced.
   std::optional<int64_t> Complete(uint32_t partition, int64_t offset);

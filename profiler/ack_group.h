@@ -1,6 +1,7 @@
-// AckGroup: counts the pieces of work one request spawned across shards and calls its callback once,
-// when the last piece is durable (or failed). Created by the engine per request, shared (shared_ptr)
-// by every task the request spawns. Thread-safe: Add/Done may be called from any shard thread.
+// AckGroup: counts the pieces of work one request spawned across shards and calls its callback
+// once, when the last piece is durable (or failed). Created by the engine per request, shared
+// (shared_ptr) by every task the request spawns. Thread-safe: Add/Done may be called from any shard
+// thread.
 #pragma once
 
 #include <atomic>

@@ -62,8 +62,7 @@ ProfileEngine::ProfileEngine(KvStore& store, prometheus::Registry& registry,
       updater_(options.profiler),
       metrics_(registry, options.shards) {
   for (int i = 0; i < options.shards; i++) {
-    shards_.push_back(
-        std::make_unique<Shard>(i, store, updater_, *this, metrics_, options.shard));
+    shards_.push_back(std::make_unique<Shard>(i, store, updater_, *this, metrics_, options.shard));
   }
 }
 
@@ -136,7 +135,6 @@ Status ProfileEngine::Submit(std::vector<Event>&& events, AckGroup::Callback don
   outstanding_.fetch_sub(1);
   return absl::OkStatus();
 }
-
 
 StatusOr<std::optional<Profile>> ProfileEngine::Lookup(std::string_view type,
                                                        std::string_view value) const {

@@ -1,11 +1,11 @@
-// ProfileEngine: the profiler's public face. It owns the worker shards, routes each event to the shard
-// owning its partition (murmur2(routing key) % partition_count, the function Kafka's Java clients use),
-// and answers profile look-ups from the store.
+// ProfileEngine: the profiler's public face. It owns the worker shards, routes each event to the
+// shard owning its partition (murmur2(routing key) % partition_count, the function Kafka's Java
+// clients use), and answers profile look-ups from the store.
 //
 // Ownership: created by the app after the KvStore (which it must not outlive) and a Prometheus
-// registry; destroyed before them. Threading: Submit and the look-ups are thread-safe and may be called
-// from any number of HTTP (or consumer) threads; the callback passed to Submit runs on a shard thread
-// and must only hand the result over (e.g. post to an io_context), never block.
+// registry; destroyed before them. Threading: Submit and the look-ups are thread-safe and may be
+// called from any number of HTTP (or consumer) threads; the callback passed to Submit runs on a
+// shard thread and must only hand the result over (e.g. post to an io_context), never block.
 #pragma once
 
 #include <atomic>
@@ -27,9 +27,9 @@
 namespace ecrm {
 
 struct EngineOptions {
-  int shards = 2;                      // worker threads; default: one per core
-  uint32_t partitions = 64;            // virtual partitions; fixed for the life of a data dir
-  size_t max_queue_depth = 200000;     // per shard; beyond it Submit answers ResourceExhausted
+  int shards = 2;                   // worker threads; default: one per core
+  uint32_t partitions = 64;         // virtual partitions; fixed for the life of a data dir
+  size_t max_queue_depth = 200000;  // per shard; beyond it Submit answers ResourceExhausted
   ShardOptions shard;
   ProfilerConfig profiler;
 };
@@ -58,9 +58,10 @@ class ProfileEngine final : public ShardRouter {
   StatusOr<std::optional<Profile>> Lookup(std::string_view type, std::string_view value) const;
   StatusOr<std::optional<Profile>> LookupById(std::string_view profile_id) const;
 
-  // Records `offset` as source partition `partition`'s resume point. It is written by the shard that
-  // owns the partition, in its next WriteBatch (together with whatever state that batch commits).
-  // The caller must only pass an offset whose messages are all durable. `done` as in Submit.
+  // Records `offset` as source partition `partition`'s resume point. It is written by the shard
+  // that owns the partition, in its next WriteBatch (together with whatever state that batch
+  // commits). The caller must only pass an offset whose messages are all durable. `done` as in
+  // Submit.
   void CommitSourceOffset(uint32_t partition, int64_t offset, AckGroup::Callback done);
   // The stored resume point of a source partition, or nullopt if none was ever recorded.
   StatusOr<std::optional<int64_t>> SourceOffset(uint32_t partition) const;

@@ -1,6 +1,7 @@
-// Event: one Segment-spec event after parsing and validation, in the compact form the profiler needs.
-// Produced by ingest/ (HTTP collector, later Kafka), consumed by a profiler shard. A plain value type:
-// owned by whoever holds it, moved across the shard queue, never shared between threads.
+// Event: one Segment-spec event after parsing and validation, in the compact form the profiler
+// needs. Produced by ingest/ (HTTP collector, later Kafka), consumed by a profiler shard. A plain
+// value type: owned by whoever holds it, moved across the shard queue, never shared between
+// threads.
 #pragma once
 
 #include <cstdint>
@@ -48,21 +49,21 @@ struct DeviceInfo {
 
 struct Event {
   EventType type = EventType::kTrack;
-  std::string message_id;    // empty: none given, no dedup
+  std::string message_id;  // empty: none given, no dedup
   std::string anonymous_id;
   std::string user_id;
-  std::string event;         // track: the event name, v1 e-commerce names normalised to v2
-  std::string name;          // page/screen name
-  std::string previous_id;   // alias
-  std::string group_id;      // group
-  TimeMs timestamp = 0;      // event time, clock-skew corrected
-  TimeMs received_at = 0;    // server time of receipt
+  std::string event;        // track: the event name, v1 e-commerce names normalised to v2
+  std::string name;         // page/screen name
+  std::string previous_id;  // alias
+  std::string group_id;     // group
+  TimeMs timestamp = 0;     // event time, clock-skew corrected
+  TimeMs received_at = 0;   // server time of receipt
   std::vector<std::pair<std::string, std::string>> traits;  // key -> minified JSON value
-  std::string email;         // traits.email, trimmed and lower-cased
+  std::string email;                                        // traits.email, trimmed and lower-cased
   std::vector<ProductRef> products;  // the product of a product event, or properties.products
-  double revenue = 0;        // Order Completed: properties.revenue, else total
+  double revenue = 0;                // Order Completed: properties.revenue, else total
   bool has_revenue = false;
-  Touch touch;               // context.campaign + referrer
+  Touch touch;  // context.campaign + referrer
   DeviceInfo device;
 
   // The key an event is routed by: the anonymous id, else the user id (as Kafka keys will be).

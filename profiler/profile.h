@@ -13,8 +13,8 @@
 namespace ecrm {
 
 struct TraitValue {
-  std::string json;      // minified JSON value
-  TimeMs updated_at = 0; // event time of the identify that set it (last write by event time wins)
+  std::string json;       // minified JSON value
+  TimeMs updated_at = 0;  // event time of the identify that set it (last write by event time wins)
 };
 
 struct ProfileStats {
@@ -22,8 +22,8 @@ struct ProfileStats {
   int64_t page_views = 0;    // page events
   int64_t screen_views = 0;  // screen events
   int64_t sessions = 0;
-  int64_t orders = 0;        // Order Completed
-  double revenue = 0;        // sum of Order Completed revenue (or total)
+  int64_t orders = 0;  // Order Completed
+  double revenue = 0;  // sum of Order Completed revenue (or total)
   TimeMs first_seen = 0;
   TimeMs last_seen = 0;
 };
@@ -36,7 +36,7 @@ struct SessionState {
 };
 
 struct Interest {
-  double score = 0;      // decayed to updated_at
+  double score = 0;  // decayed to updated_at
   TimeMs updated_at = 0;
 };
 

@@ -19,7 +19,9 @@ class Writer {
     }
     out_->push_back(static_cast<char>(v));
   }
-  void Signed(int64_t v) { Varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
+  void Signed(int64_t v) {
+    Varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));
+  }
   void Double(double d) {
     char buf[8];
     std::memcpy(buf, &d, 8);
@@ -30,7 +32,12 @@ class Writer {
     out_->append(s);
   }
   void Touch(const ecrm::Touch& t) {
-    Str(t.source); Str(t.medium); Str(t.campaign); Str(t.term); Str(t.content); Str(t.referrer);
+    Str(t.source);
+    Str(t.medium);
+    Str(t.campaign);
+    Str(t.term);
+    Str(t.content);
+    Str(t.referrer);
     Signed(t.at);
   }
 
@@ -73,14 +80,19 @@ class Reader {
     p_ += n;
     return s;
   }
-  // A count of following elements; bounded by the bytes left so corrupt input cannot allocate wildly.
+  // A count of following elements; bounded by the bytes left so corrupt input cannot allocate
+  // wildly.
   uint64_t Count() {
     const uint64_t n = Varint();
     if (n > static_cast<uint64_t>(end_ - p_)) return Fail();
     return n;
   }
   void Touch(ecrm::Touch& t) {
-    t.source = Str(); t.medium = Str(); t.campaign = Str(); t.term = Str(); t.content = Str();
+    t.source = Str();
+    t.medium = Str();
+    t.campaign = Str();
+    t.term = Str();
+    t.content = Str();
     t.referrer = Str();
     t.at = Signed();
   }
@@ -117,8 +129,14 @@ void EncodeProfile(const Profile& p, std::string* out) {
     w.Signed(v.updated_at);
   }
   const auto& s = p.stats;
-  w.Signed(s.events); w.Signed(s.page_views); w.Signed(s.screen_views); w.Signed(s.sessions);
-  w.Signed(s.orders); w.Double(s.revenue); w.Signed(s.first_seen); w.Signed(s.last_seen);
+  w.Signed(s.events);
+  w.Signed(s.page_views);
+  w.Signed(s.screen_views);
+  w.Signed(s.sessions);
+  w.Signed(s.orders);
+  w.Double(s.revenue);
+  w.Signed(s.first_seen);
+  w.Signed(s.last_seen);
   w.Str(p.session.id);
   w.Signed(p.session.started_at);
   w.Signed(p.session.last_event_at);
@@ -131,13 +149,19 @@ void EncodeProfile(const Profile& p, std::string* out) {
   }
   w.Varint(p.recent_products.size());
   for (const auto& r : p.recent_products) {
-    w.Str(r.product_id); w.Str(r.name); w.Str(r.category); w.Double(r.price);
+    w.Str(r.product_id);
+    w.Str(r.name);
+    w.Str(r.category);
+    w.Double(r.price);
     w.Varint(r.has_price ? 1 : 0);
     w.Signed(r.viewed_at);
   }
   w.Touch(p.first_touch);
   w.Touch(p.last_touch);
-  w.Str(p.device.type); w.Str(p.device.os); w.Str(p.device.browser); w.Str(p.device.library);
+  w.Str(p.device.type);
+  w.Str(p.device.os);
+  w.Str(p.device.browser);
+  w.Str(p.device.library);
   w.Varint(p.counters.size());
   for (const auto& [k, v] : p.counters) {
     w.Str(k);
@@ -173,9 +197,14 @@ StatusOr<Profile> DecodeProfile(std::string_view data) {
     p.traits.emplace(std::move(key), std::move(v));
   }
   auto& s = p.stats;
-  s.events = r.Signed(); s.page_views = r.Signed(); s.screen_views = r.Signed();
-  s.sessions = r.Signed(); s.orders = r.Signed(); s.revenue = r.Double();
-  s.first_seen = r.Signed(); s.last_seen = r.Signed();
+  s.events = r.Signed();
+  s.page_views = r.Signed();
+  s.screen_views = r.Signed();
+  s.sessions = r.Signed();
+  s.orders = r.Signed();
+  s.revenue = r.Double();
+  s.first_seen = r.Signed();
+  s.last_seen = r.Signed();
   p.session.id = r.Str();
   p.session.started_at = r.Signed();
   p.session.last_event_at = r.Signed();
@@ -189,14 +218,19 @@ StatusOr<Profile> DecodeProfile(std::string_view data) {
   }
   for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
     RecentProduct rp;
-    rp.product_id = r.Str(); rp.name = r.Str(); rp.category = r.Str(); rp.price = r.Double();
+    rp.product_id = r.Str();
+    rp.name = r.Str();
+    rp.category = r.Str();
+    rp.price = r.Double();
     rp.has_price = r.Varint() != 0;
     rp.viewed_at = r.Signed();
     p.recent_products.push_back(std::move(rp));
   }
   r.Touch(p.first_touch);
   r.Touch(p.last_touch);
-  p.device.type = r.Str(); p.device.os = r.Str(); p.device.browser = r.Str();
+  p.device.type = r.Str();
+  p.device.os = r.Str();
+  p.device.browser = r.Str();
   p.device.library = r.Str();
   for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
     std::string key = r.Str();

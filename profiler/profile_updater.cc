@@ -7,12 +7,18 @@ namespace ecrm {
 
 const char* EventTypeName(EventType type) {
   switch (type) {
-    case EventType::kIdentify: return "identify";
-    case EventType::kTrack: return "track";
-    case EventType::kPage: return "page";
-    case EventType::kScreen: return "screen";
-    case EventType::kGroup: return "group";
-    case EventType::kAlias: return "alias";
+    case EventType::kIdentify:
+      return "identify";
+    case EventType::kTrack:
+      return "track";
+    case EventType::kPage:
+      return "page";
+    case EventType::kScreen:
+      return "screen";
+    case EventType::kGroup:
+      return "group";
+    case EventType::kAlias:
+      return "alias";
   }
   return "unknown";
 }
@@ -83,8 +89,8 @@ void ProfileUpdater::AddRecentProduct(Profile& p, const ProductRef& product, Tim
     if (same->viewed_at > ts) return;  // a newer view is already recorded
     list.erase(same);
   }
-  RecentProduct r{product.product_id, product.name, product.category, product.price,
-                  product.has_price, ts};
+  RecentProduct r{product.product_id, product.name,      product.category,
+                  product.price,      product.has_price, ts};
   // Newest first: insert before the first entry that is older than this view.
   const auto pos = std::find_if(list.begin(), list.end(),
                                 [&](const RecentProduct& e) { return e.viewed_at <= ts; });
@@ -110,8 +116,12 @@ void ProfileUpdater::Apply(Profile& p, const Event& e) const {
   }
 
   switch (e.type) {
-    case EventType::kPage: st.page_views++; break;
-    case EventType::kScreen: st.screen_views++; break;
+    case EventType::kPage:
+      st.page_views++;
+      break;
+    case EventType::kScreen:
+      st.screen_views++;
+      break;
     case EventType::kTrack:
       if (e.event == "Product Viewed" || e.event == "Product Clicked") {
         for (const auto& product : e.products) {
@@ -130,7 +140,8 @@ void ProfileUpdater::Apply(Profile& p, const Event& e) const {
         }
       }
       break;
-    default: break;
+    default:
+      break;
   }
 
   if (!e.touch.empty()) {

@@ -1,7 +1,7 @@
-// Applies one event to one profile: stats, sessions, traits, interests, recent products, attribution
-// and device. Pure, deterministic and time-from-the-event (never the wall clock), so replaying the same
-// events gives the same profile. Identity changes are not made here: the shard owns those.
-// Thread-safe (stateless apart from its const config).
+// Applies one event to one profile: stats, sessions, traits, interests, recent products,
+// attribution and device. Pure, deterministic and time-from-the-event (never the wall clock), so
+// replaying the same events gives the same profile. Identity changes are not made here: the shard
+// owns those. Thread-safe (stateless apart from its const config).
 #pragma once
 
 #include "profiler/event.h"
@@ -10,13 +10,13 @@
 namespace ecrm {
 
 struct ProfilerConfig {
-  TimeMs session_timeout_ms = 30 * 60 * 1000;        // inactivity that ends a session
+  TimeMs session_timeout_ms = 30 * 60 * 1000;             // inactivity that ends a session
   TimeMs interest_half_life_ms = 7LL * 24 * 3600 * 1000;  // interest scores halve over this
   size_t max_recent_products = 20;
-  size_t max_interests = 50;                          // lowest-scoring categories are dropped
-  double view_weight = 1.0;                           // Product Viewed / Clicked
-  double add_weight = 3.0;                            // Product Added / Added to Wishlist
-  double order_weight = 5.0;                          // Order Completed, per product
+  size_t max_interests = 50;  // lowest-scoring categories are dropped
+  double view_weight = 1.0;   // Product Viewed / Clicked
+  double add_weight = 3.0;    // Product Added / Added to Wishlist
+  double order_weight = 5.0;  // Order Completed, per product
 };
 
 class ProfileUpdater {

@@ -48,9 +48,9 @@ ProfilerMetrics::ProfilerMetrics(prometheus::Registry& registry, int shards) {
   profiles_created_ = counter("ecrm_profiles_created_total", "Profiles created");
   identities_attached_ =
       counter("ecrm_identities_attached_total", "Identifiers attached to an existing profile");
-  identity_conflicts_ = counter(
-      "ecrm_identity_conflicts_total",
-      "Identifiers already owned by another profile (left for the merge step; not merged)");
+  identity_conflicts_ =
+      counter("ecrm_identity_conflicts_total",
+              "Identifiers already owned by another profile (left for the merge step; not merged)");
   corrupt_profiles_ =
       counter("ecrm_profiles_corrupt_total", "Stored profile values that failed to decode");
 }

@@ -13,12 +13,12 @@
 namespace ecrm {
 
 struct ShardProbe {
-  prometheus::Gauge* queue_depth;        // tasks waiting in the shard's inbox
-  prometheus::Gauge* profiles_cached;    // profiles in the shard's write-back cache
-  prometheus::Counter* profiles_written; // profile values written to RocksDB
-  prometheus::Counter* batches_written;  // group commits
-  prometheus::Counter* write_errors;     // failed group commits
-  prometheus::Histogram* batch_events;   // events per group commit
+  prometheus::Gauge* queue_depth;         // tasks waiting in the shard's inbox
+  prometheus::Gauge* profiles_cached;     // profiles in the shard's write-back cache
+  prometheus::Counter* profiles_written;  // profile values written to RocksDB
+  prometheus::Counter* batches_written;   // group commits
+  prometheus::Counter* write_errors;      // failed group commits
+  prometheus::Histogram* batch_events;    // events per group commit
 };
 
 class ProfilerMetrics {

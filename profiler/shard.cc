@@ -79,9 +79,7 @@ void Shard::Run() {
   }
 }
 
-bool Shard::Owns(uint32_t partition) const {
-  return router_.ShardOfPartition(partition) == index_;
-}
+bool Shard::Owns(uint32_t partition) const { return router_.ShardOfPartition(partition) == index_; }
 
 void Shard::Fail(const Status& status) {
   if (batch_error_.ok()) batch_error_ = status;

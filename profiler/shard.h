@@ -1,14 +1,14 @@
-// Shard: one worker thread that owns a set of partitions (partition % shard_count == index) and every
-// profile, identity record and dedup record in them. It drains its inbox in batches, applies the
-// events to profiles held in its write-back cache, and commits each batch's changes in one RocksDB
-// WriteBatch (WAL on) before acknowledging any of them: many events of one visitor in a batch cost
-// one write, and an acknowledged event is durable.
+// Shard: one worker thread that owns a set of partitions (partition % shard_count == index) and
+// every profile, identity record and dedup record in them. It drains its inbox in batches, applies
+// the events to profiles held in its write-back cache, and commits each batch's changes in one
+// RocksDB WriteBatch (WAL on) before acknowledging any of them: many events of one visitor in a
+// batch cost one write, and an acknowledged event is durable.
 //
-// Cross-shard work goes by message: an event whose profile lives on another shard is forwarded there;
-// an identifier owned by another shard is claimed there (its owner is the single writer of its
-// identity record). Ownership: created and owned by ProfileEngine; it must outlive its thread, which
-// Stop() joins. Threading: Enqueue is thread-safe (the inbox mutex is held only to append or swap); all
-// other state is touched only by the shard's own thread.
+// Cross-shard work goes by message: an event whose profile lives on another shard is forwarded
+// there; an identifier owned by another shard is claimed there (its owner is the single writer of
+// its identity record). Ownership: created and owned by ProfileEngine; it must outlive its thread,
+// which Stop() joins. Threading: Enqueue is thread-safe (the inbox mutex is held only to append or
+// swap); all other state is touched only by the shard's own thread.
 #pragma once
 
 #include <atomic>
@@ -36,7 +36,7 @@ struct ShardTask {
   enum class Kind : uint8_t {
     kEvent,           // route by the event's routing key in `partition`
     kForwardedEvent,  // apply to `profile_id`, which this shard owns
-    kClaimIdentity,   // set identity (id_type, id_value) in `partition` to `profile_id` if unclaimed
+    kClaimIdentity,  // set identity (id_type, id_value) in `partition` to `profile_id` if unclaimed
     kAttachIdentity,  // add (id_type, id_value) to `profile_id`'s identities
     kSourceOffset,    // record `offset` as the resume point of source partition `partition`
   };
@@ -61,10 +61,10 @@ class ShardRouter {
 };
 
 struct ShardOptions {
-  size_t cache_capacity = 100000;      // profiles kept decoded in memory
+  size_t cache_capacity = 100000;  // profiles kept decoded in memory
   size_t identity_cache_capacity = 200000;
   size_t dedup_memory_capacity = 200000;  // recent messageIds held in memory per generation
-  size_t max_batch_tasks = 4096;       // tasks applied per group commit at most
+  size_t max_batch_tasks = 4096;          // tasks applied per group commit at most
 };
 
 class Shard {

@@ -1,6 +1,7 @@
-// RuleSet: the seam where rule-based models (segments, scores, counters) will plug into the profiler.
-// This version holds no rules; the CEL engine comes with its own issue. A RuleSet is immutable once
-// built and is swapped atomically (shared_ptr) by whoever owns it, so shards read it without locks.
+// RuleSet: the seam where rule-based models (segments, scores, counters) will plug into the
+// profiler. This version holds no rules; the CEL engine comes with its own issue. A RuleSet is
+// immutable once built and is swapped atomically (shared_ptr) by whoever owns it, so shards read it
+// without locks.
 #pragma once
 
 #include <cstdint>

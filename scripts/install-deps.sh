@@ -9,7 +9,7 @@ PACKAGES=(
   libcli11-dev libyaml-cpp-dev libspdlog-dev libfmt-dev zlib1g-dev librdkafka-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm prometheus curl python3
-  kcat openjdk-17-jdk-headless maven
+  kcat openjdk-17-jdk-headless maven clang-format
 )
 
 missing=()

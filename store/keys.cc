@@ -49,7 +49,9 @@ std::optional<uint32_t> PartitionOfProfileId(std::string_view id) {
   return p;
 }
 
-std::string SourceOffsetKey(uint32_t partition) { return "offset|" + PartitionPrefix(partition).substr(0, 4); }
+std::string SourceOffsetKey(uint32_t partition) {
+  return "offset|" + PartitionPrefix(partition).substr(0, 4);
+}
 
 void PutFixed64(std::string* out, uint64_t v) {
   for (int i = 0; i < 8; i++) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));

@@ -1,7 +1,7 @@
-// The on-disk key layout (see docs/storage.md). Every key that belongs to a partition starts with the
-// partition as 4 lower-case hex digits ("pppp|" for identities and dedup records, "pppp-" for profile
-// ids), so a partition's state is one contiguous key range per column family that can be copied or
-// dropped when partition ownership moves. Pure functions, thread-safe.
+// The on-disk key layout (see docs/storage.md). Every key that belongs to a partition starts with
+// the partition as 4 lower-case hex digits ("pppp|" for identities and dedup records, "pppp-" for
+// profile ids), so a partition's state is one contiguous key range per column family that can be
+// copied or dropped when partition ownership moves. Pure functions, thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -20,8 +20,8 @@ std::string IdentityKey(uint32_t partition, std::string_view type, std::string_v
 // dedup CF: "<pppp>|<messageId>" -> fixed64 received-at millis.
 std::string DedupKey(uint32_t partition, std::string_view message_id);
 
-// Profile ids are "<pppp>-<16 hex>": the owning partition, then a unique number. The profiles CF key
-// is the id itself.
+// Profile ids are "<pppp>-<16 hex>": the owning partition, then a unique number. The profiles CF
+// key is the id itself.
 std::string MakeProfileId(uint32_t partition, uint64_t unique);
 std::optional<uint32_t> PartitionOfProfileId(std::string_view profile_id);
 

@@ -166,7 +166,8 @@ Status KvStore::ScanImpl(Cf cf, std::string_view prefix, ScanCallback cb, void* 
 
 Status KvStore::CompactAll() {
   for (auto* h : handles_) {
-    RETURN_IF_ERROR(FromRocks(db_->CompactRange(rocksdb::CompactRangeOptions(), h, nullptr, nullptr)));
+    RETURN_IF_ERROR(
+        FromRocks(db_->CompactRange(rocksdb::CompactRangeOptions(), h, nullptr, nullptr)));
   }
   return absl::OkStatus();
 }

@@ -1,9 +1,9 @@
 // KvStore: ecrm's RocksDB database, with one column family per kind of data (profiles, identities,
 // dedup, meta). It knows bytes and keys, not profiles: the profiler owns the value formats.
 //
-// Ownership: created once by the app (or a test) and shared by reference; it must outlive every shard
-// and reader. Threading: all methods are thread-safe (RocksDB's own synchronisation); ecrm adds no lock.
-// Writes go through the WAL; `sync_writes` additionally fsyncs each group commit.
+// Ownership: created once by the app (or a test) and shared by reference; it must outlive every
+// shard and reader. Threading: all methods are thread-safe (RocksDB's own synchronisation); ecrm
+// adds no lock. Writes go through the WAL; `sync_writes` additionally fsyncs each group commit.
 #pragma once
 
 #include <cstdint>
@@ -31,11 +31,11 @@ enum class Cf : int { kProfiles = 0, kIdentities = 1, kDedup = 2, kMeta = 3 };
 inline constexpr int kNumCfs = 4;
 
 struct StoreOptions {
-  std::string path;                    // database directory; created if missing
+  std::string path;                      // database directory; created if missing
   size_t block_cache_bytes = 256 << 20;  // shared LRU block cache
-  bool sync_writes = false;            // fsync the WAL on every write (machine-crash durability)
+  bool sync_writes = false;              // fsync the WAL on every write (machine-crash durability)
   int64_t dedup_window_ms = 24LL * 3600 * 1000;  // dedup records older than this are compacted away
-  const Clock* clock = nullptr;        // for the dedup expiry; must outlive the store (null = system)
+  const Clock* clock = nullptr;  // for the dedup expiry; must outlive the store (null = system)
 };
 
 // A set of writes applied atomically by KvStore::Write. Not thread-safe; owned by one writer.
@@ -74,8 +74,8 @@ class KvStore {
   StatusOr<std::optional<std::string>> Get(Cf cf, std::string_view key) const;
   Status Put(Cf cf, std::string_view key, std::string_view value);
 
-  // Calls fn(key, value) for every key that starts with `prefix`, in key order; stops when fn returns
-  // false.
+  // Calls fn(key, value) for every key that starts with `prefix`, in key order; stops when fn
+  // returns false.
   template <typename Fn>
   Status Scan(Cf cf, std::string_view prefix, Fn&& fn) const;
 
@@ -98,7 +98,8 @@ class KvStore {
   std::unique_ptr<rocksdb::CompactionFilter> dedup_filter_;  // outlives db_ (declared first)
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* handles_[kNumCfs] = {};
-  rocksdb::ColumnFamilyHandle* default_handle_ = nullptr;  // RocksDB requires it; ecrm stores nothing there
+  rocksdb::ColumnFamilyHandle* default_handle_ =
+      nullptr;  // RocksDB requires it; ecrm stores nothing there
 };
 
 template <typename Fn>

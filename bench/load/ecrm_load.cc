@@ -1,17 +1,19 @@
 // ecrm-load: the end-to-end load tool. Drives a running ecrm over HTTP on loopback and reports
 // throughput and latency percentiles (client-side, and server-side from ecrm's own histograms).
 //
-//   ecrm-load collect     --target 127.0.0.1:8080 --write-key K [--connections 4 --batch 100 --seconds 10]
-//   ecrm-load personalize --target 127.0.0.1:8080 --read-key R  [--connections 4 --seconds 10]
+//   ecrm-load collect     --target 127.0.0.1:8080 --write-key K [--connections 4 --batch 100
+//   --seconds 10] ecrm-load personalize --target 127.0.0.1:8080 --read-key R  [--connections 4
+//   --seconds 10]
 //
 // Bounded: it stops after --seconds (or --max-requests) and only ever targets the given address.
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <unistd.h>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -78,7 +80,8 @@ double BucketQuantile(const std::map<double, double>& before, const std::map<dou
     if (count >= rank) {
       if (std::isinf(bound)) return prev_bound;
       const double in_bucket = count - prev_count;
-      return prev_bound + (bound - prev_bound) * (in_bucket > 0 ? (rank - prev_count) / in_bucket : 0);
+      return prev_bound +
+             (bound - prev_bound) * (in_bucket > 0 ? (rank - prev_count) / in_bucket : 0);
     }
     prev_bound = bound;
     prev_count = count;
@@ -98,7 +101,8 @@ double ProcessCpuSeconds(int pid) {
   if (!p) return -1;
   unsigned long long utime = 0, stime = 0;
   // Fields after ')': state(3) ... utime(14) stime(15).
-  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) {
+  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) !=
+      2) {
     return -1;
   }
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
@@ -116,15 +120,17 @@ double Percentile(std::vector<double>& v, double q) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"ecrm-load: drive a running ecrm and measure it"};
-  app.add_option("mode", o.mode,
-                 "collect | personalize | kafka-produce (fill the topic) | watch (time ecrm draining it)")
+  app.add_option(
+         "mode", o.mode,
+         "collect | personalize | kafka-produce (fill the topic) | watch (time ecrm draining it)")
       ->required()
       ->check(CLI::IsMember({"collect", "personalize", "kafka-produce", "watch"}));
   std::string brokers, topic = "ecrm.events";
   uint64_t kafka_events = 1000000;
   app.add_option("--kafka-brokers", brokers, "kafka-produce: bootstrap servers");
   app.add_option("--kafka-topic", topic, "kafka-produce: topic")->capture_default_str();
-  app.add_option("--events", kafka_events, "kafka-produce: events to produce; watch: applied events to wait for")
+  app.add_option("--events", kafka_events,
+                 "kafka-produce: events to produce; watch: applied events to wait for")
       ->capture_default_str();
   app.add_option("--target", o.target, "ecrm HOST:PORT (loopback)")->capture_default_str();
   app.add_option("--write-key", o.write_key, "collector write key");
@@ -157,10 +163,9 @@ int main(int argc, char** argv) {
   if (o.mode == "watch") return ecrm::bench::WatchApplied(host, port, kafka_events, o.seconds);
   const bool collect = o.mode == "collect";
   const std::string route = collect ? "collect_batch" : "personalize";
-  const std::string headers =
-      collect ? "Content-Type: application/json\r\nAuthorization: Basic " +
-                    absl::Base64Escape(o.write_key + ":") + "\r\n"
-              : "Authorization: Bearer " + o.read_key + "\r\n";
+  const std::string headers = collect ? "Content-Type: application/json\r\nAuthorization: Basic " +
+                                            absl::Base64Escape(o.write_key + ":") + "\r\n"
+                                      : "Authorization: Bearer " + o.read_key + "\r\n";
 
   ecrm::bench::KeepAliveClient control(host, port);
   const auto server_before = ServerBuckets(control, route);
@@ -194,8 +199,8 @@ int main(int argc, char** argv) {
           body = gen.Batch(o.batch);
           status = client.Request("POST", "/v1/batch", headers, body, &response);
         } else {
-          const std::string target =
-              "/v1/personalize/anonymous_id:" + ecrm::bench::EventGenerator::VisitorId(zipf.Sample(rng));
+          const std::string target = "/v1/personalize/anonymous_id:" +
+                                     ecrm::bench::EventGenerator::VisitorId(zipf.Sample(rng));
           status = client.Request("GET", target, headers, "", &response);
         }
         mine.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
@@ -228,15 +233,18 @@ int main(int argc, char** argv) {
   std::printf("client latency ms: p50=%.3f p90=%.3f p99=%.3f p99.9=%.3f\n",
               Percentile(latencies, 0.5) * 1e3, Percentile(latencies, 0.9) * 1e3,
               Percentile(latencies, 0.99) * 1e3, Percentile(latencies, 0.999) * 1e3);
-  std::printf("server latency ms (ecrm_http_request_duration_seconds, route=%s): p50=%.3f p99=%.3f\n",
-              route.c_str(), BucketQuantile(server_before, server_after, 0.5) * 1e3,
-              BucketQuantile(server_before, server_after, 0.99) * 1e3);
+  std::printf(
+      "server latency ms (ecrm_http_request_duration_seconds, route=%s): p50=%.3f p99=%.3f\n",
+      route.c_str(), BucketQuantile(server_before, server_after, 0.5) * 1e3,
+      BucketQuantile(server_before, server_after, 0.99) * 1e3);
   if (cpu_before >= 0 && cpu_after >= 0 && !latencies.empty()) {
     const double cpu = cpu_after - cpu_before;
-    const double units = collect ? static_cast<double>(events.load()) : static_cast<double>(latencies.size());
-    std::printf("server cpu: %.2f cores busy; %.2f us CPU per %s => %.0f %s/s per fully used core\n",
-                cpu / elapsed, cpu / units * 1e6, collect ? "event" : "request", units / cpu,
-                collect ? "events" : "requests");
+    const double units =
+        collect ? static_cast<double>(events.load()) : static_cast<double>(latencies.size());
+    std::printf(
+        "server cpu: %.2f cores busy; %.2f us CPU per %s => %.0f %s/s per fully used core\n",
+        cpu / elapsed, cpu / units * 1e6, collect ? "event" : "request", units / cpu,
+        collect ? "events" : "requests");
   }
   return errors.load() > 0 && done > 0 && errors.load() == done ? 1 : 0;
 }

@@ -1,6 +1,6 @@
 // EventGenerator: a realistic synthetic clickstream for benchmarks and the load tool. Visitors are
-// drawn from a Zipf distribution; each visit is ~20 events (pages, product views, adds, sometimes an
-// order) of ~600 bytes of Segment-spec JSON, with a unique messageId. Deterministic for a seed.
+// drawn from a Zipf distribution; each visit is ~20 events (pages, product views, adds, sometimes
+// an order) of ~600 bytes of Segment-spec JSON, with a unique messageId. Deterministic for a seed.
 // Not thread-safe: one generator per thread.
 #pragma once
 

@@ -63,7 +63,8 @@ int KeepAliveClient::Request(const std::string& method, const std::string& targe
   const int status = std::atoi(buffer_.c_str() + 9);
   size_t length = 0;
   const char* cl = ::strcasestr(buffer_.c_str(), "\r\ncontent-length:");
-  if (cl != nullptr && cl < buffer_.c_str() + header_end) length = std::strtoul(cl + 17, nullptr, 10);
+  if (cl != nullptr && cl < buffer_.c_str() + header_end)
+    length = std::strtoul(cl + 17, nullptr, 10);
   const size_t total = header_end + 4 + length;
   while (buffer_.size() < total) {
     const ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);

@@ -1,6 +1,6 @@
 // KeepAliveClient: a blocking HTTP/1.1 client on one keep-alive connection, for the load tool.
-// Minimal on purpose (Content-Length bodies only) so that the load generator costs little CPU next to
-// the server it measures. One per thread; not thread-safe.
+// Minimal on purpose (Content-Length bodies only) so that the load generator costs little CPU next
+// to the server it measures. One per thread; not thread-safe.
 #pragma once
 
 #include <cstdint>

@@ -60,14 +60,15 @@ int KafkaProduce(const std::string& brokers, const std::string& topic, uint64_t 
     const auto a = value.find("\"anonymousId\":\"") + 15;
     const std::string key = value.substr(a, value.find('"', a) - a);
     while (producer->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-                             value.data(), value.size(), key.data(), key.size(), 0, nullptr) ==
-           RdKafka::ERR__QUEUE_FULL) {
+                             value.data(), value.size(), key.data(), key.size(), 0,
+                             nullptr) == RdKafka::ERR__QUEUE_FULL) {
       producer->poll(10);
     }
     producer->poll(0);
   }
   producer->flush(60000);
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("produced=%llu failed=%llu in %.2fs (%.0f events/s into %s)\n",
               static_cast<unsigned long long>(report.delivered),
               static_cast<unsigned long long>(report.failed), secs,
@@ -83,7 +84,8 @@ int WatchApplied(const std::string& host, uint16_t port, uint64_t target, double
   std::chrono::steady_clock::time_point last_change = start;
   while (std::chrono::steady_clock::now() < deadline) {
     const double applied = AppliedEvents(client);
-    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double t =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (applied > 0 && first < 0) {
       first = applied;
       first_at = t;
@@ -94,9 +96,10 @@ int WatchApplied(const std::string& host, uint16_t port, uint64_t target, double
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   const double end = std::chrono::duration<double>(last_change - start).count();
-  std::printf("applied=%.0f target=%llu; from first progress (%.2fs) to last (%.2fs): %.0f events/s\n",
-              last, static_cast<unsigned long long>(target), first_at, end,
-              end > first_at ? (last - first) / (end - first_at) : 0.0);
+  std::printf(
+      "applied=%.0f target=%llu; from first progress (%.2fs) to last (%.2fs): %.0f events/s\n",
+      last, static_cast<unsigned long long>(target), first_at, end,
+      end > first_at ? (last - first) / (end - first_at) : 0.0);
   return last >= static_cast<double>(target) ? 0 : 1;
 }
 

@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <random>
 
-#include "store/kv_store.h"
 #include "store/keys.h"
+#include "store/kv_store.h"
 
 namespace ecrm {
 namespace {
@@ -25,7 +25,8 @@ void BM_WriteBatchOfProfiles(benchmark::State& state) {
   for (auto _ : state) {
     auto batch = store->NewBatch();
     for (int i = 0; i < per_batch; i++) {
-      batch.Put(Cf::kProfiles, MakeProfileId(static_cast<uint32_t>(i % 64), rng() % 1'000'000), value);
+      batch.Put(Cf::kProfiles, MakeProfileId(static_cast<uint32_t>(i % 64), rng() % 1'000'000),
+                value);
     }
     if (!store->Write(batch).ok()) state.SkipWithError("write failed");
   }

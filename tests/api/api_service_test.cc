@@ -55,7 +55,8 @@ class ApiTest : public ::testing::Test {
   HttpResponse Post(const std::string& target, const std::string& body,
                     const std::string& key = "wk") {
     Call c{"POST", target, body, {}};
-    if (!key.empty()) c.headers.emplace_back("Authorization", "Basic " + absl::Base64Escape(key + ":"));
+    if (!key.empty())
+      c.headers.emplace_back("Authorization", "Basic " + absl::Base64Escape(key + ":"));
     return Do(c);
   }
 
@@ -133,8 +134,11 @@ TEST_F(ApiTest, RejectionsAreCountedAndLeaveStateIntact) {
 
   ExpectError(Post("/v1/batch", "{oops"), 400, "invalid_json");
   ExpectError(Post("/v1/batch", R"({"batch":[{"type":"track","anonymousId":"a","event":"E"},
-      {"type":"track","anonymousId":"a"}]})"), 400, "missing_event");
-  auto indexed = Post("/v1/batch", R"({"batch":[{"type":"track","anonymousId":"a","event":"E"},{"anonymousId":"a"}]})");
+      {"type":"track","anonymousId":"a"}]})"),
+              400, "missing_event");
+  auto indexed =
+      Post("/v1/batch",
+           R"({"batch":[{"type":"track","anonymousId":"a","event":"E"},{"anonymousId":"a"}]})");
   EXPECT_NE(indexed.body.find(R"("index":1)"), std::string::npos) << indexed.body;
   ExpectError(Post("/v1/batch", R"({"batch":[]})", ""), 401, "missing_write_key");
   ExpectError(Post("/v1/batch", R"({"batch":[]})", "nope"), 401, "invalid_write_key");
@@ -161,8 +165,11 @@ TEST_F(ApiTest, WriteKeyFromQueryAndJitsuStyleHeader) {
 }
 
 TEST_F(ApiTest, CorsPreflightAndEchoedOrigin) {
-  Call pre{"OPTIONS", "/v1/t", "", {{"Origin", "http://shop.example"},
-                                    {"Access-Control-Request-Headers", "authorization,content-type"}}};
+  Call pre{"OPTIONS",
+           "/v1/t",
+           "",
+           {{"Origin", "http://shop.example"},
+            {"Access-Control-Request-Headers", "authorization,content-type"}}};
   auto r = Do(pre);
   EXPECT_EQ(r.status, 204);
   auto header = [&](const HttpResponse& res, const std::string& name) {
@@ -174,7 +181,9 @@ TEST_F(ApiTest, CorsPreflightAndEchoedOrigin) {
   EXPECT_EQ(header(r, "Access-Control-Allow-Origin"), "http://shop.example");
   EXPECT_EQ(header(r, "Access-Control-Allow-Credentials"), "true");
   EXPECT_EQ(header(r, "Access-Control-Allow-Headers"), "authorization,content-type");
-  Call post{"POST", "/v1/t", R"({"anonymousId":"a","event":"E","writeKey":"wk"})",
+  Call post{"POST",
+            "/v1/t",
+            R"({"anonymousId":"a","event":"E","writeKey":"wk"})",
             {{"Origin", "http://shop.example"}, {"Content-Type", "text/plain"}}};
   auto ok = Do(post);
   EXPECT_EQ(ok.status, 200);
@@ -200,9 +209,11 @@ TEST_F(ApiTest, HealthAndUnknownRoutes) {
 
 TEST_F(ApiTest, OverTheRateLimitGets429AndNothingIsApplied) {
   std::string batch = R"({"batch":[)";
-  for (int i = 0; i < 10; i++) batch += std::string(i ? "," : "") + R"({"type":"page","anonymousId":"r"})";
+  for (int i = 0; i < 10; i++)
+    batch += std::string(i ? "," : "") + R"({"type":"page","anonymousId":"r"})";
   batch += "]}";
-  for (int i = 0; i < 5; i++) ASSERT_EQ(Post("/v1/batch", batch).status, 200);  // 50 events: the burst
+  for (int i = 0; i < 5; i++)
+    ASSERT_EQ(Post("/v1/batch", batch).status, 200);  // 50 events: the burst
   auto r = Post("/v1/batch", batch);
   ExpectError(r, 429, "rate_limited");
   bool retry_after = false;

@@ -30,7 +30,8 @@ class ParserTest : public ::testing::Test {
 };
 
 TEST_F(ParserTest, ParsesABatchWithContextMergeAndWriteKey) {
-  auto r = Batch(R"({"writeKey":"wk","context":{"userAgent":"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1","campaign":{"source":"news","medium":"email","name":"spring"}},
+  auto r = Batch(
+      R"({"writeKey":"wk","context":{"userAgent":"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1","campaign":{"source":"news","medium":"email","name":"spring"}},
     "batch":[
       {"type":"identify","anonymousId":"a1","userId":"u1","traits":{"email":"  Ada@Example.COM ","name":"Ada","age":36},"context":{"traits":{"name":"Old","city":"Oslo"}}},
       {"type":"track","anonymousId":"a1","event":"Viewed Product","properties":{"product_id":123,"category":"shoes","price":"9"}},
@@ -77,14 +78,18 @@ TEST_F(ParserTest, CorrectsClockSkewFromSentAt) {
 }
 
 TEST_F(ParserTest, TimestampWithoutSentAtIsTakenAsIs) {
-  auto r = Single(EventType::kPage, R"({"anonymousId":"a","timestamp":"2026-01-01T00:00:00Z","properties":{"referrer":"https://www.google.com/","url":"https://shop.example/x"}})");
+  auto r = Single(
+      EventType::kPage,
+      R"({"anonymousId":"a","timestamp":"2026-01-01T00:00:00Z","properties":{"referrer":"https://www.google.com/","url":"https://shop.example/x"}})");
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(out_.events[0].timestamp, *ParseIso8601("2026-01-01T00:00:00Z"));
   EXPECT_EQ(out_.events[0].touch.referrer, "https://www.google.com/");
 }
 
 TEST_F(ParserTest, InternalReferrerIsNotATouch) {
-  auto r = Single(EventType::kPage, R"({"anonymousId":"a","context":{"page":{"referrer":"https://shop.example/a","url":"https://shop.example/b"}}})");
+  auto r = Single(
+      EventType::kPage,
+      R"({"anonymousId":"a","context":{"page":{"referrer":"https://shop.example/a","url":"https://shop.example/b"}}})");
   ASSERT_FALSE(r.has_value());
   EXPECT_TRUE(out_.events[0].touch.empty());
 }
@@ -143,7 +148,8 @@ TEST_F(ParserTest, EnforcesSizeAndCountLimits) {
                        kNow, out_);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->code, "batch_too_large");
-  const std::string big = R"({"type":"track","anonymousId":"a","event":")" + std::string(300, 'x') + R"("})";
+  const std::string big =
+      R"({"type":"track","anonymousId":"a","event":")" + std::string(300, 'x') + R"("})";
   r = small.Parse(R"({"batch":[)" + ok + "," + ok + "," + big + "]}", std::nullopt, kNow, out_);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->code, "event_too_large");
@@ -162,15 +168,16 @@ TEST_F(ParserTest, EventSizeIsMeasuredMinifiedAtTheExactBoundary) {
   limits.max_event_bytes = 200;
   CollectorParser small(limits);
   auto event_of_size = [](size_t size) {
-    const std::string head = R"({"type":"track","anonymousId":"a","n":[1,-2,3.5,true,null],"event":")";
+    const std::string head =
+        R"({"type":"track","anonymousId":"a","n":[1,-2,3.5,true,null],"event":")";
     return head + std::string(size - head.size() - 2, 'x') + "\"}";
   };
   ASSERT_EQ(event_of_size(200).size(), 200u);
   // Pretty-printed whitespace does not count; the batch body itself is well over 200 bytes.
   const std::string pad(300, ' ');
-  EXPECT_FALSE(small.Parse(R"({"batch":[)" + pad + event_of_size(200) + pad + "]}", std::nullopt,
-                           kNow, out_)
-                   .has_value());
+  EXPECT_FALSE(
+      small.Parse(R"({"batch":[)" + pad + event_of_size(200) + pad + "]}", std::nullopt, kNow, out_)
+          .has_value());
   auto r = small.Parse(R"({"batch":[)" + pad + event_of_size(201) + "]}", std::nullopt, kNow, out_);
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->code, "event_too_large");
@@ -200,11 +207,13 @@ TEST(KafkaMessages, RawMessagesParseBackToTheSameEvents) {
   CollectorParser http{CollectorLimits{}};
   http.set_keep_raw(true);
   CollectorRequest sent;
-  ASSERT_FALSE(http.Parse(R"({"sentAt":"2026-01-01T00:00:10Z","context":{"campaign":{"source":"news"},"userAgent":"Mozilla/5.0 Firefox/120.0"},"batch":[
+  ASSERT_FALSE(
+      http.Parse(
+              R"({"sentAt":"2026-01-01T00:00:10Z","context":{"campaign":{"source":"news"},"userAgent":"Mozilla/5.0 Firefox/120.0"},"batch":[
       {"type":"identify","anonymousId":"a","userId":"u","traits":{"email":"A@B.c"},"timestamp":"2026-01-01T00:00:00Z"},
       {"type":"track","anonymousId":"a","event":"Order Completed","properties":{"revenue":5,"products":[{"product_id":"p"}]}}]})",
-                          std::nullopt, kNow, sent)
-                   .has_value());
+              std::nullopt, kNow, sent)
+          .has_value());
   ASSERT_EQ(sent.raw.size(), 2u);
   EXPECT_EQ(sent.raw[0].key, "a");
   CollectorParser consumer{CollectorLimits{}};
@@ -221,8 +230,9 @@ TEST(KafkaMessages, SingleEndpointEventsCarryTheirType) {
   CollectorParser http{CollectorLimits{}};
   http.set_keep_raw(true);
   CollectorRequest sent;
-  ASSERT_FALSE(http.Parse(R"({"userId":"u","event":"E","type":"page"})", EventType::kTrack, kNow, sent)
-                   .has_value());
+  ASSERT_FALSE(
+      http.Parse(R"({"userId":"u","event":"E","type":"page"})", EventType::kTrack, kNow, sent)
+          .has_value());
   CollectorParser consumer{CollectorLimits{}};
   CollectorRequest got;
   ASSERT_FALSE(consumer.ParseKafkaMessage(sent.raw[0].value, kNow, got).has_value());
@@ -233,9 +243,15 @@ TEST(KafkaMessages, SingleEndpointEventsCarryTheirType) {
 TEST(KafkaMessages, PlainEventsAndEnvelopesFromOtherProducers) {
   CollectorParser consumer{CollectorLimits{}};
   CollectorRequest got;
-  ASSERT_FALSE(consumer.ParseKafkaMessage(R"({"type":"page","anonymousId":"a"})", kNow, got).has_value());
+  ASSERT_FALSE(
+      consumer.ParseKafkaMessage(R"({"type":"page","anonymousId":"a"})", kNow, got).has_value());
   EXPECT_EQ(got.events[0].received_at, kNow);
-  ASSERT_FALSE(consumer.ParseKafkaMessage(R"({"batch":[{"type":"page","anonymousId":"a"},{"type":"page","anonymousId":"b"}]})", kNow, got).has_value());
+  ASSERT_FALSE(
+      consumer
+          .ParseKafkaMessage(
+              R"({"batch":[{"type":"page","anonymousId":"a"},{"type":"page","anonymousId":"b"}]})",
+              kNow, got)
+          .has_value());
   EXPECT_EQ(got.events.size(), 2u);
   auto r = consumer.ParseKafkaMessage(R"({"anonymousId":"a"})", kNow, got);
   ASSERT_TRUE(r.has_value());

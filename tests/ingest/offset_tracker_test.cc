@@ -11,7 +11,7 @@ TEST(OffsetTracker, WatermarkMovesOnlyOverADonePrefix) {
   EXPECT_EQ(t.TotalInFlight(), 4u);
   EXPECT_EQ(t.Complete(0, 12), std::nullopt);  // 10 and 11 still pending
   EXPECT_EQ(t.Complete(0, 10), 11);
-  EXPECT_EQ(t.Complete(0, 11), 15);            // 12 was done already; 15 (a gap) is next
+  EXPECT_EQ(t.Complete(0, 11), 15);  // 12 was done already; 15 (a gap) is next
   EXPECT_EQ(t.Complete(0, 15), 16);
   EXPECT_EQ(t.TotalInFlight(), 0u);
   EXPECT_EQ(t.Complete(0, 15), std::nullopt);  // twice: ignored

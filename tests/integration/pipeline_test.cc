@@ -27,8 +27,7 @@ Config TestConfig(const std::string& dir) {
 
 const std::vector<std::pair<std::string, std::string>> kCollect = {
     {"Authorization", "Basic d2s6"}, {"Content-Type", "application/json"}};  // "wk:"
-const std::vector<std::pair<std::string, std::string>> kAdmin = {
-    {"Authorization", "Bearer admin"}};
+const std::vector<std::pair<std::string, std::string>> kAdmin = {{"Authorization", "Bearer admin"}};
 
 TEST(Pipeline, HttpCollectorToProfilesAcrossARestart) {
   testing::TempDir dir;
@@ -68,7 +67,8 @@ TEST(Pipeline, OversizedBodyGets400AndTheServerKeepsServing) {
   auto r = HttpCall(service.port(), "POST", "/v1/batch", std::string(70 * 1024, ' '), kCollect);
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(r.body.find("request_too_large"), std::string::npos) << r.body;
-  auto ok = HttpCall(service.port(), "POST", "/v1/track", R"({"userId":"u","event":"E"})", kCollect);
+  auto ok =
+      HttpCall(service.port(), "POST", "/v1/track", R"({"userId":"u","event":"E"})", kCollect);
   EXPECT_EQ(ok.status, 200);
   auto metrics = HttpCall(service.port(), "GET", "/metrics");
   EXPECT_NE(metrics.body.find(R"(ecrm_events_rejected_total{reason="request_too_large"} 1)"),

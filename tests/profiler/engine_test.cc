@@ -133,16 +133,18 @@ TEST_F(EngineTest, StopAnswersEverythingAcceptedThenRefuses) {
   std::atomic<int> ok{0}, failed{0};
   for (int i = 0; i < 200; i++) {
     // Identify events spawn cross-shard claims and attaches: follow-ups must finish too.
-    Event e = MakeEvent(EventType::kIdentify, anon + "-" + std::to_string(i), user + "-" + std::to_string(i));
+    Event e = MakeEvent(EventType::kIdentify, anon + "-" + std::to_string(i),
+                        user + "-" + std::to_string(i));
     ASSERT_TRUE(engine_->Submit({e}, [&](Status s) { (s.ok() ? ok : failed)++; }).ok());
   }
   engine_->Stop();
   EXPECT_EQ(ok.load(), 200);
   EXPECT_EQ(failed.load(), 0);
   bool called = false;
-  EXPECT_EQ(engine_->Submit({MakeEvent(EventType::kPage, "late", "")}, [&](Status) { called = true; })
-                .code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(
+      engine_->Submit({MakeEvent(EventType::kPage, "late", "")}, [&](Status) { called = true; })
+          .code(),
+      absl::StatusCode::kUnavailable);
   EXPECT_FALSE(called);
   Open();
   for (int i = 0; i < 200; i += 37) {
@@ -170,7 +172,8 @@ TEST_F(EngineTest, FullQueuesRejectWithoutQueueing) {
   auto engine = ProfileEngine::Create(*store_, *registry_, options);
   ASSERT_TRUE(engine.ok());
   bool called = false;
-  Status s = (*engine)->Submit({MakeEvent(EventType::kPage, "a", "")}, [&](Status) { called = true; });
+  Status s =
+      (*engine)->Submit({MakeEvent(EventType::kPage, "a", "")}, [&](Status) { called = true; });
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_FALSE(called);
 }

@@ -1,5 +1,5 @@
-// A minimal blocking HTTP/1.1 client over POSIX sockets for in-process integration tests (one request
-// per connection, Connection: close). Not for production; not thread-safe per call.
+// A minimal blocking HTTP/1.1 client over POSIX sockets for in-process integration tests (one
+// request per connection, Connection: close). Not for production; not thread-safe per call.
 #pragma once
 
 #include <arpa/inet.h>
