@@ -310,7 +310,9 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
       return send(*shared_respond,
                   Reject({429, "overloaded", "ecrm is behind; retry after the given delay"}));
     }
-    return send(*shared_respond, Reject({503, "unavailable", "ecrm is shutting down; retry"}));
+    return send(*shared_respond, Reject({503, "unavailable",
+                                         "events cannot be accepted right now (" +
+                                             std::string(submitted.message()) + "); retry"}));
   }
 }
 

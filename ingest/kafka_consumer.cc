@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/logging.h"
+#include "ingest/internal/kafka_conf.h"
 #include "ingest/offset_tracker.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -20,15 +21,6 @@ namespace ecrm {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
-
-// Sets one librdkafka property; a bad one is a start-up error naming the key.
-Status Set(RdKafka::Conf& conf, const std::string& key, const std::string& value) {
-  std::string err;
-  if (conf.set(key, value, err) != RdKafka::Conf::CONF_OK) {
-    return absl::InvalidArgumentError("kafka: " + key + ": " + err);
-  }
-  return absl::OkStatus();
-}
 
 // A dead letter in flight: the original message's coordinates and what to send again on failure.
 struct DeadLetter {
@@ -98,10 +90,15 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       for (auto* tp : partitions) {
         const auto p = static_cast<uint32_t>(tp->partition());
         auto stored = engine.SourceOffset(p);
+        if (!stored.ok()) {
+          // Without its resume point the partition would be replayed from the start, past the
+          // dedup window: stop loudly instead, and let the supervisor restart ecrm.
+          spdlog::critical("kafka: cannot read the stored offset of partition {}: {}", p,
+                           stored.status().ToString());
+          std::abort();
+        }
         int64_t start = RdKafka::Topic::OFFSET_BEGINNING;
-        if (stored.ok() && stored->has_value()) start = **stored;
-        if (!stored.ok())
-          spdlog::error("kafka: reading offset of partition {}: {}", p, stored.status().ToString());
+        if (stored->has_value()) start = **stored;
         tp->set_offset(start);
         committed[p] = start;
         assigned.insert(p);
@@ -110,7 +107,8 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
                                                                : std::to_string(start));
       }
       c->assign(partitions);
-      paused = false;
+      paused = false;  // a new assignment starts unpaused
+      paused_gauge->Set(0);
       in_group = true;
     } else {
       // Let everything consumed from these partitions become durable and record its offsets before
@@ -122,6 +120,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         tracker.Reset(p);
         assigned.erase(p);
         rewind.erase(p);
+        if (auto g = lag_gauges.find(p); g != lag_gauges.end()) {
+          lag_family->Remove(g->second);
+          lag_gauges.erase(g);
+        }
       }
       c->unassign();
       in_group = false;
@@ -130,7 +132,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
 
   void event_cb(RdKafka::Event& event) override {
     if (event.type() == RdKafka::Event::EVENT_ERROR) {
-      if (event.err() == RdKafka::ERR__ALL_BROKERS_DOWN || event.err() == RdKafka::ERR__TRANSPORT) {
+      if (event.err() == RdKafka::ERR__ALL_BROKERS_DOWN) {
         broker_up = false;
       }
       spdlog::warn("kafka: {} ({})", event.str(), RdKafka::err2str(event.err()));
@@ -157,7 +159,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   void Run() {
     auto last_lag = SteadyClock::now();
     while (!stopping.load()) {
-      std::unique_ptr<RdKafka::Message> m(consumer->consume(pending_events.empty() ? 50 : 0));
+      std::unique_ptr<RdKafka::Message> m(consumer->consume(pending_offsets.empty() ? 50 : 0));
       bool idle = false;
       switch (m->err()) {
         case RdKafka::ERR_NO_ERROR:
@@ -176,7 +178,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
           spdlog::warn("kafka: consume: {}", m->errstr());
       }
       // Hand events over in batches: one queue hand-off and one acknowledgement per batch.
-      if (!pending_events.empty() &&
+      if (!pending_offsets.empty() &&
           (idle || pending_events.size() >= kMaxBatchEvents ||
            SteadyClock::now() - pending_since > std::chrono::milliseconds(5))) {
         Flush();
@@ -212,7 +214,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       return;
     }
     batch_events->Observe(static_cast<double>(request.events.size()));
-    if (pending_events.empty()) pending_since = SteadyClock::now();
+    if (pending_offsets.empty()) pending_since = SteadyClock::now();
     for (size_t i = 0; i < request.events.size(); i++) {
       auto& e = request.events[i];
       if (e.message_id.empty()) {
@@ -306,10 +308,8 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     }
     for (auto it = rewind.begin(); it != rewind.end();) {
       const uint32_t p = *it;
-      if (tracker.InFlight(p) > 0 && !AllDoneOrFailed(p)) {
-        ++it;
-        continue;
-      }
+      // Everything in flight for the partition is abandoned (late completions are ignored); the
+      // seek re-reads it, and what was already applied is deduplicated.
       tracker.Reset(p);
       const int64_t from = committed.contains(p) ? committed[p] : RdKafka::Topic::OFFSET_BEGINNING;
       std::unique_ptr<RdKafka::TopicPartition> tp(
@@ -324,9 +324,6 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       it = rewind.erase(it);
     }
   }
-
-  // After a failure everything in flight for the partition is abandoned; the seek re-reads it.
-  bool AllDoneOrFailed(uint32_t) const { return true; }
 
   void WaitForInFlight(std::chrono::seconds limit) {
     const auto deadline = SteadyClock::now() + limit;
@@ -423,41 +420,34 @@ StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOption
                                                                const Clock& clock,
                                                                const CollectorLimits& limits) {
   auto impl = std::make_unique<Impl>(options, engine, registry, clock, limits);
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  RETURN_IF_ERROR(Set(*conf, "bootstrap.servers", options.brokers));
-  RETURN_IF_ERROR(Set(*conf, "group.id", options.group));
-  RETURN_IF_ERROR(Set(*conf, "client.id", "ecrm-processor"));
-  RETURN_IF_ERROR(Set(*conf, "enable.auto.commit", "false"));  // offsets live in RocksDB
-  RETURN_IF_ERROR(Set(*conf, "auto.offset.reset", "earliest"));
-  RETURN_IF_ERROR(Set(*conf, "enable.partition.eof", "true"));
-  RETURN_IF_ERROR(Set(*conf, "partition.assignment.strategy", "range"));
-  RETURN_IF_ERROR(Set(*conf, "queued.max.messages.kbytes", "65536"));
-  RETURN_IF_ERROR(Set(*conf, "fetch.wait.max.ms", "50"));
-  RETURN_IF_ERROR(Set(*conf, "max.partition.fetch.bytes", "4194304"));
-  RETURN_IF_ERROR(Set(*conf, "queued.min.messages", "500000"));
-  // A crashed member holds its partitions until its session expires: keep that short.
-  RETURN_IF_ERROR(Set(*conf, "session.timeout.ms", "10000"));
-  RETURN_IF_ERROR(Set(*conf, "heartbeat.interval.ms", "1000"));
+  ASSIGN_OR_RETURN(
+      auto conf,
+      MakeKafkaConf(
+          {
+              {"bootstrap.servers", options.brokers},
+              {"group.id", options.group},
+              {"client.id", "ecrm-processor"},
+              {"enable.auto.commit", "false"},  // offsets live in RocksDB
+              {"auto.offset.reset", "earliest"},
+              {"enable.partition.eof", "true"},
+              {"partition.assignment.strategy", "range"},
+              {"queued.max.messages.kbytes", "65536"},
+              {"fetch.wait.max.ms", "50"},
+              {"max.partition.fetch.bytes", "4194304"},
+              {"queued.min.messages", "500000"},
+              // A crashed member holds its partitions until its session expires: keep it short.
+              {"session.timeout.ms", "10000"},
+              {"heartbeat.interval.ms", "1000"},
+          },
+          {.events = impl.get(), .rebalance = impl.get()}));
   std::string err;
-  if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(impl.get()), err) !=
-          RdKafka::Conf::CONF_OK ||
-      conf->set("event_cb", static_cast<RdKafka::EventCb*>(impl.get()), err) !=
-          RdKafka::Conf::CONF_OK) {
-    return absl::InternalError("kafka: " + err);
-  }
   impl->consumer.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!impl->consumer) return absl::InvalidArgumentError("kafka: consumer: " + err);
 
-  std::unique_ptr<RdKafka::Conf> pconf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  RETURN_IF_ERROR(Set(*pconf, "bootstrap.servers", options.brokers));
-  RETURN_IF_ERROR(Set(*pconf, "client.id", "ecrm-dead-letters"));
-  RETURN_IF_ERROR(Set(*pconf, "enable.idempotence", "true"));
-  if (pconf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(impl.get()), err) !=
-          RdKafka::Conf::CONF_OK ||
-      pconf->set("event_cb", static_cast<RdKafka::EventCb*>(impl.get()), err) !=
-          RdKafka::Conf::CONF_OK) {
-    return absl::InternalError("kafka: " + err);
-  }
+  ASSIGN_OR_RETURN(auto pconf, MakeKafkaConf({{"bootstrap.servers", options.brokers},
+                                              {"client.id", "ecrm-dead-letters"},
+                                              {"enable.idempotence", "true"}},
+                                             {.events = impl.get(), .delivery = impl.get()}));
   impl->producer.reset(RdKafka::Producer::create(pconf.get(), err));
   if (!impl->producer) return absl::InvalidArgumentError("kafka: dead-letter producer: " + err);
   return std::unique_ptr<KafkaConsumer>(new KafkaConsumer(std::move(impl)));
@@ -492,8 +482,7 @@ bool KafkaConsumer::Ready() const { return impl_->broker_up.load() && impl_->in_
 
 StatusOr<int> KafkaConsumer::TopicPartitions(const std::string& brokers, const std::string& topic,
                                              int timeout_ms) {
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  RETURN_IF_ERROR(Set(*conf, "bootstrap.servers", brokers));
+  ASSIGN_OR_RETURN(auto conf, MakeKafkaConf({{"bootstrap.servers", brokers}}));
   std::string err;
   std::unique_ptr<RdKafka::Producer> client(RdKafka::Producer::create(conf.get(), err));
   if (!client) return absl::InvalidArgumentError("kafka: " + err);

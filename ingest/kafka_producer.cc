@@ -3,9 +3,11 @@
 #include <librdkafka/rdkafkacpp.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "common/logging.h"
+#include "ingest/internal/kafka_conf.h"
 #include "prometheus/counter.h"
 
 namespace ecrm {
@@ -49,35 +51,35 @@ StatusOr<std::unique_ptr<KafkaEventProducer>> KafkaEventProducer::Create(
                      .Register(registry);
   impl->produced = &family.Add({{"outcome", "acknowledged"}});
   impl->failed = &family.Add({{"outcome", "failed"}});
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  ASSIGN_OR_RETURN(auto conf, MakeKafkaConf({{"bootstrap.servers", options.brokers},
+                                             {"client.id", "ecrm-collector"},
+                                             {"enable.idempotence", "true"},
+                                             {"acks", "all"},
+                                             {"partitioner", "murmur2_random"},
+                                             {"linger.ms", "5"},
+                                             {"compression.type", "lz4"},
+                                             {"message.timeout.ms", "30000"},
+                                             {"queue.buffering.max.messages", "500000"}},
+                                            {.events = impl.get(), .delivery = impl.get()}));
   std::string err;
-  const std::pair<const char*, std::string> settings[] = {
-      {"bootstrap.servers", options.brokers},
-      {"client.id", "ecrm-collector"},
-      {"enable.idempotence", "true"},
-      {"acks", "all"},
-      {"partitioner", "murmur2_random"},
-      {"linger.ms", "5"},
-      {"compression.type", "lz4"},
-      {"message.timeout.ms", "30000"},
-      {"queue.buffering.max.messages", "500000"},
-  };
-  for (const auto& [key, value] : settings) {
-    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) {
-      return absl::InvalidArgumentError(std::string("kafka: ") + key + ": " + err);
-    }
-  }
-  if (conf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(impl.get()), err) !=
-          RdKafka::Conf::CONF_OK ||
-      conf->set("event_cb", static_cast<RdKafka::EventCb*>(impl.get()), err) !=
-          RdKafka::Conf::CONF_OK) {
-    return absl::InternalError("kafka: " + err);
-  }
   impl->producer.reset(RdKafka::Producer::create(conf.get(), err));
   if (!impl->producer) return absl::InvalidArgumentError("kafka: producer: " + err);
   Impl* raw = impl.get();
   impl->poller = std::thread([raw] {
-    while (!raw->stopping.load()) raw->producer->poll(50);
+    auto last_probe = std::chrono::steady_clock::now();
+    while (!raw->stopping.load()) {
+      raw->producer->poll(50);
+      // After an outage, find out that a broker answers again even if no request comes in.
+      if (!raw->broker_up.load() &&
+          std::chrono::steady_clock::now() - last_probe > std::chrono::seconds(1)) {
+        last_probe = std::chrono::steady_clock::now();
+        RdKafka::Metadata* md = nullptr;
+        if (raw->producer->metadata(false, nullptr, &md, 1000) == RdKafka::ERR_NO_ERROR) {
+          raw->broker_up = true;
+        }
+        delete md;
+      }
+    }
   });
   return std::unique_ptr<KafkaEventProducer>(new KafkaEventProducer(std::move(impl)));
 }
@@ -87,6 +89,7 @@ KafkaEventProducer::KafkaEventProducer(std::unique_ptr<Impl> impl) : impl_(std::
 KafkaEventProducer::~KafkaEventProducer() { Stop(5000); }
 
 Status KafkaEventProducer::Produce(std::vector<RawEventMessage> messages, AckGroup::Callback done) {
+  if (impl_->stopping.load()) return absl::UnavailableError("kafka producer stopped");
   if (messages.empty()) {
     done(absl::OkStatus());
     return absl::OkStatus();
@@ -116,8 +119,8 @@ Status KafkaEventProducer::Produce(std::vector<RawEventMessage> messages, AckGro
 
 void KafkaEventProducer::Stop(int timeout_ms) {
   if (!impl_->poller.joinable()) return;
+  impl_->stopping = true;  // new requests are refused (503); queued ones are flushed below
   impl_->producer->flush(timeout_ms);
-  impl_->stopping = true;
   impl_->poller.join();
 }
 

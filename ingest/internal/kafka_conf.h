@@ -1,0 +1,43 @@
+// MakeKafkaConf: a librdkafka global configuration from key/value settings and callbacks, shared by
+// ecrm's consumer and producers. A rejected setting is an error naming the key. Start-up only.
+#pragma once
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace ecrm {
+
+struct KafkaCallbacks {
+  RdKafka::EventCb* events = nullptr;
+  RdKafka::DeliveryReportCb* delivery = nullptr;
+  RdKafka::RebalanceCb* rebalance = nullptr;
+};
+
+inline StatusOr<std::unique_ptr<RdKafka::Conf>> MakeKafkaConf(
+    const std::vector<std::pair<std::string, std::string>>& settings,
+    const KafkaCallbacks& callbacks = {}) {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  for (const auto& [key, value] : settings) {
+    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) {
+      return absl::InvalidArgumentError("kafka: " + key + ": " + err);
+    }
+  }
+  if ((callbacks.events &&
+       conf->set("event_cb", callbacks.events, err) != RdKafka::Conf::CONF_OK) ||
+      (callbacks.delivery &&
+       conf->set("dr_cb", callbacks.delivery, err) != RdKafka::Conf::CONF_OK) ||
+      (callbacks.rebalance &&
+       conf->set("rebalance_cb", callbacks.rebalance, err) != RdKafka::Conf::CONF_OK)) {
+    return absl::InternalError("kafka: " + err);
+  }
+  return conf;
+}
+
+}  // namespace ecrm
