@@ -115,6 +115,10 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   add("--kafka-dlq-topic", "kafka_dlq_topic", "ECRM_KAFKA_DLQ_TOPIC", c.kafka_dlq_topic,
       "Kafka dead-letter topic")
       ->capture_default_str();
+  add("--kafka-max-in-flight", "kafka_max_in_flight", "ECRM_KAFKA_MAX_IN_FLIGHT",
+      c.kafka_max_in_flight,
+      "Messages consumed but not yet durable before consumption pauses (backpressure)")
+      ->capture_default_str();
   add("--role", "role", "ECRM_ROLE", c.role,
       "all | collector (HTTP -> Kafka) | processor (Kafka -> profiles); Kafka mode only")
       ->capture_default_str();
@@ -192,6 +196,9 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
                                    c.kafka_group.empty() || c.kafka_topic == c.kafka_dlq_topic)) {
     return absl::InvalidArgumentError(
         "kafka_topic/kafka_dlq_topic/kafka_group: must be set, and the topics must differ");
+  }
+  if (c.kafka_max_in_flight == 0) {
+    return absl::InvalidArgumentError("kafka_max_in_flight: must be positive");
   }
   if (c.max_queue_depth == 0) {
     return absl::InvalidArgumentError("max_queue_depth: must be positive");

@@ -34,8 +34,9 @@ struct Config {
   std::string kafka_group = "ecrm";       // --kafka-group: consumer group
   std::string kafka_topic = "ecrm.events";          // --kafka-topic: events topic
   std::string kafka_dlq_topic = "ecrm.events.dlq";  // --kafka-dlq-topic: dead letters
-  std::string role = "all";     // --role: all | collector | processor (Kafka mode)
-  int64_t rate_limit = 200000;  // --rate-limit: events/s per write key (0 = off), then 429
+  std::string role = "all";             // --role: all | collector | processor (Kafka mode)
+  size_t kafka_max_in_flight = 200000;  // --kafka-max-in-flight: consumed, not durable; then pause
+  int64_t rate_limit = 200000;          // --rate-limit: events/s per write key (0 = off), then 429
 };
 
 // Parses argv (after the `serve` word) plus environment plus the config file. On --help, prints

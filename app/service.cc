@@ -34,6 +34,7 @@ Status Service::Start() {
   kafka_options.group = config_.kafka_group;
   kafka_options.topic = config_.kafka_topic;
   kafka_options.dlq_topic = config_.kafka_dlq_topic;
+  kafka_options.max_in_flight_messages = config_.kafka_max_in_flight;
   uint32_t partitions = config_.partitions;
   if (kafka) {
     // In Kafka mode the virtual partitions are the topic's partitions.

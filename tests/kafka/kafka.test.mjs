@@ -184,3 +184,66 @@ test('kafka mode: exact counts across SIGKILLs, a broker restart and poison mess
   assert.ok(metricValue(metrics, 'ecrm_kafka_messages_consumed_total') > 0);
   assert.ok(metricValue(metrics, 'ecrm_kafka_rebalances_total') >= 1);
 }));
+
+// The two halves on their own: a collector-only ecrm produces, a processor-only ecrm builds the
+// profiles from a backlog, with a small in-flight limit so that backpressure pauses the consumer.
+test('kafka mode: --role collector and --role processor, with backpressure', async () => {
+  const topic = `roles-${run}`;
+  const dlq = `roles-dlq-${run}`;
+  kafkaSh('create-topic', topic, '4');
+  kafkaSh('create-topic', dlq, '1');
+  const common = ['--kafka-brokers', BROKERS, '--kafka-topic', topic, '--kafka-dlq-topic', dlq,
+                  '--kafka-group', `roles-${run}`];
+  const collector = new EcrmServer({ extraArgs: [...common, '--role', 'collector'] });
+  const processor = new EcrmServer({
+    startupTimeoutMs: 60_000,
+    extraArgs: [...common, '--role', 'processor', '--kafka-max-in-flight', '300'],
+  });
+  try {
+    await collector.start();
+    const counts = new Map();
+    for (let b = 0; b < 40; b++) {
+      const batch = [];
+      for (let i = 0; i < 100; i++) {
+        const v = `role-${run}-${(b * 100 + i) % 17}`;
+        batch.push({ type: 'page', anonymousId: v, messageId: `${run}-r${b}-${i}` });
+        counts.set(v, (counts.get(v) || 0) + 1);
+      }
+      const res = await collector.collect('/v1/batch', { batch });
+      assert.equal(res.status, 200, res.text);
+    }
+    // The processor starts on a backlog, so its in-flight limit is reached and it must pause.
+    await processor.start();
+    const refused = await processor.collect('/v1/batch', { batch: [{ type: 'page', anonymousId: 'x' }] });
+    assert.equal(refused.status, 503);
+    assert.equal(refused.json.error.code, 'unavailable');
+    const deadline = Date.now() + 60_000;
+    let done = false;
+    while (!done && Date.now() < deadline) {
+      done = true;
+      for (const [v, n] of counts) {
+        const res = await processor.getProfileRes(`anonymous_id:${v}`);
+        if (res.status !== 200 || res.json.stats.events !== n) { done = false; break; }
+      }
+      if (!done) await sleep(300);
+    }
+    for (const [v, n] of counts) {
+      const res = await processor.getProfileRes(`anonymous_id:${v}`);
+      assert.equal(res.status, 200);
+      assert.equal(res.json.stats.events, n, `visitor ${v}`);
+    }
+    const metrics = await processor.metrics();
+    assert.ok(metricValue(metrics, 'ecrm_kafka_consumer_pauses_total') > 0, 'backpressure paused');
+    const produced = await collector.metrics();
+    assert.equal(metricValue(produced, 'ecrm_kafka_messages_produced_total', { outcome: 'acknowledged' }), 4000);
+  } catch (err) {
+    collector.dumpLogs('collector');
+    processor.dumpLogs('processor');
+    process.stderr.write((await processor.metrics()).split('\n').filter((l) => l.startsWith('ecrm_kafka') || l.startsWith('ecrm_events')).join('\n'));
+    process.stderr.write((await collector.metrics()).split('\n').filter((l) => l.startsWith('ecrm_kafka') || l.startsWith('ecrm_events_acc')).join('\n'));
+    throw err;
+  } finally {
+    await collector.cleanup();
+    await processor.cleanup();
+  }
+});
