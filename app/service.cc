@@ -43,6 +43,9 @@ Status Service::Start() {
     ASSIGN_OR_RETURN(auto stored, store_->Get(Cf::kMeta, kMetaPartitionCount));
     if (topic_partitions.ok()) {
       partitions = static_cast<uint32_t>(*topic_partitions);
+    } else if (absl::IsNotFound(topic_partitions.status())) {
+      return absl::InvalidArgumentError("kafka_topic: " +
+                                        std::string(topic_partitions.status().message()));
     } else if (stored) {  // broker down at start: carry on with what the data dir knows
       spdlog::warn("{}; starting with the stored partition count {}",
                    topic_partitions.status().ToString(), *stored);
@@ -60,6 +63,11 @@ Status Service::Start() {
   ASSIGN_OR_RETURN(engine_, ProfileEngine::Create(*store_, *registry_, engine_options));
   engine_->Start();
   if (kafka && config_.role != "collector") {
+    // Dead letters are retried until delivered: a missing dead-letter topic must fail at start.
+    auto dlq = KafkaConsumer::TopicPartitions(config_.kafka_brokers, config_.kafka_dlq_topic, 5000);
+    if (absl::IsNotFound(dlq.status())) {
+      return absl::InvalidArgumentError("kafka_dlq_topic: " + std::string(dlq.status().message()));
+    }
     ASSIGN_OR_RETURN(consumer_, KafkaConsumer::Create(kafka_options, *engine_, *registry_, *clock_,
                                                       CollectorLimits{config_.max_request_bytes,
                                                                       config_.max_event_bytes,
