@@ -300,11 +300,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         if (!s.ok()) spdlog::error("kafka: offset of partition {} not stored: {}", p, s.ToString());
       });
     }
-    for (auto it = pending_letters.begin(); it != pending_letters.end();) {
-      auto letter = std::move(*it);
-      it = pending_letters.erase(it);
+    if (!pending_letters.empty()) {  // one retry per turn of the loop
+      auto letter = std::move(pending_letters.front());
+      pending_letters.erase(pending_letters.begin());
       ProduceDeadLetter(std::move(letter));
-      break;  // one retry per loop
     }
     for (auto it = rewind.begin(); it != rewind.end();) {
       const uint32_t p = *it;
