@@ -1,4 +1,5 @@
 // ecrm: the command-line entry point. `ecrm serve [flags]` runs the service until SIGINT/SIGTERM.
+#include <malloc.h>
 #include <signal.h>
 
 #include <cstring>
@@ -17,7 +18,16 @@ void Usage() {
                "       ecrm version          print the version\n";
 }
 
+// The event path hands batches of a few MB between threads. With glibc's defaults those are mmap'd
+// or trimmed back to the kernel after each batch and page-faulted in again (6-8 % of CPU in the
+// Kafka drain); keep them in the heap instead.
+void TuneMalloc() {
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // the largest value glibc accepts
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
 int Serve(int argc, const char* const* argv) {
+  TuneMalloc();
   auto parsed = ecrm::ParseServeConfig(argc, argv);
   if (!parsed.ok()) {
     if (absl::IsCancelled(parsed.status())) return 0;

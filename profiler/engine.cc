@@ -108,7 +108,12 @@ Status ProfileEngine::Submit(std::vector<Event>&& events, AckGroup::Callback don
     partitions.push_back(PartitionForKey(e.RoutingKey(), options_.partitions));
   }
   std::vector<bool> targeted(shards_.size(), false);
-  for (uint32_t p : partitions) targeted[static_cast<size_t>(ShardOfPartition(p))] = true;
+  std::vector<size_t> per_shard(shards_.size(), 0);
+  for (uint32_t p : partitions) {
+    const auto s = static_cast<size_t>(ShardOfPartition(p));
+    targeted[s] = true;
+    per_shard[s]++;
+  }
   for (size_t s = 0; s < shards_.size(); s++) {
     if (targeted[s] && shards_[s]->QueueDepth() >= options_.max_queue_depth) {
       return absl::ResourceExhaustedError("worker queues are full");
@@ -121,6 +126,7 @@ Status ProfileEngine::Submit(std::vector<Event>&& events, AckGroup::Callback don
     return absl::UnavailableError("shutting down");
   }
   auto ack = std::make_shared<AckGroup>(static_cast<int>(events.size()), std::move(done));
+  for (size_t s = 0; s < shards_.size(); s++) by_shard[s].reserve(per_shard[s]);
   for (size_t i = 0; i < events.size(); i++) {
     ShardTask task;
     task.kind = ShardTask::Kind::kEvent;

@@ -100,6 +100,10 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const StoreOptions& options) {
       store->dedup_filter_ = std::make_unique<DedupExpiryFilter>(clock, options.dedup_window_ms);
       cf_options.compaction_filter = store->dedup_filter_.get();
       cf_options.periodic_compaction_seconds = 24 * 3600;
+      // Nearly every dedup look-up misses (a new messageId): a whole-key bloom filter on the
+      // memtable answers those without walking the skip list.
+      cf_options.memtable_prefix_bloom_size_ratio = 0.05;
+      cf_options.memtable_whole_key_filtering = true;
     }
     cfs.emplace_back(kCfNames[i], cf_options);
   }

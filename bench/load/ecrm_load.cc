@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -160,7 +161,11 @@ int main(int argc, char** argv) {
   const auto colon = o.target.rfind(':');
   const std::string host = o.target.substr(0, colon);
   const auto port = static_cast<uint16_t>(std::stoi(o.target.substr(colon + 1)));
-  if (o.mode == "watch") return ecrm::bench::WatchApplied(host, port, kafka_events, o.seconds);
+  if (o.mode == "watch") {
+    std::function<double()> cpu;
+    if (o.server_pid) cpu = [pid = o.server_pid] { return ProcessCpuSeconds(pid); };
+    return ecrm::bench::WatchApplied(host, port, kafka_events, o.seconds, cpu);
+  }
   const bool collect = o.mode == "collect";
   const std::string route = collect ? "collect_batch" : "personalize";
   const std::string headers = collect ? "Content-Type: application/json\r\nAuthorization: Basic " +

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -76,11 +77,13 @@ int KafkaProduce(const std::string& brokers, const std::string& topic, uint64_t 
   return report.failed == 0 ? 0 : 1;
 }
 
-int WatchApplied(const std::string& host, uint16_t port, uint64_t target, double timeout_seconds) {
+int WatchApplied(const std::string& host, uint16_t port, uint64_t target, double timeout_seconds,
+                 const std::function<double()>& server_cpu_seconds) {
   KeepAliveClient client(host, port);
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + std::chrono::duration<double>(timeout_seconds);
   double first = -1, first_at = 0, last = -1;
+  double cpu_first = -1, cpu_last = -1;
   std::chrono::steady_clock::time_point last_change = start;
   while (std::chrono::steady_clock::now() < deadline) {
     const double applied = AppliedEvents(client);
@@ -89,8 +92,12 @@ int WatchApplied(const std::string& host, uint16_t port, uint64_t target, double
     if (applied > 0 && first < 0) {
       first = applied;
       first_at = t;
+      cpu_first = server_cpu_seconds ? server_cpu_seconds() : -1;
     }
-    if (applied != last) last_change = std::chrono::steady_clock::now();
+    if (applied != last) {
+      last_change = std::chrono::steady_clock::now();
+      cpu_last = server_cpu_seconds ? server_cpu_seconds() : -1;
+    }
     last = applied;
     if (applied >= static_cast<double>(target)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -100,6 +107,11 @@ int WatchApplied(const std::string& host, uint16_t port, uint64_t target, double
       "applied=%.0f target=%llu; from first progress (%.2fs) to last (%.2fs): %.0f events/s\n",
       last, static_cast<unsigned long long>(target), first_at, end,
       end > first_at ? (last - first) / (end - first_at) : 0.0);
+  if (cpu_first >= 0 && cpu_last > cpu_first && last > first && end > first_at) {
+    const double cpu = cpu_last - cpu_first;
+    std::printf("server cpu: %.2f cores busy; %.2f us CPU per event\n", cpu / (end - first_at),
+                cpu / (last - first) * 1e6);
+  }
   return last >= static_cast<double>(target) ? 0 : 1;
 }
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Measures the Kafka drain: events/s from a pre-filled topic to durable profiles.
+#   bench/load/kafka-drain.sh [EVENTS] [PARTITIONS]
+# Starts a broker (scripts/kafka.sh) unless KAFKA_DIR names a running one, fills a fresh topic once with
+# `ecrm-load kafka-produce`, then starts `ecrm serve --role processor` on an empty data dir and
+# times it with `ecrm-load watch` (which also reports ecrm's CPU per event). Extra ecrm flags can
+# be given in ECRM_FLAGS. Needs build/ecrm and build/ecrm-load (make build).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+events="${1:-1000000}"
+partitions="${2:-8}"
+work="$(mktemp -d /tmp/ecrm-drain.XXXXXX)"
+started_broker=0
+cleanup() {
+  [ -n "${pid:-}" ] && kill -9 "$pid" 2>/dev/null || true
+  if [ "$started_broker" = 1 ]; then "$root/scripts/kafka.sh" stop --dir "$kdir" >/dev/null 2>&1 || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+# KAFKA_DIR: the scripts/kafka.sh directory of an already running broker; else one is started.
+kdir="${KAFKA_DIR:-}"
+if [ -z "$kdir" ]; then
+  kdir="$work/kafka"
+  "$root/scripts/kafka.sh" start --dir "$kdir" >/dev/null
+  started_broker=1
+fi
+KAFKA_BROKERS="$("$root/scripts/kafka.sh" status --dir "$kdir" | sed -n 's/^KAFKA_BROKERS=//p')"
+topic="drain.$(date +%s%N)"
+"$root/scripts/kafka.sh" create-topic "$topic" "$partitions" --dir "$kdir" 2>/dev/null
+"$root/scripts/kafka.sh" create-topic "$topic.dlq" 1 --dir "$kdir" 2>/dev/null
+"$root/build/ecrm-load" kafka-produce --kafka-brokers "$KAFKA_BROKERS" --kafka-topic "$topic" --events "$events"
+port=$((20000 + RANDOM % 20000))
+# shellcheck disable=SC2086
+${PERF_OUT:+perf record -F 999 -g -o "$PERF_OUT" --} "$root/build/ecrm" serve --data-dir "$work/data" --http-addr "127.0.0.1:$port" --role processor \
+  --kafka-brokers "$KAFKA_BROKERS" --kafka-topic "$topic" --kafka-dlq-topic "$topic.dlq" \
+  --kafka-group "drain-$topic" ${ECRM_FLAGS:-} >"$work/ecrm.log" 2>&1 &
+pid=$!
+# PERF_OUT=file: ecrm runs under `perf record -g`; measure the ecrm child, not perf.
+if [ -n "${PERF_OUT:-}" ]; then
+  perf_pid=$pid
+  for _ in $(seq 50); do pid="$(pgrep -P "$perf_pid" || true)"; [ -n "$pid" ] && break; sleep 0.1; done
+fi
+"$root/build/ecrm-load" watch --target "127.0.0.1:$port" --events "$events" --seconds 300 --server-pid "$pid"
+if [ -n "${perf_pid:-}" ]; then kill -INT "$pid"; wait "$perf_pid" || true; pid=""; fi
