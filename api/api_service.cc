@@ -347,13 +347,15 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
   }
   HttpResponse res;
   if (personalize) {
-    RenderPersonalizeJson(found->has_value() ? &**found : nullptr, engine_.updater(),
-                          options_.personalize, &res.body);
+    PersonalizeOptions options = options_.personalize;
+    options.now = clock_.NowMs();
+    RenderPersonalizeJson(found->has_value() ? &**found : nullptr, engine_.updater(), options,
+                          &res.body);
     res.headers.emplace_back("Cache-Control", "no-store");
     return res;
   }
   if (!found->has_value()) return Error(404, "not_found", "no profile for that identifier");
-  RenderProfileJson(**found, engine_.updater(), &res.body);
+  RenderProfileJson(**found, engine_.updater(), clock_.NowMs(), &res.body);
   return res;
 }
 

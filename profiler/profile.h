@@ -49,6 +49,20 @@ struct RecentProduct {
   TimeMs viewed_at = 0;
 };
 
+// A sliding count over event time (an `increment` rule action with a window): the window is cut
+// into kBuckets buckets, so the count is exact to one bucket's width. Part of a Profile.
+struct WindowedCounter {
+  static constexpr int kBuckets = 24;
+  int64_t window_ms = 0;
+  std::vector<std::pair<TimeMs, double>> buckets;  // (bucket start, sum), oldest first
+
+  // The sum of the buckets that overlap (now - window, now].
+  double Sum(TimeMs now) const;
+  // Adds `by` at event time `at` (late events land in their own bucket if still in the window)
+  // and drops buckets that fell out of the window relative to `at`.
+  void Add(TimeMs at, double by);
+};
+
 struct Profile {
   std::string id;
   // type ("anonymous_id", "user_id", "email") -> values in the order they were attached.
@@ -61,9 +75,17 @@ struct Profile {
   Touch first_touch;
   Touch last_touch;
   DeviceInfo device;
-  std::map<std::string, double> counters;  // filled by rules
-  std::vector<std::string> segments;       // filled by rules
-  std::map<std::string, double> scores;    // filled by rules
+  // Filled by rules (rules/): counters, segments (name -> expiry, 0 = none), scores, offers
+  // (id -> priority), windowed counters, and which `once` rules fired (rule id -> session id).
+  std::map<std::string, double> counters;
+  std::map<std::string, TimeMs> segments;
+  std::map<std::string, double> scores;
+  std::map<std::string, int64_t> offers;
+  std::map<std::string, WindowedCounter> windowed_counters;
+  std::map<std::string, std::string> rules_fired;
+
+  // Segment membership at `now` (expired segments are kept until the next write drops them).
+  bool InSegment(const std::string& name, TimeMs now) const;
 
   bool HasIdentity(const std::string& type, const std::string& value) const;
   // Adds the identity if absent; returns true if it was added.

@@ -168,17 +168,41 @@ void EncodeProfile(const Profile& p, std::string* out) {
     w.Double(v);
   }
   w.Varint(p.segments.size());
-  for (const auto& s : p.segments) w.Str(s);
+  for (const auto& [name, expires_at] : p.segments) {
+    w.Str(name);
+    w.Signed(expires_at);
+  }
   w.Varint(p.scores.size());
   for (const auto& [k, v] : p.scores) {
     w.Str(k);
     w.Double(v);
   }
+  w.Varint(p.offers.size());
+  for (const auto& [id, priority] : p.offers) {
+    w.Str(id);
+    w.Signed(priority);
+  }
+  w.Varint(p.windowed_counters.size());
+  for (const auto& [name, c] : p.windowed_counters) {
+    w.Str(name);
+    w.Signed(c.window_ms);
+    w.Varint(c.buckets.size());
+    for (const auto& [start, value] : c.buckets) {
+      w.Signed(start);
+      w.Double(value);
+    }
+  }
+  w.Varint(p.rules_fired.size());
+  for (const auto& [rule, session] : p.rules_fired) {
+    w.Str(rule);
+    w.Str(session);
+  }
 }
 
 StatusOr<Profile> DecodeProfile(std::string_view data) {
   if (data.empty()) return absl::DataLossError("profile: empty value");
-  if (static_cast<uint8_t>(data[0]) != kProfileFormatVersion) {
+  const auto version = static_cast<uint8_t>(data[0]);
+  if (version != 1 && version != kProfileFormatVersion) {
     return absl::DataLossError("profile: unknown format version " +
                                std::to_string(static_cast<uint8_t>(data[0])));
   }
@@ -236,10 +260,33 @@ StatusOr<Profile> DecodeProfile(std::string_view data) {
     std::string key = r.Str();
     p.counters[key] = r.Double();
   }
-  for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) p.segments.push_back(r.Str());
+  for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
+    std::string name = r.Str();
+    p.segments[name] = version >= 2 ? r.Signed() : 0;
+  }
   for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
     std::string key = r.Str();
     p.scores[key] = r.Double();
+  }
+  if (version >= 2) {
+    for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
+      std::string id = r.Str();
+      p.offers[id] = r.Signed();
+    }
+    for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
+      std::string name = r.Str();
+      WindowedCounter c;
+      c.window_ms = r.Signed();
+      for (uint64_t m = r.Count(); m > 0 && r.ok(); m--) {
+        const TimeMs start = r.Signed();
+        c.buckets.emplace_back(start, r.Double());
+      }
+      p.windowed_counters.emplace(std::move(name), std::move(c));
+    }
+    for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
+      std::string rule = r.Str();
+      p.rules_fired[rule] = r.Str();
+    }
   }
   if (!r.ok()) return absl::DataLossError("profile: truncated or corrupt value");
   if (!r.AtEnd()) return absl::DataLossError("profile: trailing bytes");

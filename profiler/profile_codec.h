@@ -11,7 +11,9 @@
 
 namespace ecrm {
 
-inline constexpr uint8_t kProfileFormatVersion = 1;
+// 2: segments with expiry, offers, windowed counters, `once` rule state. Version 1 values (no
+// rule state, segments as a plain list) are still read.
+inline constexpr uint8_t kProfileFormatVersion = 2;
 
 void EncodeProfile(const Profile& profile, std::string* out);
 // Fails with DataLoss on a truncated or corrupt value, or an unknown version.

@@ -51,10 +51,12 @@ void RenderRecentProducts(JsonWriter& w, const std::vector<RecentProduct>& produ
   w.EndArray();
 }
 
-void RenderSegmentsAndScores(JsonWriter& w, const Profile* p) {
+void RenderSegmentsAndScores(JsonWriter& w, const Profile* p, TimeMs now) {
   w.Key("segments").BeginArray();
   if (p) {
-    for (const auto& s : p->segments) w.String(s);
+    for (const auto& [name, expires_at] : p->segments) {
+      if (expires_at == 0 || expires_at > now) w.String(name);
+    }
   }
   w.EndArray();
   w.Key("scores").BeginObject();
@@ -64,9 +66,26 @@ void RenderSegmentsAndScores(JsonWriter& w, const Profile* p) {
   w.EndObject();
 }
 
+// Offers by priority, highest first (ties by id).
+void RenderOffers(JsonWriter& w, const Profile* p) {
+  w.Key("offers").BeginArray();
+  if (p) {
+    std::vector<std::pair<int64_t, const std::string*>> ranked;
+    for (const auto& [id, priority] : p->offers) ranked.emplace_back(priority, &id);
+    std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : *a.second < *b.second;
+    });
+    for (const auto& [priority, id] : ranked) {
+      w.BeginObject().Key("id").String(*id).Key("priority").Int(priority).EndObject();
+    }
+  }
+  w.EndArray();
+}
+
 }  // namespace
 
-void RenderProfileJson(const Profile& p, const ProfileUpdater& updater, std::string* out) {
+void RenderProfileJson(const Profile& p, const ProfileUpdater& updater, TimeMs now,
+                       std::string* out) {
   JsonWriter w(out);
   w.BeginObject();
   w.Key("id").String(p.id);
@@ -119,9 +138,13 @@ void RenderProfileJson(const Profile& p, const ProfileUpdater& updater, std::str
   if (!p.device.library.empty()) w.Key("library").String(p.device.library);
   w.EndObject();
   w.Key("counters").BeginObject();
-  for (const auto& [k, v] : p.counters) w.Key(k).Double(v);
+  for (const auto& [k, v] : p.counters) {
+    if (!p.windowed_counters.contains(k)) w.Key(k).Double(v);
+  }
+  for (const auto& [k, c] : p.windowed_counters) w.Key(k).Double(c.Sum(now));
   w.EndObject();
-  RenderSegmentsAndScores(w, &p);
+  RenderSegmentsAndScores(w, &p, now);
+  RenderOffers(w, &p);
   w.EndObject();
 }
 
@@ -130,7 +153,8 @@ void RenderPersonalizeJson(const Profile* p, const ProfileUpdater& updater,
   JsonWriter w(out);
   w.BeginObject();
   w.Key("known").Bool(p != nullptr);
-  RenderSegmentsAndScores(w, p);
+  RenderSegmentsAndScores(w, p, options.now);
+  RenderOffers(w, p);
   w.Key("top_interests").BeginArray();
   if (p) {
     std::vector<std::pair<double, const std::string*>> ranked;

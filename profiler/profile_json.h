@@ -9,11 +9,14 @@
 
 namespace ecrm {
 
-void RenderProfileJson(const Profile& profile, const ProfileUpdater& updater, std::string* out);
+// `now` decides which segments have expired and where sliding-window counters end.
+void RenderProfileJson(const Profile& profile, const ProfileUpdater& updater, TimeMs now,
+                       std::string* out);
 
 struct PersonalizeOptions {
   size_t top_interests = 5;
   size_t recent_products = 10;
+  TimeMs now = 0;  // segments expired by then are left out
 };
 // `profile` may be null: an unknown visitor gets the empty default payload.
 void RenderPersonalizeJson(const Profile* profile, const ProfileUpdater& updater,

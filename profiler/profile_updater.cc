@@ -23,6 +23,34 @@ const char* EventTypeName(EventType type) {
   return "unknown";
 }
 
+bool Profile::InSegment(const std::string& name, TimeMs now) const {
+  auto it = segments.find(name);
+  return it != segments.end() && (it->second == 0 || it->second > now);
+}
+
+double WindowedCounter::Sum(TimeMs now) const {
+  const int64_t width = std::max<int64_t>(1, window_ms / kBuckets);
+  double sum = 0;
+  for (const auto& [start, value] : buckets) {
+    if (start + width > now - window_ms && start <= now) sum += value;
+  }
+  return sum;
+}
+
+void WindowedCounter::Add(TimeMs at, double by) {
+  const int64_t width = std::max<int64_t>(1, window_ms / kBuckets);
+  const TimeMs start = at - ((at % width) + width) % width;
+  auto it = std::lower_bound(buckets.begin(), buckets.end(), start,
+                             [](const auto& b, TimeMs t) { return b.first < t; });
+  if (it != buckets.end() && it->first == start) {
+    it->second += by;
+  } else {
+    buckets.insert(it, {start, by});
+  }
+  const TimeMs newest = buckets.back().first;
+  std::erase_if(buckets, [&](const auto& b) { return b.first + width <= newest - window_ms; });
+}
+
 bool Profile::HasIdentity(const std::string& type, const std::string& value) const {
   const auto it = identities.find(type);
   return it != identities.end() &&

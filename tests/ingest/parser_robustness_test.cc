@@ -86,7 +86,9 @@ TEST(ParserRobustness, MutatedProfileValuesDecodeOrFailCleanly) {
   p.traits["k"] = {R"("v")", 1};
   p.interests["c"] = {1.5, 2};
   p.recent_products.push_back({"p", "n", "c", 1, true, 3});
-  p.segments = {"s"};
+  p.segments = {{"s", 0}};
+  p.offers["o"] = 1;
+  p.windowed_counters["w"] = {1000, {{0, 1}}};
   std::string good;
   EncodeProfile(p, &good);
   std::mt19937_64 rng(7);

@@ -21,8 +21,11 @@ Profile Sample() {
   p.last_touch = {"", "", "", "", "", "https://news.example/", 1500};
   p.device = {"mobile", "ios", "safari", "analytics.js"};
   p.counters["shoe_views"] = 3;
-  p.segments = {"shoe-lover"};
+  p.segments = {{"shoe-lover", 0}, {"sale-hunter", 5000}};
   p.scores["buy"] = 0.75;
+  p.offers["free-shipping"] = 10;
+  p.windowed_counters["views_7d"] = {604800000, {{0, 2}, {25200000, 1.5}}};
+  p.rules_fired["welcome"] = "0001-00000000000000aa-2";
   return p;
 }
 
@@ -53,7 +56,53 @@ TEST(ProfileCodec, RoundTripsEveryField) {
   EXPECT_EQ(decoded->device.browser, "safari");
   EXPECT_EQ(decoded->segments, p.segments);
   EXPECT_EQ(decoded->scores.at("buy"), 0.75);
+  EXPECT_EQ(decoded->offers, p.offers);
+  EXPECT_EQ(decoded->windowed_counters.at("views_7d").buckets,
+            p.windowed_counters.at("views_7d").buckets);
+  EXPECT_EQ(decoded->rules_fired, p.rules_fired);
   ExpectSame(*decoded, p);
+}
+
+// A value written by the first format (version 1: segments as a plain list, no rule state).
+TEST(ProfileCodec, ReadsVersionOneValues) {
+  std::string v1;
+  v1.push_back(1);
+  v1 += std::string("\x03" "abc", 4);  // id
+  v1 += std::string(2, '\0');        // identities, traits
+  v1 += std::string(8, '\0');        // stats: events..orders (5 signed), revenue is a double
+  v1.resize(v1.size() - 3);
+  v1 += std::string(8, '\0');        // revenue (fixed 8 bytes)
+  v1 += std::string(2, '\0');        // first_seen, last_seen
+  v1 += std::string(4, '\0');        // session id, started_at, last_event_at, events
+  v1 += std::string(2, '\0');        // interests, recent products
+  v1 += std::string(14, '\0');       // two touches: 6 strings + time each
+  v1 += std::string(4, '\0');        // device
+  v1 += std::string(1, '\0');        // counters
+  v1 += std::string("\x01\x04" "shoe", 6);  // segments: ["shoe"]
+  v1 += std::string(1, '\0');             // scores
+  auto decoded = DecodeProfile(v1);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->id, "abc");
+  ASSERT_EQ(decoded->segments.size(), 1u);
+  EXPECT_EQ(decoded->segments.at("shoe"), 0);
+  EXPECT_TRUE(decoded->offers.empty());
+}
+
+TEST(WindowedCounter, CountsOnlyWithinTheWindow) {
+  WindowedCounter c;
+  c.window_ms = 24 * 3600 * 1000;  // one day, 1 h buckets
+  const TimeMs day = c.window_ms, hour = day / 24;
+  c.Add(0, 1);
+  c.Add(hour * 5, 2);
+  EXPECT_EQ(c.Sum(hour * 6), 3);
+  EXPECT_EQ(c.Sum(day + hour / 2), 3);  // the window still overlaps the first bucket [0, 1h)
+  EXPECT_EQ(c.Sum(day + hour), 2);      // ... and now it does not
+  c.Add(day * 2, 1);                     // drops everything older than a day before it
+  EXPECT_EQ(c.buckets.size(), 1u);
+  EXPECT_EQ(c.Sum(day * 2), 1);
+  c.Add(day * 2 - hour * 3, 4);  // a late event inside the window lands in its own bucket
+  EXPECT_EQ(c.Sum(day * 2), 5);
+  EXPECT_EQ(c.buckets.front().first, day * 2 - hour * 3);
 }
 
 TEST(ProfileCodec, EmptyProfileIsSmall) {
