@@ -21,13 +21,18 @@ Value ValueFromJsonElement(simdjson::dom::element element) {
       }
       return MapValue::Make(std::move(entries));
     }
-    case simdjson::dom::element_type::INT64: return Value::Int(int64_t(element));
-    case simdjson::dom::element_type::UINT64: return Value::Uint(uint64_t(element));
-    case simdjson::dom::element_type::DOUBLE: return Value::Double(double(element));
+    case simdjson::dom::element_type::INT64:
+      return Value::Int(int64_t(element));
+    case simdjson::dom::element_type::UINT64:
+      return Value::Uint(uint64_t(element));
+    case simdjson::dom::element_type::DOUBLE:
+      return Value::Double(double(element));
     case simdjson::dom::element_type::STRING:
       return Value::String(std::string(std::string_view(element)));
-    case simdjson::dom::element_type::BOOL: return Value::Bool(bool(element));
-    case simdjson::dom::element_type::NULL_VALUE: return Value::Null();
+    case simdjson::dom::element_type::BOOL:
+      return Value::Bool(bool(element));
+    case simdjson::dom::element_type::NULL_VALUE:
+      return Value::Null();
   }
   return Value::Null();
 }

@@ -17,7 +17,9 @@ int Env::IndexOf(std::string_view name) const {
   return -1;
 }
 
-Value Activation::Now() const { return Value::StaticError("'now' is not bound in this activation"); }
+Value Activation::Now() const {
+  return Value::StaticError("'now' is not bound in this activation");
+}
 
 Value Program::Evaluate(const Activation& activation) const {
   return internal::Evaluate(*data_, activation);
@@ -31,8 +33,8 @@ using internal::Node;
 using internal::Op;
 
 bool IsPath(const Node& n, int var, std::span<const std::string> path) {
-  return n.op == Op::kVar && n.var == var && std::equal(n.path.begin(), n.path.end(), path.begin(),
-                                                        path.end());
+  return n.op == Op::kVar && n.var == var &&
+         std::equal(n.path.begin(), n.path.end(), path.begin(), path.end());
 }
 
 // The strings node `i` forces `var.path` to be, or false when it implies no constraint.

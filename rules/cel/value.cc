@@ -12,19 +12,32 @@ namespace ecrm::cel {
 
 std::string_view KindName(Kind kind) {
   switch (kind) {
-    case Kind::kNull: return "null_type";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kUint: return "uint";
-    case Kind::kDouble: return "double";
-    case Kind::kString: return "string";
-    case Kind::kBytes: return "bytes";
-    case Kind::kList: return "list";
-    case Kind::kMap: return "map";
-    case Kind::kTimestamp: return "google.protobuf.Timestamp";
-    case Kind::kDuration: return "google.protobuf.Duration";
-    case Kind::kType: return "type";
-    case Kind::kError: return "error";
+    case Kind::kNull:
+      return "null_type";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kInt:
+      return "int";
+    case Kind::kUint:
+      return "uint";
+    case Kind::kDouble:
+      return "double";
+    case Kind::kString:
+      return "string";
+    case Kind::kBytes:
+      return "bytes";
+    case Kind::kList:
+      return "list";
+    case Kind::kMap:
+      return "map";
+    case Kind::kTimestamp:
+      return "google.protobuf.Timestamp";
+    case Kind::kDuration:
+      return "google.protobuf.Duration";
+    case Kind::kType:
+      return "type";
+    case Kind::kError:
+      return "error";
   }
   return "unknown";
 }
@@ -189,7 +202,8 @@ const Value* MapValue::FindString(std::string_view key) const {
 
 const Value* MapValue::Find(const Value& key) const {
   switch (key.kind()) {
-    case Kind::kString: return FindString(key.AsString());
+    case Kind::kString:
+      return FindString(key.AsString());
     case Kind::kBool:
       for (const auto& [k, v] : entries_) {
         if (k.kind() == Kind::kBool && k.AsBool() == key.AsBool()) return &v;
@@ -202,32 +216,23 @@ const Value* MapValue::Find(const Value& key) const {
         if ((k.kind() == Kind::kInt || k.kind() == Kind::kUint) && Compare(k, key) == 0) return &v;
       }
       return nullptr;
-    default: return nullptr;
+    default:
+      return nullptr;
   }
 }
 
 // ---- equality and ordering ----
 
-// Orders an int against a double exactly; 2 when d is NaN.
+// CEL orders an int or uint against a double by converting it to double (lossy beyond 2^53).
+static int CompareDoubles(double x, double d) {
+  if (std::isnan(d) || std::isnan(x)) return 2;
+  return x < d ? -1 : (x > d ? 1 : 0);
+}
 static int CompareIntDouble(int64_t i, double d) {
-  if (std::isnan(d)) return 2;
-  if (d >= 9223372036854775808.0) return -1;
-  if (d < -9223372036854775808.0) return 1;
-  double di = static_cast<double>(i);
-  if (di < d) return -1;
-  if (di > d) return 1;
-  int64_t t = static_cast<int64_t>(d);
-  return i < t ? -1 : (i > t ? 1 : 0);
+  return CompareDoubles(static_cast<double>(i), d);
 }
 static int CompareUintDouble(uint64_t u, double d) {
-  if (std::isnan(d)) return 2;
-  if (d >= 18446744073709551616.0) return -1;
-  if (d < 0) return 1;
-  double du = static_cast<double>(u);
-  if (du < d) return -1;
-  if (du > d) return 1;
-  uint64_t t = static_cast<uint64_t>(d);
-  return u < t ? -1 : (u > t ? 1 : 0);
+  return CompareDoubles(static_cast<double>(u), d);
 }
 template <typename T>
 static int Cmp(T a, T b) {
@@ -280,15 +285,18 @@ int Compare(const Value& a, const Value& b) {
       if (kb != ka) return 3;
       if (a.seconds() != b.seconds()) return Cmp(a.seconds(), b.seconds());
       return Cmp(a.nanos(), b.nanos());
-    default: return 3;
+    default:
+      return 3;
   }
 }
 
 bool Equal(const Value& a, const Value& b) {
   Kind ka = a.kind(), kb = b.kind();
   switch (ka) {
-    case Kind::kNull: return kb == Kind::kNull;
-    case Kind::kType: return kb == Kind::kType && a.AsString() == b.AsString();
+    case Kind::kNull:
+      return kb == Kind::kNull;
+    case Kind::kType:
+      return kb == Kind::kType && a.AsString() == b.AsString();
     case Kind::kList: {
       if (kb != Kind::kList) return false;
       const auto& x = a.AsList();
@@ -310,8 +318,10 @@ bool Equal(const Value& a, const Value& b) {
       }
       return true;
     }
-    case Kind::kError: return false;
-    default: return Compare(a, b) == 0;
+    case Kind::kError:
+      return false;
+    default:
+      return Compare(a, b) == 0;
   }
 }
 
@@ -321,11 +331,21 @@ static void AppendQuoted(std::string* out, std::string_view s, bool bytes) {
   out->push_back('"');
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default:
         if (c < 0x20 || c == 0x7f || (bytes && c >= 0x80)) {
           absl::StrAppendFormat(out, "\\x%02x", c);
@@ -339,12 +359,24 @@ static void AppendQuoted(std::string* out, std::string_view s, bool bytes) {
 
 static void Render(const Value& v, std::string* out) {
   switch (v.kind()) {
-    case Kind::kNull: out->append("null"); return;
-    case Kind::kBool: out->append(v.AsBool() ? "true" : "false"); return;
-    case Kind::kInt: absl::StrAppend(out, v.AsInt()); return;
-    case Kind::kUint: absl::StrAppend(out, v.AsUint(), "u"); return;
-    case Kind::kDouble: out->append(internal::FormatDouble(v.AsDouble())); return;
-    case Kind::kString: AppendQuoted(out, v.AsString(), false); return;
+    case Kind::kNull:
+      out->append("null");
+      return;
+    case Kind::kBool:
+      out->append(v.AsBool() ? "true" : "false");
+      return;
+    case Kind::kInt:
+      absl::StrAppend(out, v.AsInt());
+      return;
+    case Kind::kUint:
+      absl::StrAppend(out, v.AsUint(), "u");
+      return;
+    case Kind::kDouble:
+      out->append(internal::FormatDouble(v.AsDouble()));
+      return;
+    case Kind::kString:
+      AppendQuoted(out, v.AsString(), false);
+      return;
     case Kind::kBytes:
       out->push_back('b');
       AppendQuoted(out, v.AsString(), true);
@@ -379,7 +411,9 @@ static void Render(const Value& v, std::string* out) {
     case Kind::kDuration:
       out->append("duration(\"" + internal::FormatDuration(v.seconds(), v.nanos()) + "\")");
       return;
-    case Kind::kType: out->append(v.TypeName()); return;
+    case Kind::kType:
+      out->append(v.TypeName());
+      return;
     case Kind::kError:
       out->append("error(").append(v.ErrorMessage()).append(")");
       return;

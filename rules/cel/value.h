@@ -1,8 +1,8 @@
 // Value: the runtime value of the CEL engine (rules/cel). A small tagged union (40 bytes) that is
-// cheap to copy: scalars inline; strings, bytes, lists and maps either borrowed (a raw pointer whose
-// target must outlive every use, e.g. the Activation's inputs or the Program's constants) or owned
-// through a shared_ptr. Errors are values too (Kind::kError), never exceptions.
-// Threading: a Value is immutable; copies may be used from any thread.
+// cheap to copy: scalars inline; strings, bytes, lists and maps either borrowed (a raw pointer
+// whose target must outlive every use, e.g. the Activation's inputs or the Program's constants) or
+// owned through a shared_ptr. Errors are values too (Kind::kError), never exceptions. Threading: a
+// Value is immutable; copies may be used from any thread.
 #pragma once
 
 #include <cstdint>
@@ -59,8 +59,8 @@ class Value {
   // Normalized so that seconds and nanos have the same sign.
   static Value DurationParts(int64_t seconds, int32_t nanos);
   static Value Type(std::string_view static_name);  // name must be static (KindName) or outlive
-  static Value Error(std::string_view message);      // copies the message
-  static Value StaticError(const char* message);     // no allocation: message must be static
+  static Value Error(std::string_view message);     // copies the message
+  static Value StaticError(const char* message);    // no allocation: message must be static
 
   Kind kind() const { return kind_; }
   bool is_error() const { return kind_ == Kind::kError; }

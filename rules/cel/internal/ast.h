@@ -43,12 +43,49 @@ enum class CompKind : uint8_t { kAll, kExists, kExistsOne, kMap, kMapFilter, kFi
 // Builtin functions, resolved at compile time from name, style and arity.
 enum class Fn : uint8_t {
   kNone,
-  kAdd, kSub, kMul, kDiv, kMod, kEq, kNe, kLt, kLe, kGt, kGe, kIn,
-  kSize, kStartsWith, kEndsWith, kContains, kMatches,
-  kInt, kUint, kDouble, kString, kBool, kBytes, kType, kDyn, kTimestamp, kDuration,
-  kGetFullYear, kGetMonth, kGetDate, kGetDayOfMonth, kGetDayOfWeek, kGetDayOfYear, kGetHours,
-  kGetMinutes, kGetSeconds, kGetMilliseconds,
-  kExp, kLog, kSigmoid, kMin, kMax, kNow,
+  kAdd,
+  kSub,
+  kMul,
+  kDiv,
+  kMod,
+  kEq,
+  kNe,
+  kLt,
+  kLe,
+  kGt,
+  kGe,
+  kIn,
+  kSize,
+  kStartsWith,
+  kEndsWith,
+  kContains,
+  kMatches,
+  kInt,
+  kUint,
+  kDouble,
+  kString,
+  kBool,
+  kBytes,
+  kType,
+  kDyn,
+  kTimestamp,
+  kDuration,
+  kGetFullYear,
+  kGetMonth,
+  kGetDate,
+  kGetDayOfMonth,
+  kGetDayOfWeek,
+  kGetDayOfYear,
+  kGetHours,
+  kGetMinutes,
+  kGetSeconds,
+  kGetMilliseconds,
+  kExp,
+  kLog,
+  kSigmoid,
+  kMin,
+  kMax,
+  kNow,
 };
 
 struct Node {
@@ -64,7 +101,7 @@ struct Node {
   std::vector<std::string> path;  // kVar/kHas: collapsed constant selection path
   Value value;                    // kConst / kInConst: owned constant
   Value view;                     // value.Borrow(): what evaluation hands out (no refcounting)
-  std::shared_ptr<const re2::RE2> regex;              // matches() with a constant pattern
+  std::shared_ptr<const re2::RE2> regex;                    // matches() with a constant pattern
   std::shared_ptr<const std::vector<std::string>> strings;  // kInConst: sorted string members
 };
 

@@ -107,15 +107,19 @@ bool IsNumber(const Value& v) {
 }
 double ToDouble(const Value& v) {
   switch (v.kind()) {
-    case Kind::kInt: return static_cast<double>(v.AsInt());
-    case Kind::kUint: return static_cast<double>(v.AsUint());
-    default: return v.AsDouble();
+    case Kind::kInt:
+      return static_cast<double>(v.AsInt());
+    case Kind::kUint:
+      return static_cast<double>(v.AsUint());
+    default:
+      return v.AsDouble();
   }
 }
 
 Value ToInt(const Value& v) {
   switch (v.kind()) {
-    case Kind::kInt: return v;
+    case Kind::kInt:
+      return v;
     case Kind::kUint:
       if (v.AsUint() > static_cast<uint64_t>(INT64_MAX)) return Overflow();
       return Value::Int(static_cast<int64_t>(v.AsUint()));
@@ -135,14 +139,17 @@ Value ToInt(const Value& v) {
       }
       return Value::Int(out);
     }
-    case Kind::kTimestamp: return Value::Int(v.seconds());
-    default: return NoSuchOverload();
+    case Kind::kTimestamp:
+      return Value::Int(v.seconds());
+    default:
+      return NoSuchOverload();
   }
 }
 
 Value ToUint(const Value& v) {
   switch (v.kind()) {
-    case Kind::kUint: return v;
+    case Kind::kUint:
+      return v;
     case Kind::kInt:
       if (v.AsInt() < 0) return Overflow();
       return Value::Uint(static_cast<uint64_t>(v.AsInt()));
@@ -162,15 +169,18 @@ Value ToUint(const Value& v) {
       }
       return Value::Uint(out);
     }
-    default: return NoSuchOverload();
+    default:
+      return NoSuchOverload();
   }
 }
 
 Value ToDoubleValue(const Value& v) {
   switch (v.kind()) {
-    case Kind::kDouble: return v;
+    case Kind::kDouble:
+      return v;
     case Kind::kInt:
-    case Kind::kUint: return Value::Double(ToDouble(v));
+    case Kind::kUint:
+      return Value::Double(ToDouble(v));
     case Kind::kString: {
       std::string_view s = v.AsString();
       double out;
@@ -180,23 +190,32 @@ Value ToDoubleValue(const Value& v) {
       }
       return Value::Double(out);
     }
-    default: return NoSuchOverload();
+    default:
+      return NoSuchOverload();
   }
 }
 
 Value ToStringValue(const Value& v) {
   switch (v.kind()) {
-    case Kind::kString: return v;
-    case Kind::kBool: return Value::StringRef(v.AsBool() ? "true" : "false");
-    case Kind::kInt: return Value::String(std::to_string(v.AsInt()));
-    case Kind::kUint: return Value::String(std::to_string(v.AsUint()));
-    case Kind::kDouble: return Value::String(FormatDouble(v.AsDouble()));
+    case Kind::kString:
+      return v;
+    case Kind::kBool:
+      return Value::StringRef(v.AsBool() ? "true" : "false");
+    case Kind::kInt:
+      return Value::String(std::to_string(v.AsInt()));
+    case Kind::kUint:
+      return Value::String(std::to_string(v.AsUint()));
+    case Kind::kDouble:
+      return Value::String(FormatDouble(v.AsDouble()));
     case Kind::kBytes:
       if (!ValidUtf8(v.AsString())) return Value::StaticError("invalid UTF-8 in bytes");
       return Value::String(std::string(v.AsString()));
-    case Kind::kTimestamp: return Value::String(FormatTimestamp(v.seconds(), v.nanos()));
-    case Kind::kDuration: return Value::String(FormatDuration(v.seconds(), v.nanos()));
-    default: return NoSuchOverload();
+    case Kind::kTimestamp:
+      return Value::String(FormatTimestamp(v.seconds(), v.nanos()));
+    case Kind::kDuration:
+      return Value::String(FormatDuration(v.seconds(), v.nanos()));
+    default:
+      return NoSuchOverload();
   }
 }
 
@@ -235,9 +254,12 @@ Value MathFn(Fn fn, const Value& v) {
   if (!IsNumber(v)) return NoSuchOverload();
   double x = ToDouble(v);
   switch (fn) {
-    case Fn::kExp: return Value::Double(std::exp(x));
-    case Fn::kLog: return Value::Double(std::log(x));
-    default: return Value::Double(1.0 / (1.0 + std::exp(-x)));
+    case Fn::kExp:
+      return Value::Double(std::exp(x));
+    case Fn::kLog:
+      return Value::Double(std::log(x));
+    default:
+      return Value::Double(1.0 / (1.0 + std::exp(-x)));
   }
 }
 
@@ -281,7 +303,8 @@ Value Add(const Value& a, const Value& b) {
       if (__builtin_add_overflow(a.AsUint(), b.AsUint(), &r)) return Overflow();
       return Value::Uint(r);
     }
-    case Kind::kDouble: return Value::Double(a.AsDouble() + b.AsDouble());
+    case Kind::kDouble:
+      return Value::Double(a.AsDouble() + b.AsDouble());
     case Kind::kString:
     case Kind::kBytes: {
       std::string s;
@@ -296,7 +319,8 @@ Value Add(const Value& a, const Value& b) {
     }
     case Kind::kDuration:
       return MakeDuration(a.seconds() + b.seconds(), int64_t{a.nanos()} + b.nanos());
-    default: return NoSuchOverload();
+    default:
+      return NoSuchOverload();
   }
 }
 
@@ -320,10 +344,12 @@ Value Sub(const Value& a, const Value& b) {
       if (__builtin_sub_overflow(a.AsUint(), b.AsUint(), &r)) return Overflow();
       return Value::Uint(r);
     }
-    case Kind::kDouble: return Value::Double(a.AsDouble() - b.AsDouble());
+    case Kind::kDouble:
+      return Value::Double(a.AsDouble() - b.AsDouble());
     case Kind::kDuration:
       return MakeDuration(a.seconds() - b.seconds(), int64_t{a.nanos()} - b.nanos());
-    default: return NoSuchOverload();
+    default:
+      return NoSuchOverload();
   }
 }
 
@@ -340,8 +366,10 @@ Value Mul(const Value& a, const Value& b) {
       if (__builtin_mul_overflow(a.AsUint(), b.AsUint(), &r)) return Overflow();
       return Value::Uint(r);
     }
-    case Kind::kDouble: return Value::Double(a.AsDouble() * b.AsDouble());
-    default: return NoSuchOverload();
+    case Kind::kDouble:
+      return Value::Double(a.AsDouble() * b.AsDouble());
+    default:
+      return NoSuchOverload();
   }
 }
 
@@ -355,8 +383,10 @@ Value Div(const Value& a, const Value& b) {
     case Kind::kUint:
       if (b.AsUint() == 0) return Value::StaticError("division by zero");
       return Value::Uint(a.AsUint() / b.AsUint());
-    case Kind::kDouble: return Value::Double(a.AsDouble() / b.AsDouble());
-    default: return NoSuchOverload();
+    case Kind::kDouble:
+      return Value::Double(a.AsDouble() / b.AsDouble());
+    default:
+      return NoSuchOverload();
   }
 }
 
@@ -370,7 +400,8 @@ Value Mod(const Value& a, const Value& b) {
     case Kind::kUint:
       if (b.AsUint() == 0) return Value::StaticError("modulus by zero");
       return Value::Uint(a.AsUint() % b.AsUint());
-    default: return NoSuchOverload();
+    default:
+      return NoSuchOverload();
   }
 }
 
@@ -379,9 +410,12 @@ Value Negate(const Value& a) {
     case Kind::kInt:
       if (a.AsInt() == INT64_MIN) return Overflow();
       return Value::Int(-a.AsInt());
-    case Kind::kDouble: return Value::Double(-a.AsDouble());
-    case Kind::kDuration: return MakeDuration(-a.seconds(), -int64_t{a.nanos()});
-    default: return NoSuchOverload();
+    case Kind::kDouble:
+      return Value::Double(-a.AsDouble());
+    case Kind::kDuration:
+      return MakeDuration(-a.seconds(), -int64_t{a.nanos()});
+    default:
+      return NoSuchOverload();
   }
 }
 
@@ -392,10 +426,14 @@ Value Relation(Fn fn, const Value& a, const Value& b) {
   if (c == 3) return NoSuchOverload();
   if (c == 2) return Value::Bool(false);
   switch (fn) {
-    case Fn::kLt: return Value::Bool(c < 0);
-    case Fn::kLe: return Value::Bool(c <= 0);
-    case Fn::kGt: return Value::Bool(c > 0);
-    default: return Value::Bool(c >= 0);
+    case Fn::kLt:
+      return Value::Bool(c < 0);
+    case Fn::kLe:
+      return Value::Bool(c <= 0);
+    case Fn::kGt:
+      return Value::Bool(c > 0);
+    default:
+      return Value::Bool(c >= 0);
   }
 }
 
@@ -435,7 +473,9 @@ Value Index(const Value& target, const Value& key) {
     const auto& list = target.AsList();
     int64_t i;
     switch (key.kind()) {
-      case Kind::kInt: i = key.AsInt(); break;
+      case Kind::kInt:
+        i = key.AsInt();
+        break;
       case Kind::kUint:
         i = key.AsUint() > static_cast<uint64_t>(INT64_MAX) ? -1
                                                             : static_cast<int64_t>(key.AsUint());
@@ -448,7 +488,8 @@ Value Index(const Value& target, const Value& key) {
         i = static_cast<int64_t>(d);
         break;
       }
-      default: return NoSuchOverload();
+      default:
+        return NoSuchOverload();
     }
     if (i < 0 || static_cast<uint64_t>(i) >= list.size()) {
       return Value::StaticError("index out of range");
@@ -471,25 +512,37 @@ Value Index(const Value& target, const Value& key) {
 Value CallFunction(Fn fn, std::span<const Value> args, const re2::RE2* regex) {
   const Value& a = args[0];
   switch (fn) {
-    case Fn::kAdd: return Add(a, args[1]);
-    case Fn::kSub: return Sub(a, args[1]);
-    case Fn::kMul: return Mul(a, args[1]);
-    case Fn::kDiv: return Div(a, args[1]);
-    case Fn::kMod: return Mod(a, args[1]);
+    case Fn::kAdd:
+      return Add(a, args[1]);
+    case Fn::kSub:
+      return Sub(a, args[1]);
+    case Fn::kMul:
+      return Mul(a, args[1]);
+    case Fn::kDiv:
+      return Div(a, args[1]);
+    case Fn::kMod:
+      return Mod(a, args[1]);
     case Fn::kEq:
     case Fn::kNe:
     case Fn::kLt:
     case Fn::kLe:
     case Fn::kGt:
-    case Fn::kGe: return Relation(fn, a, args[1]);
-    case Fn::kIn: return In(a, args[1]);
+    case Fn::kGe:
+      return Relation(fn, a, args[1]);
+    case Fn::kIn:
+      return In(a, args[1]);
     case Fn::kSize:
       switch (a.kind()) {
-        case Kind::kString: return Value::Int(CodePoints(a.AsString()));
-        case Kind::kBytes: return Value::Int(static_cast<int64_t>(a.AsString().size()));
-        case Kind::kList: return Value::Int(static_cast<int64_t>(a.AsList().size()));
-        case Kind::kMap: return Value::Int(static_cast<int64_t>(a.AsMap().size()));
-        default: return NoSuchOverload();
+        case Kind::kString:
+          return Value::Int(CodePoints(a.AsString()));
+        case Kind::kBytes:
+          return Value::Int(static_cast<int64_t>(a.AsString().size()));
+        case Kind::kList:
+          return Value::Int(static_cast<int64_t>(a.AsList().size()));
+        case Kind::kMap:
+          return Value::Int(static_cast<int64_t>(a.AsMap().size()));
+        default:
+          return NoSuchOverload();
       }
     case Fn::kStartsWith:
     case Fn::kEndsWith:
@@ -509,17 +562,24 @@ Value CallFunction(Fn fn, std::span<const Value> args, const re2::RE2* regex) {
       if (!re.ok()) return Value::Error("invalid regular expression: " + re.error());
       return Value::Bool(re2::RE2::PartialMatch(text, re));
     }
-    case Fn::kInt: return ToInt(a);
-    case Fn::kUint: return ToUint(a);
-    case Fn::kDouble: return ToDoubleValue(a);
-    case Fn::kString: return ToStringValue(a);
-    case Fn::kBool: return ToBool(a);
+    case Fn::kInt:
+      return ToInt(a);
+    case Fn::kUint:
+      return ToUint(a);
+    case Fn::kDouble:
+      return ToDoubleValue(a);
+    case Fn::kString:
+      return ToStringValue(a);
+    case Fn::kBool:
+      return ToBool(a);
     case Fn::kBytes:
       if (a.kind() == Kind::kBytes) return a;
       if (a.kind() == Kind::kString) return Value::Bytes(std::string(a.AsString()));
       return NoSuchOverload();
-    case Fn::kType: return Value::Type(KindName(a.kind()));
-    case Fn::kDyn: return a;
+    case Fn::kType:
+      return Value::Type(KindName(a.kind()));
+    case Fn::kDyn:
+      return a;
     case Fn::kTimestamp:
       if (a.kind() == Kind::kTimestamp) return a;
       if (a.kind() == Kind::kString) return ParseTimestamp(a.AsString());
@@ -550,10 +610,14 @@ Value CallFunction(Fn fn, std::span<const Value> args, const re2::RE2* regex) {
     }
     case Fn::kExp:
     case Fn::kLog:
-    case Fn::kSigmoid: return MathFn(fn, a);
-    case Fn::kMin: return MinMax(false, args);
-    case Fn::kMax: return MinMax(true, args);
-    default: return NoSuchOverload();
+    case Fn::kSigmoid:
+      return MathFn(fn, a);
+    case Fn::kMin:
+      return MinMax(false, args);
+    case Fn::kMax:
+      return MinMax(true, args);
+    default:
+      return NoSuchOverload();
   }
 }
 

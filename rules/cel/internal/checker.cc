@@ -9,8 +9,8 @@
 namespace ecrm::cel::internal {
 namespace {
 
-constexpr std::string_view kTypeNames[] = {"int",  "uint", "double",    "bool", "string",
-                                           "bytes", "list", "map", "null_type", "type"};
+constexpr std::string_view kTypeNames[] = {"int",   "uint", "double", "bool",      "string",
+                                           "bytes", "list", "map",    "null_type", "type"};
 
 class Checker {
  public:
@@ -49,10 +49,13 @@ class Checker {
       case Op::kVar:
       case Op::kSlot:
       case Op::kNow:
-      case Op::kInConst: return;
-      case Op::kIdent: return ResolveIdent(n);
+      case Op::kInConst:
+        return;
+      case Op::kIdent:
+        return ResolveIdent(n);
       case Op::kSelect:
-      case Op::kHas: return ResolveSelect(i);
+      case Op::kHas:
+        return ResolveSelect(i);
       case Op::kIndex: {
         Resolve(n.kids[0]);
         Resolve(n.kids[1]);
@@ -70,7 +73,8 @@ class Checker {
         }
         return;
       }
-      case Op::kCall: return ResolveCall(n);
+      case Op::kCall:
+        return ResolveCall(n);
       case Op::kAnd:
       case Op::kOr:
       case Op::kNot:
@@ -261,7 +265,8 @@ class Checker {
 
 }  // namespace
 
-void Check(const Env& env, ProgramData* data, std::vector<std::pair<int32_t, std::string>>* errors) {
+void Check(const Env& env, ProgramData* data,
+           std::vector<std::pair<int32_t, std::string>>* errors) {
   Checker(env, data, errors).Run();
 }
 

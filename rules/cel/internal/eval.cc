@@ -17,10 +17,14 @@ class Evaluator {
   Value Eval(int32_t i) const {
     const Node& n = nodes_[i];
     switch (n.op) {
-      case Op::kConst: return n.view;
-      case Op::kVar: return act_.Resolve(n.var, n.path);
-      case Op::kSlot: return slots_[n.var];
-      case Op::kNow: return act_.Now();
+      case Op::kConst:
+        return n.view;
+      case Op::kVar:
+        return act_.Resolve(n.var, n.path);
+      case Op::kSlot:
+        return slots_[n.var];
+      case Op::kNow:
+        return act_.Now();
       case Op::kSelect: {
         Value t = Eval(n.kids[0]);
         if (t.is_error()) return t;
@@ -38,9 +42,11 @@ class Evaluator {
         if (k.is_error()) return k;
         return Index(t, k);
       }
-      case Op::kCall: return Call(n);
+      case Op::kCall:
+        return Call(n);
       case Op::kAnd:
-      case Op::kOr: return Logic(n);
+      case Op::kOr:
+        return Logic(n);
       case Op::kNot: {
         Value v = Eval(n.kids[0]);
         if (v.kind() == Kind::kBool) return Value::Bool(!v.AsBool());
@@ -77,7 +83,8 @@ class Evaluator {
         }
         return MapValue::Make(std::move(entries));
       }
-      case Op::kComp: return Comprehension(n);
+      case Op::kComp:
+        return Comprehension(n);
       case Op::kInConst: {
         Value e = Eval(n.kids[0]);
         if (e.is_error()) return e;
@@ -92,7 +99,8 @@ class Evaluator {
         }
         return In(e, n.view);
       }
-      case Op::kIdent: break;
+      case Op::kIdent:
+        break;
     }
     return Value::StaticError("internal error: unresolved node");
   }
@@ -124,11 +132,16 @@ class Evaluator {
         case Fn::kLt:
         case Fn::kLe:
         case Fn::kGt:
-        case Fn::kGe: return Relation(n.fn, a, b);
-        case Fn::kAdd: return Add(a, b);
-        case Fn::kSub: return Sub(a, b);
-        case Fn::kMul: return Mul(a, b);
-        case Fn::kDiv: return Div(a, b);
+        case Fn::kGe:
+          return Relation(n.fn, a, b);
+        case Fn::kAdd:
+          return Add(a, b);
+        case Fn::kSub:
+          return Sub(a, b);
+        case Fn::kMul:
+          return Mul(a, b);
+        case Fn::kDiv:
+          return Div(a, b);
         default: {
           const Value args[2] = {std::move(a), std::move(b)};
           return CallFunction(n.fn, args, n.regex.get());

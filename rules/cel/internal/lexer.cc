@@ -34,8 +34,8 @@ void AppendUtf8(std::string* out, uint32_t cp) {
 
 bool IsReserved(std::string_view w) {
   static constexpr std::string_view kReserved[] = {
-      "as",  "break",  "const",     "continue", "else",   "for", "function", "if",
-      "import", "let", "loop", "package", "namespace", "return", "var", "void", "while"};
+      "as",  "break", "const",   "continue",  "else",   "for", "function", "if",   "import",
+      "let", "loop",  "package", "namespace", "return", "var", "void",     "while"};
   for (std::string_view r : kReserved) {
     if (r == w) return true;
   }
@@ -115,9 +115,9 @@ class Lexer {
       if (w == "false") return Make(Tok::kFalse, start);
       if (w == "null") return Make(Tok::kNull, start);
       if (w == "in") return Make(Tok::kIn, start);
-      if (IsReserved(w)) return Error(start, "reserved identifier '" + std::string(w) + "'");
       Token t = Make(Tok::kIdent, start);
       t.text = std::string(w);
+      t.u = IsReserved(w) ? 1 : 0;  // allowed only as a field or method name
       return t;
     }
     if (c == '"' || c == '\'') return Quoted(start, false, false);
@@ -135,21 +135,36 @@ class Lexer {
     ++i_;
     char n = At(i_);
     switch (c) {
-      case '(': return Make(Tok::kLParen, start);
-      case ')': return Make(Tok::kRParen, start);
-      case '[': return Make(Tok::kLBracket, start);
-      case ']': return Make(Tok::kRBracket, start);
-      case '{': return Make(Tok::kLBrace, start);
-      case '}': return Make(Tok::kRBrace, start);
-      case '.': return Make(Tok::kDot, start);
-      case ',': return Make(Tok::kComma, start);
-      case ':': return Make(Tok::kColon, start);
-      case '?': return Make(Tok::kQuestion, start);
-      case '+': return Make(Tok::kPlus, start);
-      case '-': return Make(Tok::kMinus, start);
-      case '*': return Make(Tok::kStar, start);
-      case '/': return Make(Tok::kSlash, start);
-      case '%': return Make(Tok::kPercent, start);
+      case '(':
+        return Make(Tok::kLParen, start);
+      case ')':
+        return Make(Tok::kRParen, start);
+      case '[':
+        return Make(Tok::kLBracket, start);
+      case ']':
+        return Make(Tok::kRBracket, start);
+      case '{':
+        return Make(Tok::kLBrace, start);
+      case '}':
+        return Make(Tok::kRBrace, start);
+      case '.':
+        return Make(Tok::kDot, start);
+      case ',':
+        return Make(Tok::kComma, start);
+      case ':':
+        return Make(Tok::kColon, start);
+      case '?':
+        return Make(Tok::kQuestion, start);
+      case '+':
+        return Make(Tok::kPlus, start);
+      case '-':
+        return Make(Tok::kMinus, start);
+      case '*':
+        return Make(Tok::kStar, start);
+      case '/':
+        return Make(Tok::kSlash, start);
+      case '%':
+        return Make(Tok::kPercent, start);
       case '!':
         if (n == '=') return ++i_, Make(Tok::kNe, start);
         return Make(Tok::kNot, start);
@@ -168,7 +183,8 @@ class Lexer {
       case '|':
         if (n == '|') return ++i_, Make(Tok::kOr, start);
         return Error(start, "unexpected '|' (did you mean '||'?)");
-      default: return Error(start, "unexpected character '" + std::string(1, c) + "'");
+      default:
+        return Error(start, "unexpected character '" + std::string(1, c) + "'");
     }
   }
 
@@ -252,18 +268,34 @@ class Lexer {
       char e = At(i_ + 1);
       i_ += 2;
       switch (e) {
-        case 'a': out.push_back('\a'); break;
-        case 'b': out.push_back('\b'); break;
-        case 'f': out.push_back('\f'); break;
-        case 'n': out.push_back('\n'); break;
-        case 'r': out.push_back('\r'); break;
-        case 't': out.push_back('\t'); break;
-        case 'v': out.push_back('\v'); break;
+        case 'a':
+          out.push_back('\a');
+          break;
+        case 'b':
+          out.push_back('\b');
+          break;
+        case 'f':
+          out.push_back('\f');
+          break;
+        case 'n':
+          out.push_back('\n');
+          break;
+        case 'r':
+          out.push_back('\r');
+          break;
+        case 't':
+          out.push_back('\t');
+          break;
+        case 'v':
+          out.push_back('\v');
+          break;
         case '\\':
         case '?':
         case '"':
         case '\'':
-        case '`': out.push_back(e); break;
+        case '`':
+          out.push_back(e);
+          break;
         case 'x':
         case 'X':
         case 'u':
@@ -319,43 +351,80 @@ std::vector<Token> Lex(std::string_view source) { return Lexer(source).Run(); }
 
 std::string_view TokName(Tok t) {
   switch (t) {
-    case Tok::kEnd: return "end of input";
-    case Tok::kIdent: return "identifier";
-    case Tok::kQuotedIdent: return "quoted identifier";
-    case Tok::kInt: return "int literal";
-    case Tok::kUint: return "uint literal";
-    case Tok::kDouble: return "double literal";
-    case Tok::kString: return "string literal";
-    case Tok::kBytes: return "bytes literal";
-    case Tok::kTrue: return "'true'";
-    case Tok::kFalse: return "'false'";
-    case Tok::kNull: return "'null'";
-    case Tok::kIn: return "'in'";
-    case Tok::kLParen: return "'('";
-    case Tok::kRParen: return "')'";
-    case Tok::kLBracket: return "'['";
-    case Tok::kRBracket: return "']'";
-    case Tok::kLBrace: return "'{'";
-    case Tok::kRBrace: return "'}'";
-    case Tok::kDot: return "'.'";
-    case Tok::kComma: return "','";
-    case Tok::kColon: return "':'";
-    case Tok::kQuestion: return "'?'";
-    case Tok::kPlus: return "'+'";
-    case Tok::kMinus: return "'-'";
-    case Tok::kStar: return "'*'";
-    case Tok::kSlash: return "'/'";
-    case Tok::kPercent: return "'%'";
-    case Tok::kNot: return "'!'";
-    case Tok::kEq: return "'=='";
-    case Tok::kNe: return "'!='";
-    case Tok::kLt: return "'<'";
-    case Tok::kLe: return "'<='";
-    case Tok::kGt: return "'>'";
-    case Tok::kGe: return "'>='";
-    case Tok::kAnd: return "'&&'";
-    case Tok::kOr: return "'||'";
-    case Tok::kError: return "error";
+    case Tok::kEnd:
+      return "end of input";
+    case Tok::kIdent:
+      return "identifier";
+    case Tok::kQuotedIdent:
+      return "quoted identifier";
+    case Tok::kInt:
+      return "int literal";
+    case Tok::kUint:
+      return "uint literal";
+    case Tok::kDouble:
+      return "double literal";
+    case Tok::kString:
+      return "string literal";
+    case Tok::kBytes:
+      return "bytes literal";
+    case Tok::kTrue:
+      return "'true'";
+    case Tok::kFalse:
+      return "'false'";
+    case Tok::kNull:
+      return "'null'";
+    case Tok::kIn:
+      return "'in'";
+    case Tok::kLParen:
+      return "'('";
+    case Tok::kRParen:
+      return "')'";
+    case Tok::kLBracket:
+      return "'['";
+    case Tok::kRBracket:
+      return "']'";
+    case Tok::kLBrace:
+      return "'{'";
+    case Tok::kRBrace:
+      return "'}'";
+    case Tok::kDot:
+      return "'.'";
+    case Tok::kComma:
+      return "','";
+    case Tok::kColon:
+      return "':'";
+    case Tok::kQuestion:
+      return "'?'";
+    case Tok::kPlus:
+      return "'+'";
+    case Tok::kMinus:
+      return "'-'";
+    case Tok::kStar:
+      return "'*'";
+    case Tok::kSlash:
+      return "'/'";
+    case Tok::kPercent:
+      return "'%'";
+    case Tok::kNot:
+      return "'!'";
+    case Tok::kEq:
+      return "'=='";
+    case Tok::kNe:
+      return "'!='";
+    case Tok::kLt:
+      return "'<'";
+    case Tok::kLe:
+      return "'<='";
+    case Tok::kGt:
+      return "'>'";
+    case Tok::kGe:
+      return "'>='";
+    case Tok::kAnd:
+      return "'&&'";
+    case Tok::kOr:
+      return "'||'";
+    case Tok::kError:
+      return "error";
   }
   return "token";
 }

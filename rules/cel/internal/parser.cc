@@ -145,14 +145,29 @@ class Parser {
       Fn fn;
       const char* name;
       switch (Peek().kind) {
-        case Tok::kEq: fn = Fn::kEq, name = "_==_"; break;
-        case Tok::kNe: fn = Fn::kNe, name = "_!=_"; break;
-        case Tok::kLt: fn = Fn::kLt, name = "_<_"; break;
-        case Tok::kLe: fn = Fn::kLe, name = "_<=_"; break;
-        case Tok::kGt: fn = Fn::kGt, name = "_>_"; break;
-        case Tok::kGe: fn = Fn::kGe, name = "_>=_"; break;
-        case Tok::kIn: fn = Fn::kIn, name = "@in"; break;
-        default: return l;
+        case Tok::kEq:
+          fn = Fn::kEq, name = "_==_";
+          break;
+        case Tok::kNe:
+          fn = Fn::kNe, name = "_!=_";
+          break;
+        case Tok::kLt:
+          fn = Fn::kLt, name = "_<_";
+          break;
+        case Tok::kLe:
+          fn = Fn::kLe, name = "_<=_";
+          break;
+        case Tok::kGt:
+          fn = Fn::kGt, name = "_>_";
+          break;
+        case Tok::kGe:
+          fn = Fn::kGe, name = "_>=_";
+          break;
+        case Tok::kIn:
+          fn = Fn::kIn, name = "@in";
+          break;
+        default:
+          return l;
       }
       int32_t pos = Take().pos;
       int32_t r = ParseAddition();
@@ -180,10 +195,17 @@ class Parser {
       Fn fn;
       const char* name;
       switch (Peek().kind) {
-        case Tok::kStar: fn = Fn::kMul, name = "_*_"; break;
-        case Tok::kSlash: fn = Fn::kDiv, name = "_/_"; break;
-        case Tok::kPercent: fn = Fn::kMod, name = "_%_"; break;
-        default: return l;
+        case Tok::kStar:
+          fn = Fn::kMul, name = "_*_";
+          break;
+        case Tok::kSlash:
+          fn = Fn::kDiv, name = "_/_";
+          break;
+        case Tok::kPercent:
+          fn = Fn::kMod, name = "_%_";
+          break;
+        default:
+          return l;
       }
       int32_t pos = Take().pos;
       int32_t r = ParseUnary();
@@ -334,16 +356,27 @@ class Parser {
     switch (t.kind) {
       case Tok::kInt: {
         uint64_t u = Take().u;
-        if (u > static_cast<uint64_t>(INT64_MAX)) return FailAt(pos, "integer literal out of range");
+        if (u > static_cast<uint64_t>(INT64_MAX))
+          return FailAt(pos, "integer literal out of range");
         return AddConst(Value::Int(static_cast<int64_t>(u)), pos);
       }
-      case Tok::kUint: return AddConst(Value::Uint(Take().u), pos);
-      case Tok::kDouble: return AddConst(Value::Double(Take().d), pos);
-      case Tok::kString: return AddConst(Value::String(Take().text), pos);
-      case Tok::kBytes: return AddConst(Value::Bytes(Take().text), pos);
-      case Tok::kTrue: Take(); return AddConst(Value::Bool(true), pos);
-      case Tok::kFalse: Take(); return AddConst(Value::Bool(false), pos);
-      case Tok::kNull: Take(); return AddConst(Value::Null(), pos);
+      case Tok::kUint:
+        return AddConst(Value::Uint(Take().u), pos);
+      case Tok::kDouble:
+        return AddConst(Value::Double(Take().d), pos);
+      case Tok::kString:
+        return AddConst(Value::String(Take().text), pos);
+      case Tok::kBytes:
+        return AddConst(Value::Bytes(Take().text), pos);
+      case Tok::kTrue:
+        Take();
+        return AddConst(Value::Bool(true), pos);
+      case Tok::kFalse:
+        Take();
+        return AddConst(Value::Bool(false), pos);
+      case Tok::kNull:
+        Take();
+        return AddConst(Value::Null(), pos);
       case Tok::kLParen: {
         Take();
         int32_t e = ParseExpr();
@@ -381,14 +414,17 @@ class Parser {
           return Fail("expected identifier after '.' but found " + Describe(Peek()));
         }
         return ParseIdent();
-      case Tok::kIdent: return ParseIdent();
-      default: return Fail("unexpected " + Describe(t));
+      case Tok::kIdent:
+        return ParseIdent();
+      default:
+        return Fail("unexpected " + Describe(t));
     }
   }
 
   int32_t ParseIdent() {
     const Token& t = Take();
     int32_t pos = t.pos;
+    if (t.u == 1) return FailAt(pos, "reserved identifier '" + t.text + "'");
     std::string name = t.text;
     if (!Accept(Tok::kLParen)) {
       Node n;

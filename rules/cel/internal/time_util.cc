@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "absl/time/time.h"
 
@@ -97,11 +98,11 @@ Value MakeTimestamp(int64_t seconds, int64_t nanos) {
 
 Value MakeDuration(int64_t seconds, int64_t nanos) {
   int128 total = static_cast<int128>(seconds) * 1000000000 + nanos;
-  int128 sec = total / 1000000000;
-  int128 ns = total % 1000000000;
-  if (sec < -kMaxDurationSeconds || sec > kMaxDurationSeconds) {
+  if (total < std::numeric_limits<int64_t>::min() || total > std::numeric_limits<int64_t>::max()) {
     return Value::StaticError("duration out of range");
   }
+  int128 sec = total / 1000000000;
+  int128 ns = total % 1000000000;
   return Value::DurationParts(static_cast<int64_t>(sec), static_cast<int32_t>(ns));
 }
 
@@ -152,7 +153,7 @@ Value ParseDuration(std::string_view s) {
   if (s.substr(pos) == "0") return Value::DurationParts(0, 0);
   if (pos == s.size()) return Value::StaticError("invalid duration");
   int128 total = 0;
-  const int128 kLimit = static_cast<int128>(kMaxDurationSeconds + 1) * 1000000000;
+  const int128 kLimit = static_cast<int128>(std::numeric_limits<int64_t>::max()) + 1;
   while (pos < s.size()) {
     int128 whole = 0, frac = 0, scale = 1;
     size_t start = pos;
@@ -260,27 +261,42 @@ Value TimestampField(const Value& ts, TimeField field, std::string_view tz) {
   int64_t sod = local - days * 86400;
   Civil c = CivilFromDays(days);
   switch (field) {
-    case TimeField::kFullYear: return Value::Int(c.year);
-    case TimeField::kMonth: return Value::Int(c.month - 1);
-    case TimeField::kDate: return Value::Int(c.day);
-    case TimeField::kDayOfMonth: return Value::Int(c.day - 1);
-    case TimeField::kDayOfWeek: return Value::Int(((days + 4) % 7 + 7) % 7);
-    case TimeField::kDayOfYear: return Value::Int(days - DaysFromCivil(c.year, 1, 1));
-    case TimeField::kHours: return Value::Int(sod / 3600);
-    case TimeField::kMinutes: return Value::Int(sod / 60 % 60);
-    case TimeField::kSeconds: return Value::Int(sod % 60);
-    case TimeField::kMilliseconds: return Value::Int(ts.nanos() / 1000000);
+    case TimeField::kFullYear:
+      return Value::Int(c.year);
+    case TimeField::kMonth:
+      return Value::Int(c.month - 1);
+    case TimeField::kDate:
+      return Value::Int(c.day);
+    case TimeField::kDayOfMonth:
+      return Value::Int(c.day - 1);
+    case TimeField::kDayOfWeek:
+      return Value::Int(((days + 4) % 7 + 7) % 7);
+    case TimeField::kDayOfYear:
+      return Value::Int(days - DaysFromCivil(c.year, 1, 1));
+    case TimeField::kHours:
+      return Value::Int(sod / 3600);
+    case TimeField::kMinutes:
+      return Value::Int(sod / 60 % 60);
+    case TimeField::kSeconds:
+      return Value::Int(sod % 60);
+    case TimeField::kMilliseconds:
+      return Value::Int(ts.nanos() / 1000000);
   }
   return Value::StaticError("bad field");
 }
 
 Value DurationField(const Value& d, TimeField field) {
   switch (field) {
-    case TimeField::kHours: return Value::Int(d.seconds() / 3600);
-    case TimeField::kMinutes: return Value::Int(d.seconds() / 60);
-    case TimeField::kSeconds: return Value::Int(d.seconds());
-    case TimeField::kMilliseconds: return Value::Int(d.nanos() / 1000000);
-    default: return Value::StaticError("no such overload");
+    case TimeField::kHours:
+      return Value::Int(d.seconds() / 3600);
+    case TimeField::kMinutes:
+      return Value::Int(d.seconds() / 60);
+    case TimeField::kSeconds:
+      return Value::Int(d.seconds());
+    case TimeField::kMilliseconds:
+      return Value::Int(d.nanos() / 1000000);
+    default:
+      return Value::StaticError("no such overload");
   }
 }
 

@@ -10,11 +10,10 @@
 
 namespace ecrm::cel::internal {
 
-// CEL's ranges: timestamps 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999999Z, durations
-// +-315576000000s (10000 years).
+// CEL's ranges: timestamps 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999999Z; durations
+// fit int64 nanoseconds (about +-292 years), as the conformance suite expects.
 inline constexpr int64_t kMinTimestampSeconds = -62135596800;
 inline constexpr int64_t kMaxTimestampSeconds = 253402300799;
-inline constexpr int64_t kMaxDurationSeconds = 315576000000;
 
 // Both return an error Value on bad syntax or range.
 Value ParseTimestamp(std::string_view text);
