@@ -371,9 +371,12 @@ static void Render(const Value& v, std::string* out) {
     case Kind::kUint:
       absl::StrAppend(out, v.AsUint(), "u");
       return;
-    case Kind::kDouble:
-      out->append(internal::FormatDouble(v.AsDouble()));
+    case Kind::kDouble: {
+      std::string d = internal::FormatDouble(v.AsDouble());
+      if (d.find_first_of(".eIN") == std::string::npos) d += ".0";
+      out->append(d);
       return;
+    }
     case Kind::kString:
       AppendQuoted(out, v.AsString(), false);
       return;

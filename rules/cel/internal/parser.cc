@@ -101,12 +101,14 @@ class Parser {
     int* depth;
   };
 
+  int32_t TooDeep() {
+    return Fail("expression nested too deeply (more than " + std::to_string(kMaxNesting) +
+                " levels)");
+  }
+
   int32_t ParseExpr() {
     DepthGuard guard(&nesting_);
-    if (nesting_ > kMaxNesting) {
-      return Fail("expression nested too deeply (more than " + std::to_string(kMaxNesting) +
-                  " levels)");
-    }
+    if (nesting_ > kMaxNesting) return TooDeep();
     int32_t c = ParseOr();
     if (c < 0 || Peek().kind != Tok::kQuestion) return c;
     int32_t pos = Take().pos;
@@ -217,7 +219,7 @@ class Parser {
 
   int32_t ParseUnary() {
     DepthGuard guard(&nesting_);
-    if (nesting_ > kMaxNesting) return Fail("too many unary operators");
+    if (nesting_ > kMaxNesting) return TooDeep();
     if (Peek().kind == Tok::kNot) {
       int32_t pos = Take().pos;
       int32_t e = ParseUnary();
