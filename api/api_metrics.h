@@ -24,6 +24,7 @@ enum class Route : int {
   kHealth,
   kPreflight,
   kNotFound,
+  kRules,
   kCount
 };
 

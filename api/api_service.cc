@@ -132,7 +132,12 @@ ApiService::ApiService(ProfileEngine& engine, prometheus::Registry& registry, co
       write_keys_(options_.write_keys.begin(), options_.write_keys.end()),
       read_keys_(options_.read_keys.begin(), options_.read_keys.end()),
       rate_limiter_(options_.write_keys, options_.rate_limit_events, clock,
-                    static_cast<int64_t>(options_.limits.max_batch_events)) {}
+                    static_cast<int64_t>(options_.limits.max_batch_events)) {
+  if (options_.rules) {
+    rules_api_ = std::make_unique<RulesApi>(*options_.rules, options_.rule_metrics, engine_, clock_,
+                                            options_.limits);
+  }
+}
 
 void ApiService::AddCors(const HttpRequest& req, HttpResponse& res) const {
   const std::string_view origin = req.Header("origin");
@@ -193,6 +198,15 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
     return finish(Route::kCollect, Json(200, R"({"success":true})"));
   }
 
+  if (path == "/v1/rules" || path.starts_with("/v1/rules/")) {
+    if (!rules_api_) return finish(Route::kRules, Error(404, "not_found", "no such route"));
+    const std::string_view token = BearerToken(req);
+    if (token.empty() || token != options_.admin_token) {
+      return finish(Route::kRules,
+                    Error(401, "unauthorized", "the admin token is required (Bearer)"));
+    }
+    return finish(Route::kRules, rules_api_->Handle(req, path));
+  }
   if (req.method != "GET" && req.method != "HEAD") {
     return finish(Route::kNotFound, Error(404, "not_found", "no such route"));
   }

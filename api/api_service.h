@@ -15,6 +15,7 @@
 #include "api/api_metrics.h"
 #include "api/http_types.h"
 #include "api/rate_limiter.h"
+#include "api/rules_api.h"
 #include "common/clock.h"
 #include "ingest/collector_parser.h"
 #include "ingest/kafka_producer.h"
@@ -36,6 +37,8 @@ struct ApiOptions {
   KafkaEventProducer* producer =
       nullptr;                    // Kafka mode: the collector produces here, not to the engine
   bool collector_enabled = true;  // false for --role processor: collector routes answer 503
+  RuleRegistry* rules = nullptr;  // the /v1/rules routes (absent: 404)
+  RuleMetrics* rule_metrics = nullptr;
 };
 
 class ApiService final : public HttpHandler {
@@ -63,6 +66,7 @@ class ApiService final : public HttpHandler {
   absl::flat_hash_set<std::string> write_keys_;
   absl::flat_hash_set<std::string> read_keys_;
   RateLimiter rate_limiter_;
+  std::unique_ptr<RulesApi> rules_api_;
 };
 
 // "a%40b.c" -> "a@b.c"; nullopt on a malformed escape.

@@ -27,6 +27,9 @@ Status Service::Start() {
   store_options.clock = clock_;
   ASSIGN_OR_RETURN(store_, KvStore::Open(store_options));
   store_metrics_ = std::make_unique<StoreMetrics>(*registry_, *store_);
+  ASSIGN_OR_RETURN(rules_, RuleRegistry::Open(*store_));
+  rule_metrics_ = std::make_unique<RuleMetrics>(*registry_, *rules_);
+  spdlog::info("rules: {}", rules_->Current()->Describe());
 
   const bool kafka = !config_.kafka_brokers.empty();
   KafkaOptions kafka_options;
@@ -60,6 +63,7 @@ Status Service::Start() {
   engine_options.partitions = partitions;
   engine_options.max_queue_depth = config_.max_queue_depth;
   engine_options.shard.cache_capacity = config_.cache_profiles;
+  engine_options.shard.rules = rules_.get();
   ASSIGN_OR_RETURN(engine_, ProfileEngine::Create(*store_, *registry_, engine_options));
   engine_->Start();
   if (kafka && config_.role != "collector") {
@@ -86,7 +90,12 @@ Status Service::Start() {
   api_options.limits.max_event_bytes = config_.max_event_bytes;
   api_options.limits.max_batch_events = config_.max_batch_events;
   api_options.rate_limit_events = config_.rate_limit;
-  api_options.before_scrape = [this] { store_metrics_->Refresh(); };
+  api_options.before_scrape = [this] {
+    store_metrics_->Refresh();
+    rule_metrics_->Refresh();
+  };
+  api_options.rules = rules_.get();
+  api_options.rule_metrics = rule_metrics_.get();
   api_options.ready = [this] {
     return ready_.load() && (!consumer_ || consumer_->Ready()) &&
            (!producer_ || producer_->Ready());
@@ -127,6 +136,8 @@ void Service::Stop() {
   consumer_.reset();
   producer_.reset();
   engine_.reset();
+  rule_metrics_.reset();
+  rules_.reset();
   store_metrics_.reset();
   store_.reset();
 }

@@ -12,6 +12,8 @@
 #include "api/http_server.h"
 #include "app/config.h"
 #include "app/store_metrics.h"
+#include "rules/rule_metrics.h"
+#include "rules/rule_registry.h"
 #include "common/clock.h"
 #include "ingest/kafka_consumer.h"
 #include "ingest/kafka_producer.h"
@@ -43,6 +45,8 @@ class Service {
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<KvStore> store_;
   std::unique_ptr<StoreMetrics> store_metrics_;
+  std::unique_ptr<RuleRegistry> rules_;
+  std::unique_ptr<RuleMetrics> rule_metrics_;
   std::unique_ptr<ProfileEngine> engine_;
   std::unique_ptr<KafkaConsumer> consumer_;       // Kafka mode, roles all/processor
   std::unique_ptr<KafkaEventProducer> producer_;  // Kafka mode, roles all/collector

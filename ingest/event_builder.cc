@@ -291,6 +291,7 @@ bool BuildEvent(element item, const EventContext& ctx, const EventLimits& limits
     }
     event.traits = std::move(unique);
   }
+  if (properties) event.properties = simdjson::minify(*properties);  // read by rules
   if (properties && (event.type == EventType::kTrack || event.type == EventType::kPage)) {
     ReadProperties(*properties, event);
   }

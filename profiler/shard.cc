@@ -5,6 +5,7 @@
 #include "common/logging.h"
 #include "common/murmur2.h"
 #include "profiler/profile_codec.h"
+#include "rules/rule_eval.h"
 #include "store/keys.h"
 
 namespace ecrm {
@@ -92,6 +93,7 @@ void Shard::ProcessBatch(std::vector<ShardTask>& tasks) {
   outgoing_.clear();
   batch_error_ = absl::OkStatus();
   batch_events_ = 0;
+  rule_set_ = options_.rules ? options_.rules->Current() : nullptr;
 
   for (auto& task : tasks) {
     if (batch_error_.ok()) {
@@ -221,6 +223,11 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
   if (!loaded.ok()) return Fail(loaded.status());
   Profile* profile = *loaded;
   updater_.Apply(*profile, event);
+  if (rule_set_ && rule_set_->size() > 0) {
+    ProfileRuleTarget target(event, *profile, updater_, rule_scratch_);
+    // Time the rules of one event in 64 (reading the clock per rule would cost more than a rule).
+    ApplyRules(*rule_set_, EventTypeName(event.type), target, (rule_events_++ & 63) == 0);
+  }
   dirty_.insert(profile_id);
   batch_events_++;
   metrics_.events_applied().Increment();

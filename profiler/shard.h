@@ -28,6 +28,8 @@
 #include "profiler/internal/profile_cache.h"
 #include "profiler/profile_updater.h"
 #include "profiler/profiler_metrics.h"
+#include "profiler/rule_target.h"
+#include "rules/rule_registry.h"
 #include "store/kv_store.h"
 
 namespace ecrm {
@@ -65,6 +67,8 @@ struct ShardOptions {
   size_t identity_cache_capacity = 200000;
   size_t dedup_memory_capacity = 200000;  // recent messageIds held in memory per generation
   size_t max_batch_tasks = 4096;          // tasks applied per group commit at most
+  // The active rule set is read from here once per batch (null: no rules). Must outlive the shard.
+  const RuleRegistry* rules = nullptr;
 };
 
 class Shard {
@@ -129,6 +133,9 @@ class Shard {
   std::vector<Outgoing> outgoing_;
   Status batch_error_;
   int64_t batch_events_ = 0;
+  std::shared_ptr<const RuleSet> rule_set_;  // this batch's rule set: one version per event
+  RuleJsonScratch rule_scratch_;
+  uint64_t rule_events_ = 0;
   std::string encode_buffer_;
 };
 

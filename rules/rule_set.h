@@ -1,24 +1,113 @@
-// RuleSet: the seam where rule-based models (segments, scores, counters) will plug into the
-// profiler. This version holds no rules; the CEL engine comes with its own issue. A RuleSet is
-// immutable once built and is swapped atomically (shared_ptr) by whoever owns it, so shards read it
-// without locks.
+// RuleSet: a compiled, immutable set of rules (segments, counters, scores, traits, offers) pushed
+// by data scientists as JSON with CEL expressions (docs/rules.md). Compiled once, at push time;
+// evaluating it parses nothing. Built by RuleRegistry (or a dry run), shared read-only by every
+// shard through a shared_ptr; thread-safe after Compile.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "rules/cel/cel.h"
 
 namespace ecrm {
 
+// The variables rule expressions may use, in this order (their cel::Env indices).
+inline constexpr int kVarEvent = 0;
+inline constexpr int kVarProfile = 1;
+inline constexpr int kVarNow = 2;
+
+// How often a rule may fire: every time, once per session, once per profile.
+enum class OnceScope : uint8_t { kAlways, kSession, kProfile };
+
+struct RuleAction {
+  enum class Kind : uint8_t {
+    kAddSegment,
+    kRemoveSegment,
+    kIncrement,
+    kSetTrait,
+    kSetScore,
+    kOffer
+  };
+  Kind kind = Kind::kAddSegment;
+  std::string name;                   // segment, counter, trait, score or offer id
+  int64_t ttl_ms = 0;                 // add_segment: 0 = no expiry
+  int64_t window_ms = 0;              // increment: 0 = a plain counter
+  int64_t priority = 0;               // offer
+  std::optional<cel::Program> value;  // increment.by (absent: 1), set_trait/set_score.value
+};
+
+// Evaluation counts of one rule id, kept across versions of the rule set (the registry owns
+// them). Relaxed atomics: shards add, the metrics scrape reads.
+struct RuleStats {
+  std::atomic<uint64_t> evaluations{0};
+  std::atomic<uint64_t> matches{0};
+  std::atomic<uint64_t> errors{0};
+  std::atomic<uint64_t> timed_evaluations{0};  // a sample of evaluations is timed
+  std::atomic<uint64_t> timed_nanos{0};
+};
+
+struct Rule {
+  std::string id;
+  std::string when_source;
+  cel::Program when;
+  std::vector<RuleAction> actions;
+  OnceScope once = OnceScope::kAlways;
+  std::shared_ptr<RuleStats> stats;
+};
+
+// One problem found in a pushed rule set. `line`/`column` (1-based) point into the CEL source of
+// `field` when the problem is in an expression; 0 otherwise.
+struct RuleError {
+  std::string rule;   // the rule id ("" when the problem is not inside a rule)
+  std::string field;  // e.g. "when", "then[1].set_score.value", "id"
+  int line = 0;
+  int column = 0;
+  std::string message;
+};
+
+// The event types rules are indexed by (Segment's), in a fixed order.
+inline constexpr std::array<std::string_view, 6> kRuleEventTypes = {
+    "identify", "track", "page", "screen", "group", "alias"};
+
 class RuleSet {
  public:
-  RuleSet() = default;
-  // A version number the API reports; 0 for the empty set.
+  // Supplies the stats object for a rule id (so counts survive new versions); may return null.
+  using StatsFor = std::shared_ptr<RuleStats> (*)(void* ctx, const std::string& rule_id);
+
+  // Parses and compiles a rule set document ({"rules": [...]}). On failure returns
+  // InvalidArgument and fills `errors` with every problem found.
+  static StatusOr<std::shared_ptr<const RuleSet>> Compile(std::string_view json, uint64_t version,
+                                                          std::vector<RuleError>* errors,
+                                                          StatsFor stats_for = nullptr,
+                                                          void* stats_ctx = nullptr);
+  // The empty set (version 0).
+  static std::shared_ptr<const RuleSet> Empty();
+
   uint64_t version() const { return version_; }
-  size_t size() const { return 0; }
+  size_t size() const { return rules_.size(); }
+  const std::vector<Rule>& rules() const { return rules_; }
+  // The rules array exactly as pushed (minified JSON), for GET /v1/rules and persistence.
+  const std::string& rules_json() const { return rules_json_; }
+  // The rules that can match an event of this type, in listed order: a rule whose `when` requires
+  // `event.type` to be one of some literals is left out for the other types.
+  const std::vector<const Rule*>& RulesFor(std::string_view event_type) const;
   std::string Describe() const;
 
  private:
   uint64_t version_ = 0;
+  std::vector<Rule> rules_;
+  std::string rules_json_ = "[]";
+  std::array<std::vector<const Rule*>, kRuleEventTypes.size() + 1> by_type_;  // last: unknown
 };
+
+// Parses "30d", "12h", "90m", "1h30m", "45s", "500ms" (positive). Used for ttl and window.
+StatusOr<int64_t> ParseDurationMs(std::string_view text);
 
 }  // namespace ecrm

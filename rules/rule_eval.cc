@@ -1,0 +1,126 @@
+#include "rules/rule_eval.h"
+
+#include <array>
+#include <chrono>
+#include <cmath>
+
+namespace ecrm {
+namespace {
+
+constexpr size_t kMaxActionValues = 32;
+
+// A number usable as a counter increment or a score; anything else is a runtime error.
+bool ToDouble(const cel::Value& v, double* out) {
+  switch (v.kind()) {
+    case cel::Kind::kInt:
+      *out = static_cast<double>(v.AsInt());
+      return true;
+    case cel::Kind::kUint:
+      *out = static_cast<double>(v.AsUint());
+      return true;
+    case cel::Kind::kDouble:
+      *out = v.AsDouble();
+      return std::isfinite(*out);
+    default:
+      return false;
+  }
+}
+
+// Evaluates the rule; returns an error Value for a runtime error, else null.
+cel::Value EvaluateRule(const Rule& rule, RuleTarget& target, bool* matched,
+                        std::array<cel::Value, kMaxActionValues>& values) {
+  *matched = false;
+  cel::Value when = rule.when.Evaluate(target);
+  if (when.is_error()) return when;
+  if (when.kind() != cel::Kind::kBool) {
+    return cel::Value::StaticError("'when' did not evaluate to a bool");
+  }
+  if (!when.AsBool()) return {};
+  for (size_t i = 0; i < rule.actions.size(); i++) {
+    const RuleAction& a = rule.actions[i];
+    values[i] = a.value ? a.value->Evaluate(target) : cel::Value();
+    if (values[i].is_error()) return values[i];
+    double unused;
+    if ((a.kind == RuleAction::Kind::kSetScore ||
+         (a.kind == RuleAction::Kind::kIncrement && a.value)) &&
+        !ToDouble(values[i], &unused)) {
+      return cel::Value::StaticError(a.kind == RuleAction::Kind::kSetScore
+                                         ? "set_score: the value is not a finite number"
+                                         : "increment: 'by' is not a finite number");
+    }
+  }
+  *matched = true;
+  return {};
+}
+
+void ApplyActions(const Rule& rule, const std::array<cel::Value, kMaxActionValues>& values,
+                  RuleTarget& target) {
+  for (size_t i = 0; i < rule.actions.size(); i++) {
+    const RuleAction& a = rule.actions[i];
+    double number = 1;
+    switch (a.kind) {
+      case RuleAction::Kind::kAddSegment:
+        target.AddSegment(a.name, a.ttl_ms);
+        break;
+      case RuleAction::Kind::kRemoveSegment:
+        target.RemoveSegment(a.name);
+        break;
+      case RuleAction::Kind::kIncrement:
+        if (a.value) ToDouble(values[i], &number);
+        target.Increment(a.name, number, a.window_ms);
+        break;
+      case RuleAction::Kind::kSetTrait:
+        target.SetTrait(a.name, values[i]);
+        break;
+      case RuleAction::Kind::kSetScore:
+        ToDouble(values[i], &number);
+        target.SetScore(a.name, number);
+        break;
+      case RuleAction::Kind::kOffer:
+        target.AddOffer(a.name, a.priority);
+        break;
+    }
+  }
+  if (rule.once != OnceScope::kAlways) target.MarkFired(rule.id);
+}
+
+}  // namespace
+
+RuleRunStats ApplyRules(const RuleSet& set, std::string_view event_type, RuleTarget& target,
+                        bool timed, RuleObserver* observer) {
+  RuleRunStats run;
+  std::array<cel::Value, kMaxActionValues> values;
+  for (const Rule* rule : set.RulesFor(event_type)) {
+    if (rule->once != OnceScope::kAlways && target.AlreadyFired(rule->id, rule->once)) continue;
+    run.evaluated++;
+    bool matched = false;
+    cel::Value error;
+    if (timed) {
+      const auto start = std::chrono::steady_clock::now();
+      error = EvaluateRule(*rule, target, &matched, values);
+      const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::steady_clock::now() - start)
+                             .count();
+      rule->stats->timed_evaluations.fetch_add(1, std::memory_order_relaxed);
+      rule->stats->timed_nanos.fetch_add(static_cast<uint64_t>(nanos), std::memory_order_relaxed);
+    } else {
+      error = EvaluateRule(*rule, target, &matched, values);
+    }
+    rule->stats->evaluations.fetch_add(1, std::memory_order_relaxed);
+    if (error.is_error()) {
+      run.errors++;
+      rule->stats->errors.fetch_add(1, std::memory_order_relaxed);
+    } else if (matched) {
+      run.matched++;
+      rule->stats->matches.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (observer) {
+      observer->OnRule(*rule, matched, error.is_error() ? error.ErrorMessage() : std::string_view(),
+                       std::span<const cel::Value>(values.data(), matched ? rule->actions.size() : 0));
+    }
+    if (matched) ApplyActions(*rule, values, target);
+  }
+  return run;
+}
+
+}  // namespace ecrm

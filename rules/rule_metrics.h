@@ -1,0 +1,50 @@
+// RuleMetrics: exports the per-rule counts of a RuleRegistry as Prometheus counters labelled by
+// rule id (a bounded label: rule ids come from data scientists, never from visitors), plus the
+// active version. Shards count in RuleStats (relaxed atomics); Refresh(), called before each
+// /metrics scrape, moves the deltas into the counters. Owned by the app; the registry must
+// outlive it. Refresh() takes a mutex: scrapes may come from several HTTP threads.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
+#include "rules/rule_registry.h"
+
+namespace ecrm {
+
+class RuleMetrics {
+ public:
+  RuleMetrics(prometheus::Registry& registry, const RuleRegistry& rules);
+  void Refresh();
+  // Pushes and validations that were rejected as invalid / accepted.
+  void PushAccepted() { pushes_ok_->Increment(); }
+  void PushRejected() { pushes_invalid_->Increment(); }
+
+ private:
+  struct Exported {
+    prometheus::Counter* evaluations;
+    prometheus::Counter* matches;
+    prometheus::Counter* errors;
+    prometheus::Counter* eval_seconds;
+    prometheus::Counter* timed;
+    uint64_t last[5] = {};
+  };
+  const RuleRegistry& rules_;
+  prometheus::Family<prometheus::Counter>& evaluations_;
+  prometheus::Family<prometheus::Counter>& matches_;
+  prometheus::Family<prometheus::Counter>& errors_;
+  prometheus::Family<prometheus::Counter>& eval_seconds_;
+  prometheus::Family<prometheus::Counter>& timed_;
+  prometheus::Gauge* active_version_;
+  prometheus::Gauge* active_rules_;
+  prometheus::Counter* pushes_ok_;
+  prometheus::Counter* pushes_invalid_;
+  std::mutex mu_;
+  std::map<std::string, Exported> exported_;  // guarded by mu_
+};
+
+}  // namespace ecrm

@@ -1,0 +1,103 @@
+#include "rules/rule_registry.h"
+
+#include <cinttypes>
+#include <cstdio>
+
+namespace ecrm {
+namespace {
+
+// meta CF: "rules|v|<20-digit version>" -> the rules array (JSON); "rules|active" -> version.
+constexpr std::string_view kVersionPrefix = "rules|v|";
+constexpr std::string_view kActiveKey = "rules|active";
+
+std::string VersionKey(uint64_t version) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%020" PRIu64, version);
+  return std::string(kVersionPrefix) + buf;
+}
+
+std::string Document(const std::string& rules_json) { return "{\"rules\":" + rules_json + "}"; }
+
+}  // namespace
+
+StatusOr<std::unique_ptr<RuleRegistry>> RuleRegistry::Open(KvStore& store) {
+  auto registry = std::unique_ptr<RuleRegistry>(new RuleRegistry(store));
+  registry->current_.store(RuleSet::Empty());
+  RETURN_IF_ERROR(store.Scan(Cf::kMeta, kVersionPrefix, [&](std::string_view key, std::string_view) {
+    registry->latest_ = std::max<uint64_t>(
+        registry->latest_, std::strtoull(std::string(key.substr(kVersionPrefix.size())).c_str(),
+                                         nullptr, 10));
+    return true;
+  }));
+  ASSIGN_OR_RETURN(auto active, store.Get(Cf::kMeta, kActiveKey));
+  if (!active) return registry;
+  const uint64_t version = std::strtoull(active->c_str(), nullptr, 10);
+  ASSIGN_OR_RETURN(auto rules_json, store.Get(Cf::kMeta, VersionKey(version)));
+  if (!rules_json) {
+    return absl::DataLossError("active rule set version " + *active + " is missing");
+  }
+  std::vector<RuleError> errors;
+  auto set = RuleSet::Compile(Document(*rules_json), version, &errors, &StatsFor, registry.get());
+  if (!set.ok()) {
+    return absl::DataLossError("stored rule set v" + *active + " no longer compiles: " +
+                               (errors.empty() ? "" : errors[0].message));
+  }
+  registry->current_.store(*std::move(set));
+  return registry;
+}
+
+std::shared_ptr<RuleStats> RuleRegistry::StatsFor(void* self, const std::string& rule_id) {
+  auto* r = static_cast<RuleRegistry*>(self);  // called with mu_ held or before publication
+  auto& stats = r->stats_[rule_id];
+  if (!stats) stats = std::make_shared<RuleStats>();
+  return stats;
+}
+
+StatusOr<std::shared_ptr<const RuleSet>> RuleRegistry::Validate(std::string_view json,
+                                                                 std::vector<RuleError>* errors) {
+  return RuleSet::Compile(json, 0, errors);
+}
+
+StatusOr<uint64_t> RuleRegistry::Activate(std::string_view rules_document) {
+  // mu_ is held by the caller.
+  std::vector<RuleError> errors;
+  const uint64_t version = latest_ + 1;
+  ASSIGN_OR_RETURN(auto set,
+                   RuleSet::Compile(rules_document, version, &errors, &StatsFor, this));
+  WriteBatch batch = store_.NewBatch();
+  batch.Put(Cf::kMeta, VersionKey(version), set->rules_json());
+  batch.Put(Cf::kMeta, kActiveKey, std::to_string(version));
+  RETURN_IF_ERROR(store_.Write(batch));
+  latest_ = version;
+  current_.store(std::move(set));
+  return version;
+}
+
+StatusOr<uint64_t> RuleRegistry::Push(std::string_view json, std::vector<RuleError>* errors) {
+  // Compile outside the lock first, so that an invalid push never blocks a valid one.
+  RETURN_IF_ERROR(RuleSet::Compile(json, 0, errors).status());
+  std::lock_guard lock(mu_);
+  return Activate(json);
+}
+
+StatusOr<uint64_t> RuleRegistry::Rollback(uint64_t version) {
+  std::lock_guard lock(mu_);
+  if (version == 0 || version > latest_) {
+    return absl::NotFoundError("no rule set version " + std::to_string(version));
+  }
+  ASSIGN_OR_RETURN(auto rules_json, store_.Get(Cf::kMeta, VersionKey(version)));
+  if (!rules_json) return absl::NotFoundError("no rule set version " + std::to_string(version));
+  return Activate(Document(*rules_json));
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<RuleStats>>> RuleRegistry::AllStats() const {
+  std::lock_guard lock(mu_);
+  return {stats_.begin(), stats_.end()};
+}
+
+uint64_t RuleRegistry::latest_version() const {
+  std::lock_guard lock(mu_);
+  return latest_;
+}
+
+}  // namespace ecrm

@@ -1,0 +1,52 @@
+// RuleRegistry: the versions of the rule set and which one is active. A push validates and
+// compiles the whole set, stores it as a new version in RocksDB (meta CF) and swaps it in
+// atomically; shards read Current() once per batch, so every event is evaluated by exactly one
+// version. The active set survives restarts. Owned by the app. Threading: Current() is lock-free
+// for readers (an atomic shared_ptr); Push/Rollback serialise on a mutex (admin path only).
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "rules/rule_set.h"
+#include "store/kv_store.h"
+
+namespace ecrm {
+
+class RuleRegistry {
+ public:
+  // Loads and compiles the active set (if any). Fails if a stored set no longer compiles.
+  static StatusOr<std::unique_ptr<RuleRegistry>> Open(KvStore& store);
+
+  std::shared_ptr<const RuleSet> Current() const { return current_.load(); }
+
+  // Compiles `json` without storing it (version 0). InvalidArgument with `errors` when invalid.
+  StatusOr<std::shared_ptr<const RuleSet>> Validate(std::string_view json,
+                                                    std::vector<RuleError>* errors);
+  // Validates, stores as the next version and activates it; returns the new version.
+  StatusOr<uint64_t> Push(std::string_view json, std::vector<RuleError>* errors);
+  // Re-activates stored version `version` as a new version. NotFound for an unknown version.
+  StatusOr<uint64_t> Rollback(uint64_t version);
+
+  // Stats of every rule id ever compiled here (for the metrics).
+  std::vector<std::pair<std::string, std::shared_ptr<RuleStats>>> AllStats() const;
+  uint64_t latest_version() const;
+
+ private:
+  explicit RuleRegistry(KvStore& store) : store_(store) {}
+  static std::shared_ptr<RuleStats> StatsFor(void* self, const std::string& rule_id);
+  StatusOr<uint64_t> Activate(std::string_view rules_document);
+
+  KvStore& store_;
+  std::atomic<std::shared_ptr<const RuleSet>> current_;
+  mutable std::mutex mu_;  // guards pushes, latest_ and stats_
+  uint64_t latest_ = 0;
+  std::map<std::string, std::shared_ptr<RuleStats>> stats_;
+};
+
+}  // namespace ecrm
