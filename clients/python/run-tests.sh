@@ -23,7 +23,9 @@ want="$(cat "$here/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -
 stamp="$venv/.ecrm-client-stamp"
 if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   mkdir -p "$build"
-  [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+  if [[ ! -x "$venv/bin/python" ]]; then
+    python3 -m venv "$venv" || { rm -rf "$venv"; echo "$0: python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 2; }
+  fi
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -e "$here[sklearn,test]"
   echo "$want" > "$stamp"
