@@ -90,8 +90,23 @@ RuleRunStats ApplyRules(const RuleSet& set, std::string_view event_type, RuleTar
                         bool timed, RuleObserver* observer) {
   RuleRunStats run;
   std::array<cel::Value, kMaxActionValues> values;
-  for (const Rule* rule : set.RulesFor(event_type)) {
-    if (rule->once != OnceScope::kAlways && target.AlreadyFired(rule->id, rule->once)) continue;
+  const auto& indexed = set.RulesFor(event_type);
+  auto next_indexed = indexed.begin();
+  // A dry run (observer) reports every rule; events only walk the rules indexed for their type.
+  const size_t candidates = observer ? set.rules().size() : indexed.size();
+  for (size_t i = 0; i < candidates; i++) {
+    const Rule* rule = observer ? &set.rules()[i] : indexed[i];
+    if (observer) {
+      if (next_indexed == indexed.end() || *next_indexed != rule) {
+        observer->OnRule(*rule, false, {}, {});  // its condition requires another event type
+        continue;
+      }
+      ++next_indexed;
+    }
+    if (rule->once != OnceScope::kAlways && target.AlreadyFired(rule->id, rule->once)) {
+      if (observer) observer->OnRule(*rule, false, {}, {});
+      continue;
+    }
     run.evaluated++;
     bool matched = false;
     cel::Value error;

@@ -8,7 +8,7 @@ PACKAGES=(
   librocksdb-dev libsimdjson-dev libboost-dev prometheus-cpp-dev libabsl-dev
   libcli11-dev libyaml-cpp-dev libspdlog-dev libfmt-dev zlib1g-dev librdkafka-dev libre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  nodejs npm prometheus curl python3
+  nodejs npm prometheus curl python3 python3-venv
   kcat openjdk-17-jdk-headless maven clang-format
 )
 
