@@ -301,7 +301,7 @@ HttpResponse RulesApi::Test(const HttpRequest& req) {
   RuleJsonScratch scratch;
   ProfileRuleTarget target(event, profile, engine_.updater(), scratch);
   DryRunRecorder recorder(w);
-  ApplyRules(*set, EventTypeName(event.type), target, false, &recorder);
+  ApplyRules(*set, EventTypeName(event.type), event.event, target, false, &recorder);
   w.EndArray();
   std::string rendered;
   RenderProfileJson(profile, engine_.updater(), event.timestamp, &rendered);

@@ -336,6 +336,22 @@ ProfileRuleTarget::Found ProfileRuleTarget::LookupProfile(Path path, cel::Value*
       *out = cel::Value::Double(it->second);
       return Found::kYes;
     }
+    if (field == "stats") {
+      const auto& st = p.stats;
+      const std::pair<std::string_view, int64_t> ints[] = {
+          {"events", st.events},     {"page_views", st.page_views}, {"screen_views", st.screen_views},
+          {"sessions", st.sessions}, {"orders", st.orders}};
+      for (const auto& [name, value] : ints) {
+        if (key == name) {
+          *out = cel::Value::Int(value);
+          return Found::kYes;
+        }
+      }
+      if (key == "revenue") {
+        *out = cel::Value::Double(st.revenue);
+        return Found::kYes;
+      }
+    }
     if (field == "scores") {
       auto it = p.scores.find(key);
       if (it == p.scores.end()) {

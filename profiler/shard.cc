@@ -226,7 +226,8 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
   if (rule_set_ && rule_set_->size() > 0) {
     ProfileRuleTarget target(event, *profile, updater_, rule_scratch_);
     // Time the rules of one event in 64 (reading the clock per rule would cost more than a rule).
-    ApplyRules(*rule_set_, EventTypeName(event.type), target, (rule_events_++ & 63) == 0);
+    ApplyRules(*rule_set_, EventTypeName(event.type), event.event, target,
+               (rule_events_++ & 63) == 0);
   }
   dirty_.insert(profile_id);
   batch_events_++;

@@ -86,11 +86,12 @@ void ApplyActions(const Rule& rule, const std::array<cel::Value, kMaxActionValue
 
 }  // namespace
 
-RuleRunStats ApplyRules(const RuleSet& set, std::string_view event_type, RuleTarget& target,
-                        bool timed, RuleObserver* observer) {
+RuleRunStats ApplyRules(const RuleSet& set, std::string_view event_type,
+                        std::string_view event_name, RuleTarget& target, bool timed,
+                        RuleObserver* observer) {
   RuleRunStats run;
   std::array<cel::Value, kMaxActionValues> values;
-  const auto& indexed = set.RulesFor(event_type);
+  const auto& indexed = set.RulesFor(event_type, event_name);
   auto next_indexed = indexed.begin();
   // A dry run (observer) reports every rule; events only walk the rules indexed for their type.
   const size_t candidates = observer ? set.rules().size() : indexed.size();

@@ -46,7 +46,9 @@ struct RuleRunStats {
 
 // Applies `set` to one event of type `event_type`. With `timed`, each rule's evaluation time is
 // added to its stats (callers time a sample of events: reading the clock costs ~20 ns).
-RuleRunStats ApplyRules(const RuleSet& set, std::string_view event_type, RuleTarget& target,
-                        bool timed = false, RuleObserver* observer = nullptr);
+// `event_name` is the track event's name (the index's second level), else empty.
+RuleRunStats ApplyRules(const RuleSet& set, std::string_view event_type,
+                        std::string_view event_name, RuleTarget& target, bool timed = false,
+                        RuleObserver* observer = nullptr);
 
 }  // namespace ecrm

@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <charconv>
 #include <set>
 
@@ -337,6 +338,25 @@ StatusOr<std::shared_ptr<const RuleSet>> RuleSet::Compile(std::string_view json,
     }
     if (mask == rules_internal::kAnyEventType) set->by_type_.back().push_back(&rule);
   }
+  // Second level for track events: the event name.
+  constexpr size_t kTrack = 1;
+  static_assert(kRuleEventTypes[kTrack] == "track");
+  std::vector<std::vector<std::string>> names_of;
+  for (const Rule* rule : set->by_type_[kTrack]) {
+    names_of.push_back(rules_internal::EventNames(rule->when));
+    for (const auto& name : names_of.back()) set->by_track_name_[name];
+  }
+  for (auto& [name, list] : set->by_track_name_) {
+    for (size_t i = 0; i < names_of.size(); i++) {
+      const auto& names = names_of[i];
+      if (names.empty() || std::find(names.begin(), names.end(), name) != names.end()) {
+        list.push_back(set->by_type_[kTrack][i]);
+      }
+    }
+  }
+  for (size_t i = 0; i < names_of.size(); i++) {
+    if (names_of[i].empty()) set->track_any_name_.push_back(set->by_type_[kTrack][i]);
+  }
   return std::shared_ptr<const RuleSet>(std::move(set));
 }
 
@@ -345,7 +365,12 @@ std::shared_ptr<const RuleSet> RuleSet::Empty() {
   return empty;
 }
 
-const std::vector<const Rule*>& RuleSet::RulesFor(std::string_view event_type) const {
+const std::vector<const Rule*>& RuleSet::RulesFor(std::string_view event_type,
+                                                  std::string_view event_name) const {
+  if (event_type == "track") {
+    auto it = by_track_name_.find(event_name);
+    return it != by_track_name_.end() ? it->second : track_any_name_;
+  }
   for (size_t t = 0; t < kRuleEventTypes.size(); t++) {
     if (kRuleEventTypes[t] == event_type) return by_type_[t];
   }

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <atomic>
+#include <map>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -97,7 +98,9 @@ class RuleSet {
   const std::string& rules_json() const { return rules_json_; }
   // The rules that can match an event of this type, in listed order: a rule whose `when` requires
   // `event.type` to be one of some literals is left out for the other types.
-  const std::vector<const Rule*>& RulesFor(std::string_view event_type) const;
+  // For track events the index also uses the event name (`event.event == '...'`).
+  const std::vector<const Rule*>& RulesFor(std::string_view event_type,
+                                           std::string_view event_name = {}) const;
   std::string Describe() const;
 
  private:
@@ -105,6 +108,10 @@ class RuleSet {
   std::vector<Rule> rules_;
   std::string rules_json_ = "[]";
   std::array<std::vector<const Rule*>, kRuleEventTypes.size() + 1> by_type_;  // last: unknown
+  // Track rules by the event names their condition requires; rules that require none are in
+  // every list and in track_any_name_.
+  std::map<std::string, std::vector<const Rule*>, std::less<>> by_track_name_;
+  std::vector<const Rule*> track_any_name_;
 };
 
 // Parses "30d", "12h", "90m", "1h30m", "45s", "500ms" (positive). Used for ttl and window.

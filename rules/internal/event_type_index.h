@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "rules/cel/cel.h"
 #include "rules/rule_set.h"
@@ -24,6 +25,12 @@ inline uint32_t EventTypeMask(const cel::Program& when) {
     }
   }
   return mask;
+}
+
+// The track event names (`event.event == '...'`) the condition requires; empty = any.
+inline std::vector<std::string> EventNames(const cel::Program& when) {
+  static const std::string kEventPath[] = {"event"};
+  return when.RequiredStrings("event", kEventPath);
 }
 
 }  // namespace ecrm::rules_internal
