@@ -503,7 +503,10 @@ Value Index(const Value& target, const Value& key) {
       return Value::StaticError("unsupported key type");
     }
     const Value* v = target.AsMap().Find(key);
-    if (v == nullptr) return Value::Error("no such key: " + key.DebugString());
+    if (v == nullptr) {
+      return Value::Error("no such key: " +
+                          (k == Kind::kString ? std::string(key.AsString()) : key.DebugString()));
+    }
     return *v;
   }
   return NoSuchOverload();
