@@ -20,7 +20,8 @@ const Value* Find(const Fields& fields, std::string_view name) {
   return nullptr;
 }
 
-// event: {type, event, properties{...}}; profile: {counters{...}, stats{...}, traits{...}, segments}
+// event: {type, event, properties{...}}; profile: {counters{...}, stats{...}, traits{...},
+// segments}
 class BenchActivation : public Activation {
  public:
   BenchActivation() {
@@ -32,8 +33,11 @@ class BenchActivation : public Activation {
                    {"price", Value::Double(120.5)},
                    {"currency", Value::StringRef("EUR")},
                    {"products", Value::ListRef(&products_)}};
-    stats_ = {{"page_views", Value::Int(10)}, {"a", Value::Double(2.0)}, {"b", Value::Double(1.5)},
-              {"c", Value::Double(0.7)},      {"d", Value::Double(3.0)}};
+    stats_ = {{"page_views", Value::Int(10)},
+              {"a", Value::Double(2.0)},
+              {"b", Value::Double(1.5)},
+              {"c", Value::Double(0.7)},
+              {"d", Value::Double(3.0)}};
   }
 
   Value Resolve(int var, std::span<const std::string> path) const override {

@@ -42,40 +42,10 @@ std::string_view KindName(Kind kind) {
   return "unknown";
 }
 
-Value Value::Bool(bool b) {
-  Value v;
-  v.kind_ = Kind::kBool;
-  v.u_.b = b;
-  return v;
-}
-Value Value::Int(int64_t i) {
-  Value v;
-  v.kind_ = Kind::kInt;
-  v.u_.i = i;
-  return v;
-}
-Value Value::Uint(uint64_t u) {
-  Value v;
-  v.kind_ = Kind::kUint;
-  v.u_.u = u;
-  return v;
-}
-Value Value::Double(double d) {
-  Value v;
-  v.kind_ = Kind::kDouble;
-  v.u_.d = d;
-  return v;
-}
 Value Value::String(std::string s) {
   auto owned = std::make_shared<const std::string>(std::move(s));
   Value v = StringRef(*owned);
   v.holder_ = std::move(owned);
-  return v;
-}
-Value Value::StringRef(std::string_view s) {
-  Value v;
-  v.kind_ = Kind::kString;
-  v.u_.s = {s.data(), s.size()};
   return v;
 }
 Value Value::Bytes(std::string s) {
