@@ -107,6 +107,9 @@ class Value {
   std::string_view ErrorMessage() const { return AsString(); }
   std::string_view TypeName() const { return AsString(); }
 
+  // True when this Value shares ownership of its string/list/map storage; false when it is a
+  // scalar or borrows (then everything reachable from it outlives it, as the borrow contract says).
+  bool owns_storage() const { return holder_ != nullptr; }
   // The same value without ownership of its string/list/map storage (no refcounting to copy).
   Value Borrow() const {
     Value v;

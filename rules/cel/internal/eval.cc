@@ -223,8 +223,9 @@ class Evaluator {
     } else {
       return Value::StaticError("expression does not support iteration");
     }
-    // Elements of a constant range are borrowed: no shared refcounts touched across threads.
-    const bool borrow = nodes_[n.kids[0]].op == Op::kConst;
+    // Elements of a borrowed range (a constant, or an input of the Activation) are borrowed too:
+    // no shared refcounts touched per element.
+    const bool borrow = !range.owns_storage();
     auto element = [&](size_t k) -> Value {
       const Value& v = list != nullptr ? (*list)[k] : (*entries)[k].first;
       return borrow ? v.Borrow() : v;
