@@ -2,6 +2,8 @@
 // straight from event/profile structs with borrowed values (as the rule engine does).
 #include <benchmark/benchmark.h>
 
+#include <cstdio>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -108,6 +110,53 @@ void BM_Compile(benchmark::State& state) {
   }
 }
 
+// 100 rules over 10 event types (plus 10 rules without a type constraint), indexed by the event
+// type each requires (Program::RequiredStrings); one "track" event evaluates its 9 + 10 rules.
+void BM_HundredRulesIndexed(benchmark::State& state) {
+  Env env({"event", "profile"});
+  const char* shapes[] = {
+      "event.type == '%s' && event.properties.category == 'shoes'",
+      "event.type == '%s' && event.properties.price > 100.0",
+      "event.type in ['%s', 'x'] && profile.stats.page_views >= 3",
+      "event.type == '%s' && sigmoid(0.4 * double(profile.stats.page_views) - 2.0) > 0.5",
+      "event.type == '%s' && event.properties.products.exists(p, p.price > 100.0)",
+      "event.type == '%s' && event.properties.category in ['boots', 'shoes', 'sandals']",
+      "event.type == '%s' && event.event.startsWith('Product')",
+      "event.type == '%s' && (profile.stats.a < 3.5 ? 0.2 : 0.9) > 0.5",
+      "event.type == '%s' && event.properties.currency == 'EUR'",
+  };
+  const char* types[] = {"track", "page",  "identify", "screen", "group",
+                         "alias", "click", "view",     "buy",    "login"};
+  std::map<std::string, std::vector<Program>> by_type;
+  std::vector<Program> any;
+  for (const char* type : types) {
+    for (const char* shape : shapes) {
+      char expr[256];
+      std::snprintf(expr, sizeof(expr), shape, type);
+      Program p = *Compile(expr, env, nullptr);
+      std::vector<std::string> required =
+          p.RequiredStrings("event", std::vector<std::string>{"type"});
+      if (required.empty()) {
+        any.push_back(p);
+      } else {
+        for (const std::string& t : required) by_type[t].push_back(p);
+      }
+    }
+  }
+  for (int i = 0; i < 10; ++i) {
+    any.push_back(*Compile("profile.stats.page_views > " + std::to_string(i), env, nullptr));
+  }
+  BenchActivation act;
+  size_t evaluated = 0;
+  for (auto _ : state) {
+    const std::vector<Program>& typed = by_type["track"];
+    for (const Program& p : typed) benchmark::DoNotOptimize(p.Evaluate(act));
+    for (const Program& p : any) benchmark::DoNotOptimize(p.Evaluate(act));
+    evaluated = typed.size() + any.size();
+  }
+  state.counters["rules_evaluated"] = static_cast<double>(evaluated);
+}
+
 BENCHMARK(BM_EventType);
 BENCHMARK(BM_TypeAndProperty);
 BENCHMARK(BM_InList);
@@ -115,6 +164,7 @@ BENCHMARK(BM_SigmoidScore);
 BENCHMARK(BM_DecisionTreeDepth4);
 BENCHMARK(BM_ExistsOver5Products);
 BENCHMARK(BM_Compile);
+BENCHMARK(BM_HundredRulesIndexed);
 
 }  // namespace
 }  // namespace ecrm::cel

@@ -170,6 +170,13 @@ TEST(CelEval, Macros) {
   EXPECT_EQ(Show("[[1, 2], [3]].all(l, l.all(i, i > 0))"), "true");
   EXPECT_EQ(Show("[1, 2].exists(x, x == 2) && x == 'outer'", "\"outer\""), "true");  // shadowing
   EXPECT_EQ(Show("1.all(i, true)"), "error(expression does not support iteration)");
+  // Nested comprehensions multiply: 100^3 iterations exceed the per-evaluation budget.
+  std::string hundred = "[0";
+  for (int i = 1; i < 100; ++i) hundred += ",0";
+  hundred += "]";
+  EXPECT_EQ(Show("x.all(a, x.all(b, x.all(c, true)))", hundred),
+            "error(evaluation budget exceeded (too many comprehension iterations))");
+  EXPECT_EQ(Show("x.all(a, x.all(b, true))", hundred), "true");
   EXPECT_EQ(Show("event.properties.products.map(p, p.price).filter(v, v > 100.0)"), "[150.0]");
 }
 

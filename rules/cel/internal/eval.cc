@@ -2,6 +2,8 @@
 // small fixed frame on the stack; no node is mutated, so one Program serves many threads.
 #include <algorithm>
 #include <array>
+#include <cstddef>
+#include <new>
 
 #include "rules/cel/internal/builtins.h"
 #include "rules/cel/internal/program_data.h"
@@ -118,10 +120,24 @@ class Evaluator {
 
   // Two-argument calls (operators), with inline fast paths for same-kind comparisons.
   Value Binary(const Node& n) const {
-    Value a = Eval(n.kids[0]);
-    if (a.is_error()) return a;
-    Value b = Eval(n.kids[1]);
-    if (b.is_error()) return b;
+    // Constant operands are read in place (no recursion, no copy).
+    Value ta, tb;
+    const Node& na = nodes_[n.kids[0]];
+    const Value* pa = &na.view;
+    if (na.op != Op::kConst) {
+      ta = Eval(n.kids[0]);
+      if (ta.is_error()) return ta;
+      pa = &ta;
+    }
+    const Node& nb = nodes_[n.kids[1]];
+    const Value* pb = &nb.view;
+    if (nb.op != Op::kConst) {
+      tb = Eval(n.kids[1]);
+      if (tb.is_error()) return tb;
+      pb = &tb;
+    }
+    const Value& a = *pa;
+    const Value& b = *pb;
     const Fn fn = n.fn;
     if (a.kind() == b.kind() && fn >= Fn::kEq && fn <= Fn::kGe) {
       if (a.kind() == Kind::kString && (fn == Fn::kEq || fn == Fn::kNe)) {
@@ -147,7 +163,7 @@ class Evaluator {
       case Fn::kDiv:
         return Div(a, b);
       default: {
-        const Value args[2] = {std::move(a), std::move(b)};
+        const Value args[2] = {a, b};
         return CallFunction(fn, args, n.regex.get());
       }
     }
@@ -230,6 +246,10 @@ class Evaluator {
       const Value& v = list != nullptr ? (*list)[k] : (*entries)[k].first;
       return borrow ? v.Borrow() : v;
     };
+    if (count > kMaxIterations - iterations_) {
+      return Value::StaticError("evaluation budget exceeded (too many comprehension iterations)");
+    }
+    iterations_ += count;
     Value& slot = slots_[n.var];
     const int32_t body = n.kids[1];
     switch (n.comp) {
@@ -286,14 +306,20 @@ class Evaluator {
   const Node* nodes_;
   const Activation& act_;
   Value* slots_;
+  mutable size_t iterations_ = 0;  // comprehension iterations so far, bounded by kMaxIterations
 };
 
 }  // namespace
 
 Value Evaluate(const ProgramData& data, const Activation& activation) {
   if (data.num_slots == 0) return Evaluator(data, activation, nullptr).Eval(data.root);
-  std::array<Value, kMaxSlots> frame;
-  return Evaluator(data, activation, frame.data()).Eval(data.root);
+  // Only the slots the program uses are constructed.
+  alignas(Value) std::byte storage[kMaxSlots * sizeof(Value)];
+  auto* frame = reinterpret_cast<Value*>(storage);
+  for (int i = 0; i < data.num_slots; ++i) new (&frame[i]) Value();
+  Value result = Evaluator(data, activation, frame).Eval(data.root);
+  for (int i = 0; i < data.num_slots; ++i) frame[i].~Value();
+  return result;
 }
 
 }  // namespace ecrm::cel::internal
