@@ -129,6 +129,33 @@ static int64_t SaturatingNanos(int64_t sec, int32_t nanos) {
 int64_t Value::AsTimestampNanos() const { return SaturatingNanos(u_.t.sec, u_.t.nanos); }
 int64_t Value::AsDurationNanos() const { return SaturatingNanos(u_.t.sec, u_.t.nanos); }
 
+Value Value::Owned() const {
+  switch (kind_) {
+    case Kind::kString:
+      return String(std::string(AsString()));
+    case Kind::kBytes:
+      return Bytes(std::string(AsString()));
+    case Kind::kError:
+      return Error(AsString());
+    case Kind::kType:
+      return *this;  // type names are static
+    case Kind::kList: {
+      auto list = std::make_shared<std::vector<Value>>();
+      list->reserve(AsList().size());
+      for (const Value& v : AsList()) list->push_back(v.Owned());
+      return List(std::move(list));
+    }
+    case Kind::kMap: {
+      std::vector<MapValue::Entry> entries;
+      entries.reserve(AsMap().size());
+      for (const auto& [k, v] : AsMap().entries()) entries.emplace_back(k.Owned(), v.Owned());
+      return MapValue::Make(std::move(entries));
+    }
+    default:
+      return Borrow();  // scalars
+  }
+}
+
 // ---- MapValue ----
 
 static bool ValidKey(const Value& k) {

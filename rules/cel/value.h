@@ -117,6 +117,9 @@ class Value {
     v.u_ = u_;
     return v;
   }
+  // A deep copy that owns all of its storage (no borrows left), e.g. to keep a result after the
+  // Activation or Program it borrows from is gone. Allocates.
+  Value Owned() const;
   // CEL-like rendering: 1, 2u, 1.5, "s", b"\x00", [1, 2], {"a": 1}, timestamp("..."), error(...).
   std::string DebugString() const;
 

@@ -130,6 +130,16 @@ TEST(CelProgram, OutlivesItsEnvAndIsCopyable) {
   EXPECT_EQ(again.Evaluate(act).DebugString(), "\"track!\"");
 }
 
+TEST(CelProgram, OwnedResultsOutliveTheActivationAndProgram) {
+  Value kept;
+  {
+    StructActivation act;
+    Program p = MustCompile("[event.type, 'lit', {'k': event.properties.category}]");
+    kept = p.Evaluate(act).Owned();
+  }
+  EXPECT_EQ(kept.DebugString(), R"(["track", "lit", {"k": "shoes"}])");
+}
+
 TEST(CelProgram, TwoThreadsEvaluateOneProgram) {
   Program p = MustCompile(
       "event.properties.products.exists(p, p.price > 100.0) && "

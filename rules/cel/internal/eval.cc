@@ -11,6 +11,8 @@
 namespace ecrm::cel::internal {
 namespace {
 
+// Evaluator: one evaluation of one Program on the calling thread's stack. Borrows the nodes, the
+// Activation and the comprehension frame, which all outlive it.
 class Evaluator {
  public:
   Evaluator(const ProgramData& d, const Activation& act, Value* slots)
