@@ -79,7 +79,6 @@ class ValueActivation : public Activation {
   std::vector<Value> values_;
   std::vector<bool> bound_;
   Value now_;
-  bool has_now_ = false;
 };
 
 // A compile error with its 1-based line and column (in code points).
