@@ -228,6 +228,8 @@ cel::Value ProfileRuleTarget::Resolve(int var, Path path) const {
   return out;
 }
 
+cel::Value ProfileRuleTarget::Now() const { return Time(now_); }
+
 cel::Value ProfileRuleTarget::Has(int var, Path path) const {
   cel::Value out;
   switch (Lookup(var, path, &out)) {

@@ -35,6 +35,7 @@ class ProfileRuleTarget final : public RuleTarget {
 
   cel::Value Resolve(int var, std::span<const std::string> path) const override;
   cel::Value Has(int var, std::span<const std::string> path) const override;
+  cel::Value Now() const override;  // now(): the event's time, as the variable `now`
 
   bool AlreadyFired(const std::string& rule_id, OnceScope scope) const override;
   void MarkFired(const std::string& rule_id) override;

@@ -48,7 +48,9 @@ class Activation {
  public:
   virtual ~Activation() = default;
   // The value of variable `var` (Env index) after selecting `path` field by field. A missing field
-  // or key anywhere is an error Value ("no such key: <name>").
+  // or key anywhere is an error Value ("no such key: <name>"; StaticError avoids allocating).
+  // `path` points into the Program's immutable storage: the same span (data pointer and size)
+  // on every call for the lifetime of the Program, so implementations may memoize per pointer.
   virtual Value Resolve(int var, std::span<const std::string> path) const = 0;
   // For has(var.path...): whether the LAST element of path is present; an error Value if an
   // intermediate element is missing (CEL semantics of has()).
@@ -77,7 +79,6 @@ class ValueActivation : public Activation {
   std::vector<Value> values_;
   std::vector<bool> bound_;
   Value now_;
-  bool has_now_ = false;
 };
 
 // A compile error with its 1-based line and column (in code points).

@@ -42,40 +42,10 @@ std::string_view KindName(Kind kind) {
   return "unknown";
 }
 
-Value Value::Bool(bool b) {
-  Value v;
-  v.kind_ = Kind::kBool;
-  v.u_.b = b;
-  return v;
-}
-Value Value::Int(int64_t i) {
-  Value v;
-  v.kind_ = Kind::kInt;
-  v.u_.i = i;
-  return v;
-}
-Value Value::Uint(uint64_t u) {
-  Value v;
-  v.kind_ = Kind::kUint;
-  v.u_.u = u;
-  return v;
-}
-Value Value::Double(double d) {
-  Value v;
-  v.kind_ = Kind::kDouble;
-  v.u_.d = d;
-  return v;
-}
 Value Value::String(std::string s) {
   auto owned = std::make_shared<const std::string>(std::move(s));
   Value v = StringRef(*owned);
   v.holder_ = std::move(owned);
-  return v;
-}
-Value Value::StringRef(std::string_view s) {
-  Value v;
-  v.kind_ = Kind::kString;
-  v.u_.s = {s.data(), s.size()};
   return v;
 }
 Value Value::Bytes(std::string s) {
@@ -158,6 +128,33 @@ static int64_t SaturatingNanos(int64_t sec, int32_t nanos) {
 }
 int64_t Value::AsTimestampNanos() const { return SaturatingNanos(u_.t.sec, u_.t.nanos); }
 int64_t Value::AsDurationNanos() const { return SaturatingNanos(u_.t.sec, u_.t.nanos); }
+
+Value Value::Owned() const {
+  switch (kind_) {
+    case Kind::kString:
+      return String(std::string(AsString()));
+    case Kind::kBytes:
+      return Bytes(std::string(AsString()));
+    case Kind::kError:
+      return Error(AsString());
+    case Kind::kType:
+      return *this;  // type names are static
+    case Kind::kList: {
+      auto list = std::make_shared<std::vector<Value>>();
+      list->reserve(AsList().size());
+      for (const Value& v : AsList()) list->push_back(v.Owned());
+      return List(std::move(list));
+    }
+    case Kind::kMap: {
+      std::vector<MapValue::Entry> entries;
+      entries.reserve(AsMap().size());
+      for (const auto& [k, v] : AsMap().entries()) entries.emplace_back(k.Owned(), v.Owned());
+      return MapValue::Make(std::move(entries));
+    }
+    default:
+      return Borrow();  // scalars
+  }
+}
 
 // ---- MapValue ----
 

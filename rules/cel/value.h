@@ -39,13 +39,38 @@ class Value {
  public:
   Value() = default;  // null
   static Value Null() { return Value(); }
-  static Value Bool(bool b);
-  static Value Int(int64_t i);
-  static Value Uint(uint64_t u);
-  static Value Double(double d);
+  static Value Bool(bool b) {
+    Value v;
+    v.kind_ = Kind::kBool;
+    v.u_.b = b;
+    return v;
+  }
+  static Value Int(int64_t i) {
+    Value v;
+    v.kind_ = Kind::kInt;
+    v.u_.i = i;
+    return v;
+  }
+  static Value Uint(uint64_t u) {
+    Value v;
+    v.kind_ = Kind::kUint;
+    v.u_.u = u;
+    return v;
+  }
+  static Value Double(double d) {
+    Value v;
+    v.kind_ = Kind::kDouble;
+    v.u_.d = d;
+    return v;
+  }
   static Value String(std::string s);  // owned
   // Borrowed: the bytes must outlive every use of this Value (and of values derived from it).
-  static Value StringRef(std::string_view s);
+  static Value StringRef(std::string_view s) {
+    Value v;
+    v.kind_ = Kind::kString;
+    v.u_.s = {s.data(), s.size()};
+    return v;
+  }
   static Value Bytes(std::string s);
   static Value BytesRef(std::string_view s);
   static Value List(std::shared_ptr<const std::vector<Value>> list);
@@ -82,6 +107,9 @@ class Value {
   std::string_view ErrorMessage() const { return AsString(); }
   std::string_view TypeName() const { return AsString(); }
 
+  // True when this Value shares ownership of its string/list/map storage; false when it is a
+  // scalar or borrows (then everything reachable from it outlives it, as the borrow contract says).
+  bool owns_storage() const { return holder_ != nullptr; }
   // The same value without ownership of its string/list/map storage (no refcounting to copy).
   Value Borrow() const {
     Value v;
@@ -89,6 +117,9 @@ class Value {
     v.u_ = u_;
     return v;
   }
+  // A deep copy that owns all of its storage (no borrows left), e.g. to keep a result after the
+  // Activation or Program it borrows from is gone. Allocates.
+  Value Owned() const;
   // CEL-like rendering: 1, 2u, 1.5, "s", b"\x00", [1, 2], {"a": 1}, timestamp("..."), error(...).
   std::string DebugString() const;
 

@@ -207,7 +207,7 @@ describe('read API errors', () => {
   test('personalize for an unknown visitor → 200 with the empty default', srv_(async () => {
     const res = await srv.personalizeRes(`anonymous_id:${randomId('never-seen-')}`);
     assert.equal(res.status, 200, res.text);
-    assert.deepEqual(res.json, { known: false, segments: [], scores: {}, top_interests: [], recent_products: [] });
+    assert.deepEqual(res.json, { known: false, segments: [], scores: {}, offers: [], top_interests: [], recent_products: [] });
   }));
 
   test('personalize without a key → 401 unauthorized', srv_(async () => {

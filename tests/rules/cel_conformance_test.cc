@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -89,7 +90,10 @@ Value Decode(simdjson::dom::element v, bool* unsupported) {
     if (key == "bytesValue") return Value::Bytes(Base64Decode(e.get_string().value()));
     if (key == "boolValue") return Value::Bool(e.get_bool().value());
     if (key == "nullValue") return Value::Null();
-    if (key == "typeValue") return Value::Type(*new std::string(e.get_string().value()));
+    if (key == "typeValue") {
+      static std::set<std::string, std::less<>> names;  // type Values borrow their name
+      return Value::Type(*names.emplace(e.get_string().value()).first);
+    }
     if (key == "listValue") {
       auto list = std::make_shared<std::vector<Value>>();
       simdjson::dom::array values;

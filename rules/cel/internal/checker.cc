@@ -12,6 +12,8 @@ namespace {
 constexpr std::string_view kTypeNames[] = {"int",   "uint", "double", "bool",      "string",
                                            "bytes", "list", "map",    "null_type", "type"};
 
+// Checker: resolves the nodes of one ProgramData in place (borrowed, it must outlive the Checker)
+// against an Env; single use, single thread.
 class Checker {
  public:
   Checker(const Env& env, ProgramData* d, std::vector<std::pair<int32_t, std::string>>* errors)

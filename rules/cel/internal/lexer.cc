@@ -42,6 +42,8 @@ bool IsReserved(std::string_view w) {
   return false;
 }
 
+// Lexer: scans one source string (borrowed; it must outlive the Lexer) into tokens. Single use,
+// single thread.
 class Lexer {
  public:
   explicit Lexer(std::string_view src) : s_(src) {}

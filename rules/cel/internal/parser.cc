@@ -8,7 +8,8 @@
 namespace ecrm::cel::internal {
 namespace {
 
-// Thrown-free error propagation: every Parse* returns -1 after recording the first error.
+// Parser: owns the tokens and the nodes it builds for one source string; single use, single
+// thread. Errors are not thrown: every Parse* returns -1 after recording the first error.
 class Parser {
  public:
   explicit Parser(std::string_view src) : toks_(Lex(src)) {}

@@ -12,6 +12,9 @@ namespace ecrm::cel::internal {
 
 // Comprehension variables live in a fixed frame on the evaluator's stack.
 inline constexpr int kMaxSlots = 12;
+// Comprehension iterations allowed per evaluation (nested comprehensions multiply), so that no
+// expression can stall the hot path; beyond it the result is an error.
+inline constexpr size_t kMaxIterations = 100000;
 
 struct ProgramData {
   std::string source;
