@@ -256,7 +256,17 @@ ProfileRuleTarget::Found ProfileRuleTarget::Lookup(int var, Path path, cel::Valu
     *out = cel::Value::StaticError("select a field of 'event' or 'profile'");
     return Found::kError;
   }
-  return var == kVarEvent ? LookupEvent(path, out) : LookupProfile(path, out);
+  if (var == memo_var_ && path.data() == memo_path_ && path.size() == memo_size_) {
+    *out = memo_value_;
+    return memo_found_;
+  }
+  const Found found = var == kVarEvent ? LookupEvent(path, out) : LookupProfile(path, out);
+  memo_var_ = var;
+  memo_path_ = path.data();
+  memo_size_ = path.size();
+  memo_found_ = found;
+  memo_value_ = *out;
+  return found;
 }
 
 ProfileRuleTarget::Found ProfileRuleTarget::LookupEvent(Path path, cel::Value* out) const {
@@ -454,16 +464,22 @@ bool ProfileRuleTarget::AlreadyFired(const std::string& rule_id, OnceScope scope
 }
 
 void ProfileRuleTarget::MarkFired(const std::string& rule_id) {
+  Forget();
   profile_.rules_fired[rule_id] = profile_.session.id;
 }
 
 void ProfileRuleTarget::AddSegment(const std::string& name, int64_t ttl_ms) {
+  Forget();
   profile_.segments[name] = ttl_ms > 0 ? now_ + ttl_ms : 0;
 }
 
-void ProfileRuleTarget::RemoveSegment(const std::string& name) { profile_.segments.erase(name); }
+void ProfileRuleTarget::RemoveSegment(const std::string& name) {
+  Forget();
+  profile_.segments.erase(name);
+}
 
 void ProfileRuleTarget::Increment(const std::string& counter, double by, int64_t window_ms) {
+  Forget();
   if (window_ms <= 0) {
     profile_.windowed_counters.erase(counter);
     profile_.counters[counter] += by;
@@ -476,6 +492,7 @@ void ProfileRuleTarget::Increment(const std::string& counter, double by, int64_t
 }
 
 void ProfileRuleTarget::SetTrait(const std::string& name, const cel::Value& value) {
+  Forget();
   auto& trait = profile_.traits[name];
   if (trait.updated_at > now_) return;  // the last write by event time wins
   trait.json = CelValueToJson(value);
@@ -485,10 +502,12 @@ void ProfileRuleTarget::SetTrait(const std::string& name, const cel::Value& valu
 }
 
 void ProfileRuleTarget::SetScore(const std::string& name, double value) {
+  Forget();
   profile_.scores[name] = value;
 }
 
 void ProfileRuleTarget::AddOffer(const std::string& id, int64_t priority) {
+  Forget();
   profile_.offers[id] = priority;
 }
 

@@ -65,6 +65,14 @@ class ProfileRuleTarget final : public RuleTarget {
   mutable bool properties_parsed_ = false, event_traits_parsed_ = false,
                profile_traits_parsed_ = false;
   mutable std::string event_traits_json_, profile_traits_json_;
+  // The last lookup (`has(x) && x > 3` reads x twice); forgotten whenever an action changes the
+  // profile. Paths are identified by address: a Program passes the same span for the same path.
+  mutable int memo_var_ = -1;
+  mutable const std::string* memo_path_ = nullptr;
+  mutable size_t memo_size_ = 0;
+  mutable Found memo_found_ = Found::kError;
+  mutable cel::Value memo_value_;
+  void Forget() { memo_path_ = nullptr; }
 };
 
 // JSON rendering of a CEL value (timestamps as RFC 3339 strings, durations as "1.5s").
