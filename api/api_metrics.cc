@@ -5,9 +5,9 @@
 namespace ecrm {
 namespace {
 
-constexpr const char* kRouteNames[] = {"collect", "collect_batch", "settings",
-                                       "profile", "personalize",   "metrics",
-                                       "health",  "preflight",     "not_found", "rules"};
+constexpr const char* kRouteNames[] = {"collect",     "collect_batch", "settings", "profile",
+                                       "personalize", "metrics",       "health",   "preflight",
+                                       "not_found",   "rules"};
 constexpr const char* kStatusClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 
 }  // namespace

@@ -73,7 +73,8 @@ std::optional<std::string> ProfileFromJson(simdjson::dom::object o, Profile& p) 
       }
     } else if (key == "segments") {
       simdjson::dom::array list;
-      if (value.get_array().get(list) != simdjson::SUCCESS) return "profile.segments must be a list";
+      if (value.get_array().get(list) != simdjson::SUCCESS)
+        return "profile.segments must be a list";
       for (auto item : list) {
         std::string_view name;
         if (item.get_string().get(name) != simdjson::SUCCESS) {
@@ -83,12 +84,14 @@ std::optional<std::string> ProfileFromJson(simdjson::dom::object o, Profile& p) 
       }
     } else if (key == "stats") {
       simdjson::dom::object stats;
-      if (value.get_object().get(stats) != simdjson::SUCCESS) return "profile.stats must be an object";
+      if (value.get_object().get(stats) != simdjson::SUCCESS)
+        return "profile.stats must be an object";
       for (auto [k, v] : stats) {
         int64_t n = 0;
         double d = 0;
         if (k == "revenue") {
-          if (v.get_double().get(d) != simdjson::SUCCESS) return "profile.stats.revenue must be a number";
+          if (v.get_double().get(d) != simdjson::SUCCESS)
+            return "profile.stats.revenue must be a number";
           p.stats.revenue = d;
           continue;
         }

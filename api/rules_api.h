@@ -18,8 +18,8 @@ namespace ecrm {
 
 class RulesApi {
  public:
-  RulesApi(RuleRegistry& registry, RuleMetrics* metrics, ProfileEngine& engine,
-           const Clock& clock, const CollectorLimits& limits);
+  RulesApi(RuleRegistry& registry, RuleMetrics* metrics, ProfileEngine& engine, const Clock& clock,
+           const CollectorLimits& limits);
 
   // `path` starts with /v1/rules.
   HttpResponse Handle(const HttpRequest& req, std::string_view path);

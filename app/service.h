@@ -12,13 +12,13 @@
 #include "api/http_server.h"
 #include "app/config.h"
 #include "app/store_metrics.h"
-#include "rules/rule_metrics.h"
-#include "rules/rule_registry.h"
 #include "common/clock.h"
 #include "ingest/kafka_consumer.h"
 #include "ingest/kafka_producer.h"
 #include "profiler/engine.h"
 #include "prometheus/registry.h"
+#include "rules/rule_metrics.h"
+#include "rules/rule_registry.h"
 #include "store/kv_store.h"
 
 namespace ecrm {

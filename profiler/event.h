@@ -59,7 +59,7 @@ struct Event {
   TimeMs timestamp = 0;     // event time, clock-skew corrected
   TimeMs received_at = 0;   // server time of receipt
   std::vector<std::pair<std::string, std::string>> traits;  // key -> minified JSON value
-  std::string email;       // traits.email, trimmed and lower-cased
+  std::string email;                                        // traits.email, trimmed and lower-cased
   std::string properties;  // the properties object, minified JSON ("" if none), read by rules
   std::vector<ProductRef> products;  // the product of a product event, or properties.products
   double revenue = 0;                // Order Completed: properties.revenue, else total

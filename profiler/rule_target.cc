@@ -11,7 +11,9 @@ namespace {
 constexpr int64_t kNanosPerMs = 1000000;
 
 cel::Value NoSuchKey() { return cel::Value::StaticError("no such key"); }
-cel::Value NotAMap() { return cel::Value::StaticError("field selection on a value that is not a map"); }
+cel::Value NotAMap() {
+  return cel::Value::StaticError("field selection on a value that is not a map");
+}
 
 cel::Value Ref(const std::string& s) { return cel::Value::StringRef(s); }
 cel::Value Time(TimeMs t) { return cel::Value::Timestamp(t * kNanosPerMs); }
@@ -209,9 +211,10 @@ ProfileRuleTarget::ProfileRuleTarget(const Event& event, Profile& profile,
       scratch_(scratch),
       now_(event.timestamp) {}
 
-const simdjson::dom::element* ProfileRuleTarget::Parsed(
-    simdjson::dom::parser& parser, std::string_view json,
-    std::optional<simdjson::dom::element>* slot, bool* parsed) const {
+const simdjson::dom::element* ProfileRuleTarget::Parsed(simdjson::dom::parser& parser,
+                                                        std::string_view json,
+                                                        std::optional<simdjson::dom::element>* slot,
+                                                        bool* parsed) const {
   if (!*parsed) {
     *parsed = true;
     simdjson::dom::element root;
@@ -279,7 +282,8 @@ ProfileRuleTarget::Found ProfileRuleTarget::LookupEvent(Path path, cel::Value* o
       root = Parsed(scratch_.properties, event_.properties, &properties_, &properties_parsed_);
     } else {
       if (!event_traits_parsed_) AppendTraitsObject(event_.traits, &event_traits_json_);
-      root = Parsed(scratch_.event_traits, event_traits_json_, &event_traits_, &event_traits_parsed_);
+      root =
+          Parsed(scratch_.event_traits, event_traits_json_, &event_traits_, &event_traits_parsed_);
     }
     if (!root) {
       *out = NoSuchKey();
@@ -350,9 +354,11 @@ ProfileRuleTarget::Found ProfileRuleTarget::LookupProfile(Path path, cel::Value*
     }
     if (field == "stats") {
       const auto& st = p.stats;
-      const std::pair<std::string_view, int64_t> ints[] = {
-          {"events", st.events},     {"page_views", st.page_views}, {"screen_views", st.screen_views},
-          {"sessions", st.sessions}, {"orders", st.orders}};
+      const std::pair<std::string_view, int64_t> ints[] = {{"events", st.events},
+                                                           {"page_views", st.page_views},
+                                                           {"screen_views", st.screen_views},
+                                                           {"sessions", st.sessions},
+                                                           {"orders", st.orders}};
       for (const auto& [name, value] : ints) {
         if (key == name) {
           *out = cel::Value::Int(value);

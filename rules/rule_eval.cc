@@ -131,8 +131,9 @@ RuleRunStats ApplyRules(const RuleSet& set, std::string_view event_type,
       rule->stats->matches.fetch_add(1, std::memory_order_relaxed);
     }
     if (observer) {
-      observer->OnRule(*rule, matched, error.is_error() ? error.ErrorMessage() : std::string_view(),
-                       std::span<const cel::Value>(values.data(), matched ? rule->actions.size() : 0));
+      observer->OnRule(
+          *rule, matched, error.is_error() ? error.ErrorMessage() : std::string_view(),
+          std::span<const cel::Value>(values.data(), matched ? rule->actions.size() : 0));
     }
     if (matched) ApplyActions(*rule, values, target);
   }

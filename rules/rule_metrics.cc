@@ -4,10 +4,11 @@ namespace ecrm {
 
 RuleMetrics::RuleMetrics(prometheus::Registry& registry, const RuleRegistry& rules)
     : rules_(rules),
-      evaluations_(prometheus::BuildCounter()
-                       .Name("ecrm_rule_evaluations_total")
-                       .Help("Rule evaluations (rules skipped by the event-type index are not counted)")
-                       .Register(registry)),
+      evaluations_(
+          prometheus::BuildCounter()
+              .Name("ecrm_rule_evaluations_total")
+              .Help("Rule evaluations (rules skipped by the event-type index are not counted)")
+              .Register(registry)),
       matches_(prometheus::BuildCounter()
                    .Name("ecrm_rule_matches_total")
                    .Help("Rule evaluations whose condition held and whose actions were applied")

@@ -23,12 +23,13 @@ std::string Document(const std::string& rules_json) { return "{\"rules\":" + rul
 StatusOr<std::unique_ptr<RuleRegistry>> RuleRegistry::Open(KvStore& store) {
   auto registry = std::unique_ptr<RuleRegistry>(new RuleRegistry(store));
   registry->current_.store(RuleSet::Empty());
-  RETURN_IF_ERROR(store.Scan(Cf::kMeta, kVersionPrefix, [&](std::string_view key, std::string_view) {
-    registry->latest_ = std::max<uint64_t>(
-        registry->latest_, std::strtoull(std::string(key.substr(kVersionPrefix.size())).c_str(),
-                                         nullptr, 10));
-    return true;
-  }));
+  RETURN_IF_ERROR(
+      store.Scan(Cf::kMeta, kVersionPrefix, [&](std::string_view key, std::string_view) {
+        registry->latest_ = std::max<uint64_t>(
+            registry->latest_,
+            std::strtoull(std::string(key.substr(kVersionPrefix.size())).c_str(), nullptr, 10));
+        return true;
+      }));
   ASSIGN_OR_RETURN(auto active, store.Get(Cf::kMeta, kActiveKey));
   if (!active) return registry;
   const uint64_t version = std::strtoull(active->c_str(), nullptr, 10);
@@ -39,8 +40,8 @@ StatusOr<std::unique_ptr<RuleRegistry>> RuleRegistry::Open(KvStore& store) {
   std::vector<RuleError> errors;
   auto set = RuleSet::Compile(Document(*rules_json), version, &errors, &StatsFor, registry.get());
   if (!set.ok()) {
-    return absl::DataLossError("stored rule set v" + *active + " no longer compiles: " +
-                               (errors.empty() ? "" : errors[0].message));
+    return absl::DataLossError("stored rule set v" + *active +
+                               " no longer compiles: " + (errors.empty() ? "" : errors[0].message));
   }
   registry->current_.store(*std::move(set));
   return registry;
@@ -54,7 +55,7 @@ std::shared_ptr<RuleStats> RuleRegistry::StatsFor(void* self, const std::string&
 }
 
 StatusOr<std::shared_ptr<const RuleSet>> RuleRegistry::Validate(std::string_view json,
-                                                                 std::vector<RuleError>* errors) {
+                                                                std::vector<RuleError>* errors) {
   return RuleSet::Compile(json, 0, errors);
 }
 
@@ -62,8 +63,7 @@ StatusOr<uint64_t> RuleRegistry::Activate(std::string_view rules_document) {
   // mu_ is held by the caller.
   std::vector<RuleError> errors;
   const uint64_t version = latest_ + 1;
-  ASSIGN_OR_RETURN(auto set,
-                   RuleSet::Compile(rules_document, version, &errors, &StatsFor, this));
+  ASSIGN_OR_RETURN(auto set, RuleSet::Compile(rules_document, version, &errors, &StatsFor, this));
   WriteBatch batch = store_.NewBatch();
   batch.Put(Cf::kMeta, VersionKey(version), set->rules_json());
   batch.Put(Cf::kMeta, kActiveKey, std::to_string(version));

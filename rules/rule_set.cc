@@ -124,8 +124,8 @@ class RuleSetParser {
     const std::string path = field + "." + std::string(kind);
     RuleAction a;
     if (kind == "add_segment" || kind == "remove_segment") {
-      a.kind = kind == "add_segment" ? RuleAction::Kind::kAddSegment
-                                     : RuleAction::Kind::kRemoveSegment;
+      a.kind =
+          kind == "add_segment" ? RuleAction::Kind::kAddSegment : RuleAction::Kind::kRemoveSegment;
       if (body.is_string()) {
         auto name = Name(rule, path, body);
         if (!name) return std::nullopt;
@@ -302,8 +302,8 @@ StatusOr<std::shared_ptr<const RuleSet>> RuleSet::Compile(std::string_view json,
   simdjson::padded_string padded(json);
   simdjson::dom::element doc;
   if (auto error = json_parser.parse(padded).get(doc); error) {
-    parser.Error("", "", std::string("the rule set is not valid JSON: ") +
-                             simdjson::error_message(error));
+    parser.Error("", "",
+                 std::string("the rule set is not valid JSON: ") + simdjson::error_message(error));
     return absl::InvalidArgumentError("invalid rule set");
   }
   simdjson::dom::array rules;

@@ -6,8 +6,8 @@
 
 #include <array>
 #include <atomic>
-#include <map>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,8 +74,8 @@ struct RuleError {
 };
 
 // The event types rules are indexed by (Segment's), in a fixed order.
-inline constexpr std::array<std::string_view, 6> kRuleEventTypes = {
-    "identify", "track", "page", "screen", "group", "alias"};
+inline constexpr std::array<std::string_view, 6> kRuleEventTypes = {"identify", "track", "page",
+                                                                    "screen",   "group", "alias"};
 
 class RuleSet {
  public:

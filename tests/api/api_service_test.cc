@@ -113,8 +113,9 @@ TEST_F(ApiTest, CollectsThenServesProfileAndPersonalization) {
 TEST_F(ApiTest, UnknownVisitorPersonalizesToDefaultButProfileIs404) {
   auto p = Get("/v1/personalize/anonymous_id:nobody", "rk");
   EXPECT_EQ(p.status, 200);
-  EXPECT_EQ(p.body,
-            R"({"known":false,"segments":[],"scores":{},"offers":[],"top_interests":[],"recent_products":[]})");
+  EXPECT_EQ(
+      p.body,
+      R"({"known":false,"segments":[],"scores":{},"offers":[],"top_interests":[],"recent_products":[]})");
   ExpectError(Get("/v1/profiles/anonymous_id:nobody"), 404, "not_found");
 }
 

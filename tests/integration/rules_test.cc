@@ -76,8 +76,8 @@ TEST_P(RuleScenario, GivesTheExpectedProfiles) {
   testing::TempDir dir;
   Service service(TestConfig(dir.path()));
   ASSERT_TRUE(service.Start().ok());
-  auto pushed = HttpCall(service.port(), "PUT", "/v1/rules", simdjson::minify(scenario["rules"]),
-                         kAdmin);
+  auto pushed =
+      HttpCall(service.port(), "PUT", "/v1/rules", simdjson::minify(scenario["rules"]), kAdmin);
   ASSERT_EQ(pushed.status, 200) << pushed.body;
   // One event per request, in order: a rule's effect depends on the order of events.
   for (auto event : scenario["events"].get_array()) {
@@ -141,13 +141,14 @@ TEST(Rules, VersionsSurviveARestartAndRollBack) {
   EXPECT_EQ(rolled.body, R"({"version":3})");
   active = HttpCall(service.port(), "GET", "/v1/rules", "", kAdmin).body;
   EXPECT_NE(active.find(R"("id":"a")"), std::string::npos) << active;
-  EXPECT_EQ(HttpCall(service.port(), "POST", "/v1/rules/rollback", R"({"version":9})", kAdmin).status,
-            404);
+  EXPECT_EQ(
+      HttpCall(service.port(), "POST", "/v1/rules/rollback", R"({"version":9})", kAdmin).status,
+      404);
   // The active set is applied to new events.
-  ASSERT_EQ(HttpCall(service.port(), "POST", "/v1/track", R"({"anonymousId":"x","event":"E"})",
-                     kCollect)
-                .status,
-            200);
+  ASSERT_EQ(
+      HttpCall(service.port(), "POST", "/v1/track", R"({"anonymousId":"x","event":"E"})", kCollect)
+          .status,
+      200);
   auto profile = HttpCall(service.port(), "GET", "/v1/profiles/anonymous_id:x", "", kAdmin).body;
   EXPECT_NE(profile.find(R"("segments":["a"])"), std::string::npos) << profile;
 }
@@ -168,8 +169,7 @@ TEST(Rules, AnInvalidSetIsRejectedWholeWithDetailsAndTheActiveOneStays) {
   EXPECT_NE(r.body.find(R"({"rule":"broken","field":"when","line":2,"column":)"), std::string::npos)
       << r.body;
   EXPECT_NE(r.body.find(R"("rule":"bad-action","field":"then[0]")"), std::string::npos) << r.body;
-  EXPECT_NE(r.body.find(R"("rule":"bad-ttl","field":"then[0].add_segment.ttl")"),
-            std::string::npos)
+  EXPECT_NE(r.body.find(R"("rule":"bad-ttl","field":"then[0].add_segment.ttl")"), std::string::npos)
       << r.body;
   EXPECT_EQ(HttpCall(service.port(), "PUT", "/v1/rules", "{not json", kAdmin).status, 400);
   auto active = HttpCall(service.port(), "GET", "/v1/rules", "", kAdmin).body;

@@ -67,19 +67,25 @@ TEST(ProfileCodec, RoundTripsEveryField) {
 TEST(ProfileCodec, ReadsVersionOneValues) {
   std::string v1;
   v1.push_back(1);
-  v1 += std::string("\x03" "abc", 4);  // id
-  v1 += std::string(2, '\0');        // identities, traits
-  v1 += std::string(8, '\0');        // stats: events..orders (5 signed), revenue is a double
+  v1 += std::string(
+      "\x03"
+      "abc",
+      4);                      // id
+  v1 += std::string(2, '\0');  // identities, traits
+  v1 += std::string(8, '\0');  // stats: events..orders (5 signed), revenue is a double
   v1.resize(v1.size() - 3);
-  v1 += std::string(8, '\0');        // revenue (fixed 8 bytes)
-  v1 += std::string(2, '\0');        // first_seen, last_seen
-  v1 += std::string(4, '\0');        // session id, started_at, last_event_at, events
-  v1 += std::string(2, '\0');        // interests, recent products
-  v1 += std::string(14, '\0');       // two touches: 6 strings + time each
-  v1 += std::string(4, '\0');        // device
-  v1 += std::string(1, '\0');        // counters
-  v1 += std::string("\x01\x04" "shoe", 6);  // segments: ["shoe"]
-  v1 += std::string(1, '\0');             // scores
+  v1 += std::string(8, '\0');   // revenue (fixed 8 bytes)
+  v1 += std::string(2, '\0');   // first_seen, last_seen
+  v1 += std::string(4, '\0');   // session id, started_at, last_event_at, events
+  v1 += std::string(2, '\0');   // interests, recent products
+  v1 += std::string(14, '\0');  // two touches: 6 strings + time each
+  v1 += std::string(4, '\0');   // device
+  v1 += std::string(1, '\0');   // counters
+  v1 += std::string(
+      "\x01\x04"
+      "shoe",
+      6);                      // segments: ["shoe"]
+  v1 += std::string(1, '\0');  // scores
   auto decoded = DecodeProfile(v1);
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(decoded->id, "abc");
@@ -97,7 +103,7 @@ TEST(WindowedCounter, CountsOnlyWithinTheWindow) {
   EXPECT_EQ(c.Sum(hour * 6), 3);
   EXPECT_EQ(c.Sum(day + hour / 2), 3);  // the window still overlaps the first bucket [0, 1h)
   EXPECT_EQ(c.Sum(day + hour), 2);      // ... and now it does not
-  c.Add(day * 2, 1);                     // drops everything older than a day before it
+  c.Add(day * 2, 1);                    // drops everything older than a day before it
   EXPECT_EQ(c.buckets.size(), 1u);
   EXPECT_EQ(c.Sum(day * 2), 1);
   c.Add(day * 2 - hour * 3, 4);  // a late event inside the window lands in its own bucket
