@@ -40,5 +40,13 @@ if [ -n "${PERF_OUT:-}" ]; then
   perf_pid=$pid
   for _ in $(seq 50); do pid="$(pgrep -P "$perf_pid" || true)"; [ -n "$pid" ] && break; sleep 0.1; done
 fi
+thread_cpu() {  # "name seconds" per thread of ecrm, from /proc
+  for t in /proc/"$pid"/task/*; do
+    awk -v tck="$(getconf CLK_TCK)" '{ n = $2; sub(/^.*\) /, ""); split($0, f, " ");
+      print n, (f[12] + f[13]) / tck }' "$t/stat" 2>/dev/null
+  done | sort | awk '{ cpu[$1] += $2 } END { for (n in cpu) printf "%s %.2f\n", n, cpu[n] }'
+}
 "$root/build/ecrm-load" watch --target "127.0.0.1:$port" --events "$events" --seconds 300 --server-pid "$pid"
+echo "CPU seconds per thread (the whole run):"
+thread_cpu | sort -k2 -rn | head -8 | sed 's/^/  /'
 if [ -n "${perf_pid:-}" ]; then kill -INT "$pid"; wait "$perf_pid" || true; pid=""; fi
