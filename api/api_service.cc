@@ -332,6 +332,9 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
 
 HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view identifier,
                                        bool personalize) {
+  constexpr std::string_view kIdentities = "/identities";
+  const bool identities = !personalize && identifier.ends_with(kIdentities);
+  if (identities) identifier.remove_suffix(kIdentities.size());
   const std::string_view token = BearerToken(req);
   const bool admin = !token.empty() && token == options_.admin_token;
   const bool reader = admin || (personalize && read_keys_.contains(std::string(token)));
@@ -369,6 +372,10 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
     return res;
   }
   if (!found->has_value()) return Error(404, "not_found", "no profile for that identifier");
+  if (identities) {
+    RenderIdentitiesJson(**found, &res.body);
+    return res;
+  }
   RenderProfileJson(**found, engine_.updater(), clock_.NowMs(), &res.body);
   return res;
 }

@@ -122,6 +122,15 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   add("--role", "role", "ECRM_ROLE", c.role,
       "all | collector (HTTP -> Kafka) | processor (Kafka -> profiles); Kafka mode only")
       ->capture_default_str();
+  add("--blocked-identifier", "blocked_identifiers", "ECRM_BLOCKED_IDENTIFIERS",
+      c.blocked_identifiers,
+      "Identifier value treated as absent, e.g. a placeholder such as 'undefined' (repeatable; "
+      "env: comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
+  add("--max-user-ids", "max_user_ids", "ECRM_MAX_USER_IDS", c.max_user_ids,
+      "Merge protection: the most distinct user ids one profile may hold")
+      ->capture_default_str();
   add("--rate-limit", "rate_limit", "ECRM_RATE_LIMIT", c.rate_limit,
       "Events per second per write key, burst of one second (0 = unlimited)")
       ->capture_default_str();
@@ -204,6 +213,7 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
     return absl::InvalidArgumentError("max_queue_depth: must be positive");
   }
   if (c.rate_limit < 0) return absl::InvalidArgumentError("rate_limit: must not be negative");
+  if (c.max_user_ids < 1) return absl::InvalidArgumentError("max_user_ids: must be at least 1");
   if (c.cache_profiles == 0) return absl::InvalidArgumentError("cache_profiles: must be positive");
   for (const auto& k : c.write_keys) {
     if (k.empty() || k.find(':') != std::string::npos) {

@@ -36,7 +36,10 @@ struct Config {
   std::string kafka_dlq_topic = "ecrm.events.dlq";  // --kafka-dlq-topic: dead letters
   std::string role = "all";             // --role: all | collector | processor (Kafka mode)
   size_t kafka_max_in_flight = 200000;  // --kafka-max-in-flight: consumed, not durable; then pause
-  int64_t rate_limit = 200000;          // --rate-limit: events/s per write key (0 = off), then 429
+  // Identifier values treated as absent (besides empty ones), compared trimmed and case-blind.
+  std::vector<std::string> blocked_identifiers = {"null", "undefined"};
+  int max_user_ids = 1;         // merge protection: distinct user ids one profile may hold
+  int64_t rate_limit = 200000;  // --rate-limit: events/s per write key (0 = off), then 429
 };
 
 // Parses argv (after the `serve` word) plus environment plus the config file. On --help, prints

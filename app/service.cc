@@ -64,6 +64,7 @@ Status Service::Start() {
   engine_options.max_queue_depth = config_.max_queue_depth;
   engine_options.shard.cache_capacity = config_.cache_profiles;
   engine_options.shard.rules = rules_.get();
+  engine_options.shard.max_user_ids = config_.max_user_ids;
   ASSIGN_OR_RETURN(engine_, ProfileEngine::Create(*store_, *registry_, engine_options));
   engine_->Start();
   if (kafka && config_.role != "collector") {
@@ -72,10 +73,11 @@ Status Service::Start() {
     if (absl::IsNotFound(dlq.status())) {
       return absl::InvalidArgumentError("kafka_dlq_topic: " + std::string(dlq.status().message()));
     }
-    ASSIGN_OR_RETURN(consumer_, KafkaConsumer::Create(kafka_options, *engine_, *registry_, *clock_,
-                                                      CollectorLimits{config_.max_request_bytes,
-                                                                      config_.max_event_bytes,
-                                                                      config_.max_batch_events}));
+    CollectorLimits limits{config_.max_request_bytes, config_.max_event_bytes,
+                           config_.max_batch_events};
+    limits.event.blocked_identifiers = config_.blocked_identifiers;
+    ASSIGN_OR_RETURN(consumer_,
+                     KafkaConsumer::Create(kafka_options, *engine_, *registry_, *clock_, limits));
     consumer_->Start();
   }
   if (kafka && config_.role != "processor") {
@@ -89,6 +91,7 @@ Status Service::Start() {
   api_options.limits.max_request_bytes = config_.max_request_bytes;
   api_options.limits.max_event_bytes = config_.max_event_bytes;
   api_options.limits.max_batch_events = config_.max_batch_events;
+  api_options.limits.event.blocked_identifiers = config_.blocked_identifiers;
   api_options.rate_limit_events = config_.rate_limit;
   api_options.before_scrape = [this] {
     store_metrics_->Refresh();

@@ -160,19 +160,33 @@ void ReadProperties(object props, Event& event) {
   }
 }
 
-void ReadTraits(object traits, Event& event) {
+void ReadTraits(object traits, const EventLimits& limits, Event& event) {
   for (auto field : traits) {
     event.traits.emplace_back(std::string(field.key), simdjson::minify(field.value));
     if (field.key == "email") {
       std::string_view email;
       if (field.value.get_string().get(email) == simdjson::SUCCESS) {
-        event.email = NormalizeEmail(email);
+        event.email = limits.IsBlocked(email) ? std::string() : NormalizeEmail(email);
       }
     }
   }
 }
 
 }  // namespace
+
+bool EventLimits::IsBlocked(std::string_view value) const {
+  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.front()))) {
+    value.remove_prefix(1);
+  }
+  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back()))) {
+    value.remove_suffix(1);
+  }
+  if (value.empty()) return true;
+  for (const auto& blocked : blocked_identifiers) {
+    if (EqualsIgnoreCase(value, blocked)) return true;
+  }
+  return false;
+}
 
 std::optional<EventType> ParseEventType(std::string_view name) {
   if (name == "identify") return EventType::kIdentify;
@@ -216,6 +230,9 @@ bool BuildEvent(element item, const EventContext& ctx, const EventLimits& limits
       !OptionalString(obj, "previousId", previous_id, r) ||
       !OptionalString(obj, "groupId", group_id, r)) {
     return false;
+  }
+  for (auto* id : {&user_id, &anonymous_id, &previous_id}) {
+    if (limits.IsBlocked(*id)) *id = {};
   }
   if (message_id.size() > limits.max_message_id) {
     return Reject(r, "invalid_message_id",
@@ -277,9 +294,9 @@ bool BuildEvent(element item, const EventContext& ctx, const EventLimits& limits
     object context_traits;
     if (auto e = ContextField(context, ctx, "traits");
         e && e->get_object().get(context_traits) == simdjson::SUCCESS) {
-      ReadTraits(context_traits, event);
+      ReadTraits(context_traits, limits, event);
     }
-    if (traits) ReadTraits(*traits, event);
+    if (traits) ReadTraits(*traits, limits, event);
     // Later duplicates of a key win; keep the last one only.
     std::reverse(event.traits.begin(), event.traits.end());
     std::vector<std::pair<std::string, std::string>> unique;

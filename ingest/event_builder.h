@@ -4,7 +4,9 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/clock.h"
 #include "ingest/rejection.h"
@@ -26,6 +28,10 @@ struct EventContext {
 struct EventLimits {
   size_t max_message_id = 100;
   size_t max_identifier = 1024;
+  // Identifier values (userId, anonymousId, previousId, email) treated as absent; compared
+  // trimmed and case-insensitively. Empty values are always absent.
+  std::vector<std::string> blocked_identifiers = {"null", "undefined"};
+  bool IsBlocked(std::string_view value) const;
 };
 
 // Builds `event` from `item`; on failure fills `rejection` (without the index) and returns false.

@@ -179,6 +179,12 @@ StatusOr<std::optional<int64_t>> ProfileEngine::SourceOffset(uint32_t partition)
 
 StatusOr<std::optional<Profile>> ProfileEngine::LookupById(std::string_view profile_id) const {
   ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kProfiles, profile_id));
+  // A merged-away profile is an alias of its survivor (a chain after repeated merges).
+  for (int hops = 0; stored && hops < 16; hops++) {
+    auto survivor = DecodeAlias(*stored);
+    if (!survivor) break;
+    ASSIGN_OR_RETURN(stored, store_.Get(Cf::kProfiles, *survivor));
+  }
   if (!stored) return std::optional<Profile>();
   ASSIGN_OR_RETURN(Profile profile, DecodeProfile(*stored));
   return std::optional<Profile>(std::move(profile));

@@ -63,6 +63,16 @@ struct WindowedCounter {
   void Add(TimeMs at, double by);
 };
 
+// One entry of a profile's merge history: a merge done or refused (merge protection).
+struct MergeRecord {
+  TimeMs at = 0;           // event time of the event that linked the two profiles
+  bool merged = false;     // false: refused
+  std::string other;       // the other profile's id (the absorbed one, or the one refused)
+  std::string identifier;  // "type:value" that linked them
+  std::string message_id;  // of the linking event, if it had one
+  std::string reason;      // why a merge was refused
+};
+
 struct Profile {
   std::string id;
   // type ("anonymous_id", "user_id", "email") -> values in the order they were attached.
@@ -83,6 +93,10 @@ struct Profile {
   std::map<std::string, int64_t> offers;
   std::map<std::string, WindowedCounter> windowed_counters;
   std::map<std::string, std::string> rules_fired;
+  // Identity resolution: ids of profiles merged into this one (kept as aliases) and the history.
+  std::vector<std::string> merged_ids;
+  std::vector<MergeRecord> history;  // oldest first, at most kMaxHistory
+  static constexpr size_t kMaxHistory = 50;
 
   // Segment membership at `now` (expired segments are kept until the next write drops them).
   bool InSegment(const std::string& name, TimeMs now) const;

@@ -197,12 +197,34 @@ void EncodeProfile(const Profile& p, std::string* out) {
     w.Str(rule);
     w.Str(session);
   }
+  w.Varint(p.merged_ids.size());
+  for (const auto& id : p.merged_ids) w.Str(id);
+  w.Varint(p.history.size());
+  for (const auto& h : p.history) {
+    w.Signed(h.at);
+    w.Varint(h.merged ? 1 : 0);
+    w.Str(h.other);
+    w.Str(h.identifier);
+    w.Str(h.message_id);
+    w.Str(h.reason);
+  }
+}
+
+std::string EncodeAlias(std::string_view survivor_id) {
+  std::string out(1, static_cast<char>(kAliasMarker));
+  out.append(survivor_id);
+  return out;
+}
+
+std::optional<std::string> DecodeAlias(std::string_view value) {
+  if (value.size() < 2 || static_cast<uint8_t>(value[0]) != kAliasMarker) return std::nullopt;
+  return std::string(value.substr(1));
 }
 
 StatusOr<Profile> DecodeProfile(std::string_view data) {
   if (data.empty()) return absl::DataLossError("profile: empty value");
   const auto version = static_cast<uint8_t>(data[0]);
-  if (version != 1 && version != kProfileFormatVersion) {
+  if (version < 1 || version > kProfileFormatVersion) {
     return absl::DataLossError("profile: unknown format version " +
                                std::to_string(static_cast<uint8_t>(data[0])));
   }
@@ -286,6 +308,19 @@ StatusOr<Profile> DecodeProfile(std::string_view data) {
     for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
       std::string rule = r.Str();
       p.rules_fired[rule] = r.Str();
+    }
+  }
+  if (version >= 3) {
+    for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) p.merged_ids.push_back(r.Str());
+    for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
+      MergeRecord h;
+      h.at = r.Signed();
+      h.merged = r.Varint() != 0;
+      h.other = r.Str();
+      h.identifier = r.Str();
+      h.message_id = r.Str();
+      h.reason = r.Str();
+      p.history.push_back(std::move(h));
     }
   }
   if (!r.ok()) return absl::DataLossError("profile: truncated or corrupt value");

@@ -3,6 +3,7 @@
 // doubles. Compact and ~10x cheaper than JSON text. Pure functions, thread-safe.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -13,7 +14,14 @@ namespace ecrm {
 
 // 2: segments with expiry, offers, windowed counters, `once` rule state. Version 1 values (no
 // rule state, segments as a plain list) are still read.
-inline constexpr uint8_t kProfileFormatVersion = 2;
+// 3: merged ids and merge history. Versions 1 and 2 are still read.
+inline constexpr uint8_t kProfileFormatVersion = 3;
+
+// A profile merged into another is replaced by an alias record: this byte, then the survivor's id.
+inline constexpr uint8_t kAliasMarker = 0xA1;
+std::string EncodeAlias(std::string_view survivor_id);
+// The survivor's id if `value` is an alias record.
+std::optional<std::string> DecodeAlias(std::string_view value);
 
 void EncodeProfile(const Profile& profile, std::string* out);
 // Fails with DataLoss on a truncated or corrupt value, or an unknown version.

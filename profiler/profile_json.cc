@@ -148,6 +148,33 @@ void RenderProfileJson(const Profile& p, const ProfileUpdater& updater, TimeMs n
   w.EndObject();
 }
 
+void RenderIdentitiesJson(const Profile& p, std::string* out) {
+  JsonWriter w(out);
+  w.BeginObject().Key("profile_id").String(p.id);
+  w.Key("identities").BeginObject();
+  for (const auto& [type, values] : p.identities) {
+    w.Key(type).BeginArray();
+    for (const auto& v : values) w.String(v);
+    w.EndArray();
+  }
+  w.EndObject();
+  w.Key("merged_ids").BeginArray();
+  for (const auto& id : p.merged_ids) w.String(id);
+  w.EndArray();
+  w.Key("history").BeginArray();
+  for (const auto& h : p.history) {
+    w.BeginObject();
+    Time(w, "at", h.at);
+    w.Key("action").String(h.merged ? "merged" : "refused");
+    if (!h.other.empty()) w.Key("other_profile").String(h.other);
+    w.Key("identifier").String(h.identifier);
+    if (!h.message_id.empty()) w.Key("message_id").String(h.message_id);
+    if (!h.reason.empty()) w.Key("reason").String(h.reason);
+    w.EndObject();
+  }
+  w.EndArray().EndObject();
+}
+
 void RenderPersonalizeJson(const Profile* p, const ProfileUpdater& updater,
                            const PersonalizeOptions& options, std::string* out) {
   JsonWriter w(out);

@@ -13,6 +13,10 @@ namespace ecrm {
 void RenderProfileJson(const Profile& profile, const ProfileUpdater& updater, TimeMs now,
                        std::string* out);
 
+// The identity graph around a profile: its identifiers, the ids merged into it (aliases) and the
+// merge history (GET /v1/profiles/{id}/identities).
+void RenderIdentitiesJson(const Profile& profile, std::string* out);
+
 struct PersonalizeOptions {
   size_t top_interests = 5;
   size_t recent_products = 10;

@@ -50,7 +50,11 @@ ProfilerMetrics::ProfilerMetrics(prometheus::Registry& registry, int shards) {
       counter("ecrm_identities_attached_total", "Identifiers attached to an existing profile");
   identity_conflicts_ =
       counter("ecrm_identity_conflicts_total",
-              "Identifiers already owned by another profile (left for the merge step; not merged)");
+              "Identifiers found owned by another profile (each starts a merge check)");
+  merges_ =
+      counter("ecrm_profile_merges_total", "Profiles merged into another (identity resolution)");
+  merges_refused_ = counter("ecrm_profile_merges_refused_total",
+                            "Merges refused by merge protection (e.g. two different user ids)");
   corrupt_profiles_ =
       counter("ecrm_profiles_corrupt_total", "Stored profile values that failed to decode");
 }

@@ -32,6 +32,8 @@ class ProfilerMetrics {
   prometheus::Counter& profiles_created() { return *profiles_created_; }
   prometheus::Counter& identities_attached() { return *identities_attached_; }
   prometheus::Counter& identity_conflicts() { return *identity_conflicts_; }
+  prometheus::Counter& merges() { return *merges_; }
+  prometheus::Counter& merges_refused() { return *merges_refused_; }
   prometheus::Counter& corrupt_profiles() { return *corrupt_profiles_; }
 
  private:
@@ -42,6 +44,8 @@ class ProfilerMetrics {
   prometheus::Counter* profiles_created_;
   prometheus::Counter* identities_attached_;
   prometheus::Counter* identity_conflicts_;
+  prometheus::Counter* merges_;
+  prometheus::Counter* merges_refused_;
   prometheus::Counter* corrupt_profiles_;
 };
 

@@ -5,6 +5,7 @@
 #include "common/logging.h"
 #include "common/murmur2.h"
 #include "profiler/profile_codec.h"
+#include "profiler/profile_merge.h"
 #include "rules/rule_eval.h"
 #include "store/keys.h"
 
@@ -105,7 +106,19 @@ void Shard::ProcessBatch(std::vector<ShardTask>& tasks) {
           ApplyToProfile(task.profile_id, task.event, task.ack);
           break;
         case ShardTask::Kind::kClaimIdentity:
-          ClaimIdentity(task.partition, task.id_type, task.id_value, task.profile_id, task.ack);
+          ClaimIdentity(task);
+          break;
+        case ShardTask::Kind::kMergeCheck:
+          MergeCheck(task);
+          break;
+        case ShardTask::Kind::kMergeSend:
+          MergeSend(task);
+          break;
+        case ShardTask::Kind::kMergeAbsorb:
+          MergeAbsorb(task);
+          break;
+        case ShardTask::Kind::kRepointIdentity:
+          RepointIdentity(task);
           break;
         case ShardTask::Kind::kAttachIdentity:
           AttachIdentity(task.profile_id, task.id_type, task.id_value);
@@ -152,6 +165,7 @@ void Shard::ProcessBatch(std::vector<ShardTask>& tasks) {
     // Nothing of this batch is durable: forget what it changed in memory so the next read reloads.
     for (const auto& id : dirty_) cache_.Erase(id);
     identity_cache_.clear();
+    aliases_.clear();
     dedup_current_.clear();
     dedup_previous_.clear();
     for (auto& out : outgoing_) out.task.ack->Done(status);
@@ -172,7 +186,11 @@ void Shard::HandleEvent(ShardTask& task) {
   if (!resolved.ok()) return Fail(resolved.status());
   std::string profile_id = *std::move(resolved);
   if (profile_id.empty()) {
-    profile_id = MakeProfileId(task.partition, rng_());
+    // Ids sort by creation (event time, then a counter), so a merge can pick the older profile
+    // from the ids alone.
+    const auto created =
+        static_cast<uint64_t>(std::clamp<TimeMs>(event.timestamp, 0, (1LL << 48) - 1));
+    profile_id = MakeProfileId(task.partition, (created << 16) | (profiles_created_++ & 0xffff));
     batch_.Put(Cf::kIdentities, identity_key, profile_id);
     identity_cache_[identity_key] = profile_id;
     Profile fresh;
@@ -203,6 +221,40 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
                            const std::shared_ptr<AckGroup>& ack) {
   const auto partition = PartitionOfProfileId(profile_id);
   ECRM_CHECK(partition.has_value() && Owns(*partition));
+  std::string alias_to;
+  auto loaded = LoadProfile(profile_id, &alias_to);
+  if (!loaded.ok()) return Fail(loaded.status());
+  if (!alias_to.empty()) {  // merged into another profile: the event belongs there
+    ShardTask forward;
+    forward.kind = ShardTask::Kind::kForwardedEvent;
+    forward.profile_id = alias_to;
+    forward.event = std::move(event);
+    forward.ack = ack;
+    SendTo(*PartitionOfProfileId(alias_to), std::move(forward));
+    metrics_.events_forwarded().Increment();
+    return;
+  }
+  Profile* profile = *loaded;
+  // Merge protection: an anonymous id that identifies as a second, different user goes on to that
+  // user's profile instead of merging the two users.
+  const auto user_ids = profile->identities.find("user_id");
+  if (!event.user_id.empty() && user_ids != profile->identities.end() &&
+      !user_ids->second.empty() && !profile->HasIdentity("user_id", event.user_id) &&
+      static_cast<int>(user_ids->second.size()) >= options_.max_user_ids) {
+    AddHistory(*profile, {event.timestamp, false, "", "user_id:" + event.user_id, event.message_id,
+                          "a second user_id on this device: event sent to "
+                          "that user's profile instead of merging"});
+    dirty_.insert(profile_id);
+    metrics_.merges_refused().Increment();
+    ShardTask redirect;
+    redirect.kind = ShardTask::Kind::kEvent;
+    redirect.event = std::move(event);
+    redirect.event.anonymous_id.clear();  // routed by the user id from here on
+    redirect.partition = PartitionForKey(redirect.event.user_id, router_.partition_count());
+    redirect.ack = ack;
+    SendTo(redirect.partition, std::move(redirect));
+    return;
+  }
   if (!event.message_id.empty()) {
     std::string dedup_key = DedupKey(*partition, event.message_id);
     if (SeenMessage(dedup_key)) {
@@ -219,9 +271,6 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
     }
     dedup_current_.insert(std::move(dedup_key));
   }
-  auto loaded = LoadProfile(profile_id);
-  if (!loaded.ok()) return Fail(loaded.status());
-  Profile* profile = *loaded;
   updater_.Apply(*profile, event);
   if (rule_set_ && rule_set_->size() > 0) {
     ProfileRuleTarget target(event, *profile, updater_, rule_scratch_);
@@ -233,64 +282,206 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
   batch_events_++;
   metrics_.events_applied().Increment();
 
-  const std::pair<const char*, const std::string*> carried[] = {
-      {"anonymous_id", &event.anonymous_id}, {"user_id", &event.user_id}, {"email", &event.email}};
-  for (const auto& [type, value] : carried) {
+  struct Carried {
+    const char* type;
+    const std::string* value;
+    bool link_only;
+  };
+  const Carried carried[] = {{"anonymous_id", &event.anonymous_id, false},
+                             {"user_id", &event.user_id, false},
+                             {"email", &event.email, false},
+                             // alias: previousId was an anonymous id or a user id
+                             {"anonymous_id", &event.previous_id, false},
+                             {"user_id", &event.previous_id, true}};
+  for (const auto& [type, value, link_only] : carried) {
     if (value->empty() || profile->HasIdentity(type, *value)) continue;
-    const uint32_t id_partition = PartitionForKey(*value, router_.partition_count());
-    if (Owns(id_partition)) {
-      ClaimIdentity(id_partition, type, *value, profile_id, ack);
-      continue;
-    }
-    ack->Add(1);
     ShardTask claim;
     claim.kind = ShardTask::Kind::kClaimIdentity;
-    claim.partition = id_partition;
+    claim.partition = PartitionForKey(*value, router_.partition_count());
     claim.profile_id = profile_id;
     claim.id_type = type;
     claim.id_value = *value;
+    claim.at = event.timestamp;
+    claim.message_id = event.message_id;
+    claim.explicit_link = event.type == EventType::kAlias;
+    claim.link_only = link_only;
     claim.ack = ack;
-    outgoing_.push_back({router_.ShardOfPartition(id_partition), std::move(claim)});
+    if (Owns(claim.partition)) {
+      ClaimIdentity(claim);
+    } else {
+      SendTo(claim.partition, std::move(claim));
+    }
   }
 }
 
-void Shard::ClaimIdentity(uint32_t partition, const std::string& type, const std::string& value,
-                          const std::string& profile_id, const std::shared_ptr<AckGroup>& ack) {
-  const std::string identity_key = IdentityKey(partition, type, value);
+void Shard::SendTo(uint32_t partition, ShardTask task) {
+  task.ack->Add(1);
+  outgoing_.push_back({router_.ShardOfPartition(partition), std::move(task)});
+}
+
+void Shard::ClaimIdentity(ShardTask& task) {
+  const std::string identity_key = IdentityKey(task.partition, task.id_type, task.id_value);
   auto resolved = ResolveIdentity(identity_key);
   if (!resolved.ok()) return Fail(resolved.status());
-  if (!resolved->empty() && *resolved != profile_id) {
-    // Owned by another profile: merging the two is the identity-resolution step's job.
+  if (!resolved->empty() && *resolved != task.profile_id) {
+    // Owned by another profile: the two are one person, unless merge protection says no.
     metrics_.identity_conflicts().Increment();
+    task.link = task.id_type + ":" + task.id_value;
+    StartMerge(task.profile_id, *resolved, task);
     return;
   }
+  if (task.link_only) return;
   if (resolved->empty()) {
-    batch_.Put(Cf::kIdentities, identity_key, profile_id);
-    identity_cache_[identity_key] = profile_id;
+    batch_.Put(Cf::kIdentities, identity_key, task.profile_id);
+    identity_cache_[identity_key] = task.profile_id;
   }
   // Also when the record already points here: the attach is idempotent and repairs a profile whose
   // attach was lost with a failed batch.
-  const auto owner_partition = PartitionOfProfileId(profile_id);
+  const auto owner_partition = PartitionOfProfileId(task.profile_id);
   ECRM_CHECK(owner_partition.has_value());
   if (Owns(*owner_partition)) {
-    AttachIdentity(profile_id, type, value);
+    AttachIdentity(task.profile_id, task.id_type, task.id_value);
     return;
   }
-  ack->Add(1);
   ShardTask attach;
   attach.kind = ShardTask::Kind::kAttachIdentity;
   attach.partition = *owner_partition;
-  attach.profile_id = profile_id;
-  attach.id_type = type;
-  attach.id_value = value;
-  attach.ack = ack;
-  outgoing_.push_back({router_.ShardOfPartition(*owner_partition), std::move(attach)});
+  attach.profile_id = task.profile_id;
+  attach.id_type = task.id_type;
+  attach.id_value = task.id_value;
+  attach.ack = task.ack;
+  SendTo(*owner_partition, std::move(attach));
+}
+
+// Profile ids sort by creation (event time, then a per-shard counter): the older one survives.
+void Shard::StartMerge(const std::string& a, const std::string& b, const ShardTask& cause) {
+  if (a == b) return;
+  const bool a_older = a.substr(5) != b.substr(5) ? a.substr(5) < b.substr(5) : a < b;
+  ShardTask check;
+  check.kind = ShardTask::Kind::kMergeCheck;
+  check.profile_id = a_older ? a : b;
+  check.other_id = a_older ? b : a;
+  check.link = cause.link;
+  check.at = cause.at;
+  check.message_id = cause.message_id;
+  check.explicit_link = cause.explicit_link;
+  check.ack = cause.ack;
+  SendTo(*PartitionOfProfileId(check.profile_id), std::move(check));
+}
+
+void Shard::MergeCheck(ShardTask& task) {
+  std::string alias_to;
+  auto survivor = LoadProfile(task.profile_id, &alias_to);
+  if (!survivor.ok()) return Fail(survivor.status());
+  if (!alias_to.empty()) return StartMerge(alias_to, task.other_id, task);
+  ShardTask send = task;  // a copy: `task` keeps its acknowledgement for this batch
+  const auto user_ids = (*survivor)->identities.find("user_id");
+  if (user_ids != (*survivor)->identities.end()) send.user_ids = user_ids->second;
+  send.kind = ShardTask::Kind::kMergeSend;
+  SendTo(*PartitionOfProfileId(send.other_id), std::move(send));
+}
+
+void Shard::MergeSend(ShardTask& task) {
+  const std::string loser_id = task.other_id;
+  std::string alias_to;
+  auto loaded = LoadProfile(loser_id, &alias_to);
+  if (!loaded.ok()) return Fail(loaded.status());
+  if (!alias_to.empty()) {
+    if (alias_to != task.profile_id) StartMerge(task.profile_id, alias_to, task);
+    return;  // already merged (into the survivor, or now being merged with its survivor)
+  }
+  Profile* loser = *loaded;
+  // Merge protection: at most max_user_ids distinct user ids in the merged profile, unless an
+  // alias call linked them explicitly.
+  std::vector<std::string> users = task.user_ids;
+  if (auto it = loser->identities.find("user_id"); it != loser->identities.end()) {
+    for (const auto& u : it->second) {
+      if (std::find(users.begin(), users.end(), u) == users.end()) users.push_back(u);
+    }
+  }
+  if (!task.explicit_link && static_cast<int>(users.size()) > options_.max_user_ids) {
+    AddHistory(*loser, {task.at, false, task.profile_id, task.link, task.message_id,
+                        "both profiles have a different user_id"});
+    dirty_.insert(loser_id);
+    metrics_.merges_refused().Increment();
+    return;
+  }
+  ShardTask absorb;
+  absorb.kind = ShardTask::Kind::kMergeAbsorb;
+  absorb.profile_id = task.profile_id;
+  absorb.other_id = loser_id;
+  absorb.link = task.link;
+  absorb.at = task.at;
+  absorb.message_id = task.message_id;
+  absorb.ack = task.ack;
+  EncodeProfile(*loser, &absorb.payload);
+  // Every identifier of the loser now leads to the survivor.
+  for (const auto& [type, values] : loser->identities) {
+    for (const auto& value : values) {
+      ShardTask repoint;
+      repoint.kind = ShardTask::Kind::kRepointIdentity;
+      repoint.partition = PartitionForKey(value, router_.partition_count());
+      repoint.id_type = type;
+      repoint.id_value = value;
+      repoint.profile_id = task.profile_id;
+      repoint.other_id = loser_id;
+      repoint.ack = task.ack;
+      SendTo(repoint.partition, std::move(repoint));
+    }
+  }
+  // The loser becomes an alias: later events and reads by its id land on the survivor.
+  batch_.Put(Cf::kProfiles, loser_id, EncodeAlias(task.profile_id));
+  dirty_.erase(loser_id);
+  cache_.Erase(loser_id);
+  aliases_[loser_id] = task.profile_id;
+  metrics_.merges().Increment();
+  SendTo(*PartitionOfProfileId(task.profile_id), std::move(absorb));
+}
+
+void Shard::MergeAbsorb(ShardTask& task) {
+  std::string alias_to;
+  auto loaded = LoadProfile(task.profile_id, &alias_to);
+  if (!loaded.ok()) return Fail(loaded.status());
+  if (!alias_to.empty()) {  // the survivor was itself merged meanwhile: follow it
+    ShardTask follow = task;
+    follow.profile_id = alias_to;
+    SendTo(*PartitionOfProfileId(alias_to), std::move(follow));
+    return;
+  }
+  auto absorbed = DecodeProfile(task.payload);
+  ECRM_CHECK(absorbed.ok());  // encoded by a shard of this process a moment ago
+  MergeProfiles(**loaded, *absorbed, updater_);
+  AddHistory(**loaded, {task.at, true, task.other_id, task.link, task.message_id, ""});
+  dirty_.insert(task.profile_id);
+}
+
+void Shard::RepointIdentity(ShardTask& task) {
+  const std::string key = IdentityKey(task.partition, task.id_type, task.id_value);
+  auto resolved = ResolveIdentity(key);
+  if (!resolved.ok()) return Fail(resolved.status());
+  if (!resolved->empty() && *resolved != task.other_id) return;  // moved on meanwhile
+  batch_.Put(Cf::kIdentities, key, task.profile_id);
+  identity_cache_[key] = task.profile_id;
 }
 
 void Shard::AttachIdentity(const std::string& profile_id, const std::string& type,
                            const std::string& value) {
-  auto loaded = LoadProfile(profile_id);
+  std::string alias_to;
+  auto loaded = LoadProfile(profile_id, &alias_to);
   if (!loaded.ok()) return Fail(loaded.status());
+  if (!alias_to.empty()) {
+    // Merged meanwhile: the survivor takes the identifier (its record is repointed by the merge).
+    const auto owner = PartitionOfProfileId(alias_to);
+    if (Owns(*owner)) return AttachIdentity(alias_to, type, value);
+    ShardTask attach;
+    attach.kind = ShardTask::Kind::kAttachIdentity;
+    attach.profile_id = alias_to;
+    attach.id_type = type;
+    attach.id_value = value;
+    attach.ack = std::make_shared<AckGroup>(1, [](Status) {});
+    SendTo(*owner, std::move(attach));
+    return;
+  }
   if ((*loaded)->AddIdentity(type, value)) {
     dirty_.insert(profile_id);
     metrics_.identities_attached().Increment();
@@ -307,9 +498,23 @@ StatusOr<std::string> Shard::ResolveIdentity(const std::string& key) {
   return *std::move(stored);
 }
 
-StatusOr<Profile*> Shard::LoadProfile(const std::string& profile_id) {
+StatusOr<Profile*> Shard::LoadProfile(const std::string& profile_id, std::string* alias_to) {
   if (Profile* cached = cache_.Find(profile_id)) return cached;
+  if (auto it = aliases_.find(profile_id); it != aliases_.end()) {
+    ECRM_CHECK(alias_to != nullptr);  // every caller of a possibly merged id handles aliases
+    *alias_to = it->second;
+    return nullptr;
+  }
   ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kProfiles, profile_id));
+  if (stored) {
+    if (auto survivor = DecodeAlias(*stored)) {
+      ECRM_CHECK(alias_to != nullptr);
+      if (aliases_.size() >= options_.identity_cache_capacity) aliases_.clear();
+      aliases_[profile_id] = *survivor;
+      *alias_to = *std::move(survivor);
+      return nullptr;
+    }
+  }
   if (!stored) {
     Profile fresh;
     fresh.id = profile_id;

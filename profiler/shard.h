@@ -41,6 +41,11 @@ struct ShardTask {
     kClaimIdentity,  // set identity (id_type, id_value) in `partition` to `profile_id` if unclaimed
     kAttachIdentity,  // add (id_type, id_value) to `profile_id`'s identities
     kSourceOffset,    // record `offset` as the resume point of source partition `partition`
+    // Identity resolution (docs/identity.md): a merge of `other_id` into `profile_id`.
+    kMergeCheck,       // at the survivor's shard: collect its user ids, pass on to the loser's
+    kMergeSend,        // at the loser's shard: check protection, alias it, send its content
+    kMergeAbsorb,      // at the survivor's shard: fold `payload` (the loser) into it
+    kRepointIdentity,  // at the identity's shard: (id_type, id_value) -> profile_id if -> other_id
   };
   Kind kind = Kind::kEvent;
   uint32_t partition = 0;
@@ -49,6 +54,16 @@ struct ShardTask {
   std::string id_type;
   std::string id_value;
   int64_t offset = 0;  // kSourceOffset
+  // Merges: the other profile, the identifier that linked them ("type:value"), the linking
+  // event's time and messageId, the survivor's user ids, the loser's encoded profile.
+  std::string other_id;
+  std::string link;
+  TimeMs at = 0;
+  std::string message_id;
+  std::vector<std::string> user_ids;
+  std::string payload;
+  bool explicit_link = false;  // an alias call: the user said these are one person
+  bool link_only = false;      // kClaimIdentity: merge if owned elsewhere, never claim
   std::shared_ptr<AckGroup> ack;
 };
 
@@ -69,6 +84,8 @@ struct ShardOptions {
   size_t max_batch_tasks = 4096;          // tasks applied per group commit at most
   // The active rule set is read from here once per batch (null: no rules). Must outlive the shard.
   const RuleRegistry* rules = nullptr;
+  // Merge protection: the most distinct user ids one profile may hold (more never merge).
+  int max_user_ids = 1;
 };
 
 class Shard {
@@ -93,14 +110,24 @@ class Shard {
   void HandleEvent(ShardTask& task);
   void ApplyToProfile(const std::string& profile_id, Event& event,
                       const std::shared_ptr<AckGroup>& ack);
-  void ClaimIdentity(uint32_t partition, const std::string& type, const std::string& value,
-                     const std::string& profile_id, const std::shared_ptr<AckGroup>& ack);
+  void ClaimIdentity(ShardTask& task);
+  // Starts merging profiles a and b (linked by task's link/at/message_id); the older survives.
+  void StartMerge(const std::string& a, const std::string& b, const ShardTask& cause);
+  void MergeCheck(ShardTask& task);
+  void MergeSend(ShardTask& task);
+  void MergeAbsorb(ShardTask& task);
+  void RepointIdentity(ShardTask& task);
+  // Queues a follow-up task for the shard owning `partition` (this one included), under `ack`.
+  void SendTo(uint32_t partition, ShardTask task);
+  // The id `profile_id` was merged into (following aliases), or "" if it is not an alias.
+  StatusOr<std::string> AliasTarget(const std::string& profile_id);
   void AttachIdentity(const std::string& profile_id, const std::string& type,
                       const std::string& value);
   // The profile id an identifier maps to, from the cache or the store; empty if none.
   StatusOr<std::string> ResolveIdentity(const std::string& key);
-  // The profile, loaded into the cache if needed; created empty if `create` and absent.
-  StatusOr<Profile*> LoadProfile(const std::string& profile_id);
+  // The profile, loaded into the cache if needed; created empty if absent. Null with
+  // *alias_to set if the profile was merged into another.
+  StatusOr<Profile*> LoadProfile(const std::string& profile_id, std::string* alias_to = nullptr);
   bool SeenMessage(const std::string& dedup_key);
   bool Owns(uint32_t partition) const;
   void Fail(const Status& status);
@@ -126,6 +153,8 @@ class Shard {
   absl::flat_hash_set<std::string> dedup_current_;
   absl::flat_hash_set<std::string> dedup_previous_;
   std::mt19937_64 rng_;
+  uint64_t profiles_created_ = 0;                          // low bits of new profile ids
+  absl::flat_hash_map<std::string, std::string> aliases_;  // merged-away id -> survivor
   // Per batch.
   WriteBatch batch_;
   absl::flat_hash_set<std::string> dirty_;

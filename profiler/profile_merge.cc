@@ -1,0 +1,116 @@
+#include "profiler/profile_merge.h"
+
+#include <algorithm>
+
+namespace ecrm {
+namespace {
+
+TimeMs MinNonZero(TimeMs a, TimeMs b) {
+  if (a == 0) return b;
+  if (b == 0) return a;
+  return std::min(a, b);
+}
+
+// Later `at` wins; ties go to the lexicographically larger JSON (any fixed rule makes the merge
+// independent of which side is the survivor).
+bool Newer(const TraitValue& a, const TraitValue& b) {
+  return a.updated_at != b.updated_at ? a.updated_at > b.updated_at : a.json > b.json;
+}
+
+bool EarlierTouch(const Touch& a, const Touch& b) {
+  if (a.empty()) return false;
+  if (b.empty()) return true;
+  return a.at != b.at ? a.at < b.at : a.source + a.referrer < b.source + b.referrer;
+}
+
+}  // namespace
+
+void AddHistory(Profile& profile, MergeRecord record) {
+  auto& h = profile.history;
+  h.push_back(std::move(record));
+  std::stable_sort(h.begin(), h.end(),
+                   [](const MergeRecord& a, const MergeRecord& b) { return a.at < b.at; });
+  if (h.size() > Profile::kMaxHistory) h.erase(h.begin(), h.end() - Profile::kMaxHistory);
+}
+
+void MergeProfiles(Profile& s, const Profile& a, const ProfileUpdater& updater) {
+  for (const auto& [type, values] : a.identities) {
+    for (const auto& v : values) s.AddIdentity(type, v);
+  }
+  for (const auto& [key, value] : a.traits) {
+    auto it = s.traits.find(key);
+    if (it == s.traits.end() || Newer(value, it->second)) s.traits[key] = value;
+  }
+  auto& st = s.stats;
+  const auto& at = a.stats;
+  const bool absorbed_is_later = at.last_seen > st.last_seen;
+  st.events += at.events;
+  st.page_views += at.page_views;
+  st.screen_views += at.screen_views;
+  st.sessions += at.sessions;
+  st.orders += at.orders;
+  st.revenue += at.revenue;
+  st.first_seen = MinNonZero(st.first_seen, at.first_seen);
+  st.last_seen = std::max(st.last_seen, at.last_seen);
+  // The current session is the one with the latest event; the other one has ended.
+  if (a.session.last_event_at > s.session.last_event_at) s.session = a.session;
+  for (const auto& [category, interest] : a.interests) {
+    auto it = s.interests.find(category);
+    if (it == s.interests.end()) {
+      s.interests[category] = interest;
+      continue;
+    }
+    const TimeMs t = std::max(it->second.updated_at, interest.updated_at);
+    it->second.score = updater.DecayedScore(it->second, t) + updater.DecayedScore(interest, t);
+    it->second.updated_at = t;
+  }
+  // Recent products: both lists, newest first, one entry per product, bounded.
+  const size_t limit = std::max(s.recent_products.size(), a.recent_products.size());
+  std::vector<RecentProduct> products = s.recent_products;
+  products.insert(products.end(), a.recent_products.begin(), a.recent_products.end());
+  std::stable_sort(products.begin(), products.end(), [](const auto& x, const auto& y) {
+    return x.viewed_at != y.viewed_at ? x.viewed_at > y.viewed_at : x.product_id < y.product_id;
+  });
+  std::vector<RecentProduct> unique;
+  for (auto& p : products) {
+    const bool seen = std::any_of(unique.begin(), unique.end(),
+                                  [&](const auto& u) { return u.product_id == p.product_id; });
+    if (!seen && unique.size() < std::max<size_t>(limit, 1)) unique.push_back(std::move(p));
+  }
+  s.recent_products = std::move(unique);
+  if (EarlierTouch(a.first_touch, s.first_touch)) s.first_touch = a.first_touch;
+  if (!a.last_touch.empty() && (s.last_touch.empty() || a.last_touch.at > s.last_touch.at)) {
+    s.last_touch = a.last_touch;
+  }
+  if (absorbed_is_later && !a.device.type.empty()) s.device = a.device;
+  for (const auto& [k, v] : a.counters) s.counters[k] += v;
+  for (const auto& [k, c] : a.windowed_counters) {
+    auto it = s.windowed_counters.find(k);
+    if (it == s.windowed_counters.end()) {
+      s.windowed_counters[k] = c;
+      continue;
+    }
+    if (it->second.window_ms != c.window_ms) continue;  // a changed window: keep the survivor's
+    for (const auto& [start, value] : c.buckets) it->second.Add(start, value);
+  }
+  for (const auto& [name, expires_at] : a.segments) {
+    auto it = s.segments.find(name);
+    if (it == s.segments.end()) {
+      s.segments[name] = expires_at;
+    } else if (it->second != 0) {
+      it->second = expires_at == 0 ? 0 : std::max(it->second, expires_at);
+    }
+  }
+  // Scores are recomputed by the rules on the next event; until then the survivor's stand.
+  for (const auto& [k, v] : a.scores) s.scores.emplace(k, v);
+  for (const auto& [id, priority] : a.offers) {
+    auto [it, inserted] = s.offers.emplace(id, priority);
+    if (!inserted) it->second = std::max(it->second, priority);
+  }
+  for (const auto& [rule, session] : a.rules_fired) s.rules_fired.emplace(rule, session);
+  s.merged_ids.push_back(a.id);
+  for (const auto& id : a.merged_ids) s.merged_ids.push_back(id);
+  for (const auto& h : a.history) AddHistory(s, h);
+}
+
+}  // namespace ecrm

