@@ -1,7 +1,9 @@
 #include "app/service.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "common/logging.h"
 #include "store/keys.h"
@@ -59,7 +61,9 @@ Status Service::Start() {
     }
   }
   EngineOptions engine_options;
-  engine_options.shards = config_.workers;
+  engine_options.shards = config_.workers > 0
+                              ? config_.workers
+                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   engine_options.partitions = partitions;
   engine_options.max_queue_depth = config_.max_queue_depth;
   engine_options.shard.cache_capacity = config_.cache_profiles;
@@ -110,7 +114,10 @@ Status Service::Start() {
   HttpServerOptions http;
   http.host = config_.http_host;
   http.port = config_.http_port;
-  http.threads = config_.http_threads;
+  // 0 means one per core (as ParseServeConfig resolves it; a Config built in code may not be).
+  http.threads = config_.http_threads > 0
+                     ? config_.http_threads
+                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   http.max_body_bytes = config_.max_request_bytes;
   server_ = std::make_unique<HttpServer>(http, *api_);
   ASSIGN_OR_RETURN(port_, server_->Start());

@@ -65,7 +65,7 @@ void MergeProfiles(Profile& s, const Profile& a, const ProfileUpdater& updater) 
     it->second.updated_at = t;
   }
   // Recent products: both lists, newest first, one entry per product, bounded.
-  const size_t limit = std::max(s.recent_products.size(), a.recent_products.size());
+  const size_t limit = updater.config().max_recent_products;
   std::vector<RecentProduct> products = s.recent_products;
   products.insert(products.end(), a.recent_products.begin(), a.recent_products.end());
   std::stable_sort(products.begin(), products.end(), [](const auto& x, const auto& y) {
@@ -75,7 +75,7 @@ void MergeProfiles(Profile& s, const Profile& a, const ProfileUpdater& updater) 
   for (auto& p : products) {
     const bool seen = std::any_of(unique.begin(), unique.end(),
                                   [&](const auto& u) { return u.product_id == p.product_id; });
-    if (!seen && unique.size() < std::max<size_t>(limit, 1)) unique.push_back(std::move(p));
+    if (!seen && unique.size() < limit) unique.push_back(std::move(p));
   }
   s.recent_products = std::move(unique);
   if (EarlierTouch(a.first_touch, s.first_touch)) s.first_touch = a.first_touch;

@@ -24,6 +24,7 @@ class ProfileUpdater {
   explicit ProfileUpdater(const ProfilerConfig& config) : config_(config) {}
   void Apply(Profile& profile, const Event& event) const;
 
+  const ProfilerConfig& config() const { return config_; }
   // An interest score decayed from its last update to `at`.
   double DecayedScore(const Interest& interest, TimeMs at) const;
 

@@ -36,8 +36,8 @@ class IdentityTest : public ::testing::Test {
   }
 
   void Send(const std::string& event) {
-    auto r = HttpCall(service_->port(), "POST", "/v1/batch", "{\"batch\":[" + event + "]}",
-                      kCollect);
+    auto r =
+        HttpCall(service_->port(), "POST", "/v1/batch", "{\"batch\":[" + event + "]}", kCollect);
     ASSERT_EQ(r.status, 200) << r.body << " for " << event;
   }
 
@@ -132,8 +132,10 @@ TEST_F(IdentityTest, AnAliasChainBecomesOneProfile) {
   Send(Page("anon-a", "2026-11-01T10:00:00Z"));
   Send(Identify("", "user-b", "2026-11-01T10:01:00Z"));
   Send(Identify("", "user-c", "2026-11-01T10:02:00Z"));
-  Send(R"({"type":"alias","previousId":"anon-a","userId":"user-b","timestamp":"2026-11-01T10:03:00Z"})");
-  Send(R"({"type":"alias","previousId":"user-b","userId":"user-c","timestamp":"2026-11-01T10:04:00Z"})");
+  Send(
+      R"({"type":"alias","previousId":"anon-a","userId":"user-b","timestamp":"2026-11-01T10:03:00Z"})");
+  Send(
+      R"({"type":"alias","previousId":"user-b","userId":"user-c","timestamp":"2026-11-01T10:04:00Z"})");
   const std::string id = Id("anonymous_id:anon-a");
   EXPECT_EQ(Id("user_id:user-b"), id);
   EXPECT_EQ(Id("user_id:user-c"), id);
@@ -153,10 +155,87 @@ TEST_F(IdentityTest, BlockedValuesLinkNothing) {
   EXPECT_NE(Id("anonymous_id:b1"), Id("anonymous_id:b2"));
   EXPECT_EQ(Profile("user_id:undefined"), "");
   // An event whose only identifier is blocked is rejected as having none.
-  auto r = HttpCall(service_->port(), "POST", "/v1/track",
-                    R"({"userId":" NULL ","event":"E"})", kCollect);
+  auto r = HttpCall(service_->port(), "POST", "/v1/track", R"({"userId":" NULL ","event":"E"})",
+                    kCollect);
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(r.body.find("missing_identifier"), std::string::npos) << r.body;
+}
+
+}  // namespace
+}  // namespace ecrm
+
+namespace ecrm {
+namespace {
+
+// The profile of user u1 reduced to what must not depend on arrival order: counts, traits (by
+// event time), identities (as sets), interests and recent products.
+std::string Canonical(const std::string& json) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element p = parser.parse(json);
+  std::string out = "events=" + std::to_string(int64_t(p["stats"]["events"])) +
+                    " page_views=" + std::to_string(int64_t(p["stats"]["page_views"])) +
+                    " traits=" + simdjson::minify(p["traits"]) +
+                    " interests=" + simdjson::minify(p["interests"]) +
+                    " recent=" + simdjson::minify(p["recent_products"]) + " ids=";
+  for (auto [type, values] : p["identities"].get_object()) {
+    std::vector<std::string> sorted;
+    for (auto v : values.get_array()) sorted.emplace_back(std::string_view(v));
+    std::sort(sorted.begin(), sorted.end());
+    out += std::string(type) + ":";
+    for (const auto& v : sorted) out += v + ",";
+  }
+  return out;
+}
+
+TEST(IdentityOrder, TheSameEventsInAnyOrderGiveTheSameProfile) {
+  const std::vector<std::string> events = {
+      R"({"type":"page","anonymousId":"d1","messageId":"m1","timestamp":"2026-11-01T10:00:00Z"})",
+      R"({"type":"track","anonymousId":"d1","messageId":"m2","event":"Product Viewed","properties":{"product_id":"p1","category":"shoes"},"timestamp":"2026-11-01T10:01:00Z"})",
+      R"({"type":"identify","anonymousId":"d1","userId":"u1","messageId":"m3","traits":{"plan":"silver","name":"Ada"},"timestamp":"2026-11-01T10:02:00Z"})",
+      R"({"type":"page","anonymousId":"d2","messageId":"m4","timestamp":"2026-11-02T08:00:00Z"})",
+      R"({"type":"track","anonymousId":"d2","messageId":"m5","event":"Product Viewed","properties":{"product_id":"p2","category":"hats"},"timestamp":"2026-11-02T08:01:00Z"})",
+      R"({"type":"identify","anonymousId":"d2","userId":"u1","messageId":"m6","traits":{"plan":"gold","email":"ada@example.com"},"timestamp":"2026-11-02T08:02:00Z"})",
+      R"({"type":"identify","anonymousId":"d3","messageId":"m7","traits":{"email":"ADA@example.com"},"timestamp":"2026-11-03T08:00:00Z"})",
+      R"({"type":"page","anonymousId":"d3","messageId":"m8","timestamp":"2026-11-03T08:01:00Z"})",
+  };
+  std::mt19937 rng(20261122);
+  std::string first;
+  for (int run = 0; run < 5; run++) {
+    std::vector<std::string> order = events;
+    if (run > 0) std::shuffle(order.begin(), order.end(), rng);
+    testing::TempDir dir;
+    Config c;
+    c.http_port = 0;
+    c.data_dir = dir.path();
+    c.write_keys = {"wk"};
+    c.admin_token = "admin";
+    c.workers = 2;
+    c.http_threads = 2;
+    c.partitions = 16;
+    Service service(c);
+    ASSERT_TRUE(service.Start().ok());
+    for (const auto& e : order) {
+      ASSERT_EQ(
+          HttpCall(service.port(), "POST", "/v1/batch", "{\"batch\":[" + e + "]}", kCollect).status,
+          200);
+    }
+    const auto by_user = HttpCall(service.port(), "GET", "/v1/profiles/user_id:u1", "", kAdmin);
+    ASSERT_EQ(by_user.status, 200);
+    for (const char* other : {"anonymous_id:d1", "anonymous_id:d2", "anonymous_id:d3"}) {
+      EXPECT_EQ(
+          HttpCall(service.port(), "GET", std::string("/v1/profiles/") + other, "", kAdmin).body,
+          by_user.body)
+          << other << " in run " << run;
+    }
+    const std::string canonical = Canonical(by_user.body);
+    if (run == 0) {
+      first = canonical;
+      EXPECT_NE(first.find("events=8 page_views=3"), std::string::npos) << first;
+      EXPECT_NE(first.find(R"("plan":"gold")"), std::string::npos) << first;
+    } else {
+      EXPECT_EQ(canonical, first) << "run " << run;
+    }
+  }
 }
 
 }  // namespace
