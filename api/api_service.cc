@@ -207,6 +207,23 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
     }
     return finish(Route::kRules, rules_api_->Handle(req, path));
   }
+  if (req.method == "DELETE" && path.starts_with("/v1/profiles/")) {
+    // The responder is shared: the erasure's callback answers, unless an error answers now.
+    auto shared = std::make_shared<Responder>(std::move(respond));
+    auto once = std::make_shared<std::atomic<bool>>(false);
+    auto deliver = [this, req_start = start, shared, once,
+                    origin = std::string(req.Header("origin"))](HttpResponse res) {
+      if (once->exchange(true)) return;
+      if (!origin.empty()) res.headers.emplace_back("Access-Control-Allow-Origin", origin);
+      metrics_.ObserveRequest(Route::kProfile, res.status,
+                              static_cast<double>(MonotonicNs() - req_start) / 1e9);
+      (*shared)(std::move(res));
+    };
+    HttpResponse res =
+        HandleProfile(req, path.substr(std::string_view("/v1/profiles/").size()), false, deliver);
+    if (res.status != 0) deliver(std::move(res));
+    return;
+  }
   if (req.method != "GET" && req.method != "HEAD") {
     return finish(Route::kNotFound, Error(404, "not_found", "no such route"));
   }
@@ -331,9 +348,9 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
 }
 
 HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view identifier,
-                                       bool personalize) {
+                                       bool personalize, std::optional<Responder> respond_delete) {
   constexpr std::string_view kIdentities = "/identities";
-  const bool identities = !personalize && identifier.ends_with(kIdentities);
+  const bool identities = !personalize && !respond_delete && identifier.ends_with(kIdentities);
   if (identities) identifier.remove_suffix(kIdentities.size());
   const std::string_view token = BearerToken(req);
   const bool admin = !token.empty() && token == options_.admin_token;
@@ -357,6 +374,22 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
                  "identifier type must be anonymous_id, user_id or email");
   }
   if (type == "email") value = NormalizeEmail(value);
+  if (respond_delete) {  // DELETE /v1/profiles/{id}: answered once the erasure is durable
+    auto deleted =
+        engine_.DeleteProfile(type, value, [respond = std::move(*respond_delete)](Status status) {
+          if (status.ok()) {
+            respond(Json(200, R"({"deleted":true})"));
+          } else {
+            respond(Error(503, "unavailable", "the profile could not be erased; retry"));
+          }
+        });
+    if (absl::IsNotFound(deleted.status())) {
+      return Error(404, "not_found", "no profile for that identifier");
+    }
+    if (!deleted.ok()) return Error(503, "unavailable", "the profile could not be erased; retry");
+    spdlog::info("profile {} erased", *deleted);
+    return HttpResponse{.status = 0};  // answered by the callback
+  }
   auto found = engine_.Lookup(type, value);
   if (!found.ok()) {
     spdlog::error("profile read failed: {}", found.status().ToString());

@@ -52,7 +52,10 @@ class ApiService final : public HttpHandler {
  private:
   void HandleCollect(const HttpRequest& req, std::optional<EventType> path_type, Route route,
                      Responder respond, int64_t start_ns);
-  HttpResponse HandleProfile(const HttpRequest& req, std::string_view identifier, bool personalize);
+  // With `respond_delete`, erases the profile (DELETE) and answers through it; the returned
+  // response has status 0 when the answer is left to the erasure's callback.
+  HttpResponse HandleProfile(const HttpRequest& req, std::string_view identifier, bool personalize,
+                             std::optional<Responder> respond_delete = std::nullopt);
   HttpResponse HandleSettings(const HttpRequest& req, std::string_view write_key);
   HttpResponse HandleMetrics();
   HttpResponse Reject(const Rejection& rejection);

@@ -18,6 +18,7 @@ namespace {
 // unknown visitor may appear at any moment. Tagged with the engine it belongs to.
 struct ReaderIdentityCache {
   uint64_t engine = 0;
+  uint64_t epoch = 0;
   absl::flat_hash_map<std::string, std::string> ids;
 };
 constexpr size_t kReaderIdentityCacheCapacity = 100000;
@@ -147,9 +148,11 @@ StatusOr<std::optional<Profile>> ProfileEngine::Lookup(std::string_view type,
   const uint32_t partition = PartitionForKey(value, options_.partitions);
   std::string key = IdentityKey(partition, type, value);
   thread_local ReaderIdentityCache cache;
-  if (cache.engine != instance_) {
+  const uint64_t epoch = identity_epoch_->load(std::memory_order_acquire);
+  if (cache.engine != instance_ || cache.epoch != epoch) {
     cache.ids.clear();
     cache.engine = instance_;
+    cache.epoch = epoch;
   }
   if (const auto it = cache.ids.find(key); it != cache.ids.end()) return LookupById(it->second);
   ASSIGN_OR_RETURN(auto profile_id, store_.Get(Cf::kIdentities, key));
@@ -157,6 +160,40 @@ StatusOr<std::optional<Profile>> ProfileEngine::Lookup(std::string_view type,
   if (cache.ids.size() >= kReaderIdentityCacheCapacity) cache.ids.clear();
   cache.ids.emplace(std::move(key), *profile_id);
   return LookupById(*profile_id);
+}
+
+StatusOr<std::string> ProfileEngine::DeleteProfile(std::string_view type, std::string_view value,
+                                                   AckGroup::Callback done) {
+  const uint32_t partition = PartitionForKey(value, options_.partitions);
+  ASSIGN_OR_RETURN(auto profile_id,
+                   store_.Get(Cf::kIdentities, IdentityKey(partition, type, value)));
+  if (!profile_id) return absl::NotFoundError("no profile for that identifier");
+  // Follow aliases to the live profile (its shard follows them again if a merge is in flight).
+  for (int hops = 0; hops < 16; hops++) {
+    ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kProfiles, *profile_id));
+    if (!stored) break;
+    auto survivor = DecodeAlias(*stored);
+    if (!survivor) break;
+    profile_id = *survivor;
+  }
+  outstanding_.fetch_add(1);
+  if (!accepting_.load()) {
+    outstanding_.fetch_sub(1);
+    return absl::UnavailableError("shutting down");
+  }
+  ShardTask task;
+  task.kind = ShardTask::Kind::kDeleteProfile;
+  task.profile_id = *profile_id;
+  task.ack = std::make_shared<AckGroup>(
+      1, [epoch = identity_epoch_, done = std::move(done)](Status status) {
+        epoch->fetch_add(1, std::memory_order_release);
+        done(status);
+      });
+  std::vector<ShardTask> tasks;
+  tasks.push_back(std::move(task));
+  Send(ShardOfPartition(*PartitionOfProfileId(*profile_id)), std::move(tasks));
+  outstanding_.fetch_sub(1);
+  return *profile_id;
 }
 
 void ProfileEngine::CommitSourceOffset(uint32_t partition, int64_t offset,

@@ -58,6 +58,12 @@ class ProfileEngine final : public ShardRouter {
   StatusOr<std::optional<Profile>> Lookup(std::string_view type, std::string_view value) const;
   StatusOr<std::optional<Profile>> LookupById(std::string_view profile_id) const;
 
+  // Erases the profile an identifier leads to, every identifier pointing to it and every alias
+  // (profiles merged into it). Returns its id, or NotFound; `done` runs once the erasure is
+  // durable. Late events for an erased identifier start a fresh profile.
+  StatusOr<std::string> DeleteProfile(std::string_view type, std::string_view value,
+                                      AckGroup::Callback done);
+
   // Records `offset` as source partition `partition`'s resume point. It is written by the shard
   // that owns the partition, in its next WriteBatch (together with whatever state that batch
   // commits). The caller must only pass an offset whose messages are all durable. `done` as in
@@ -81,6 +87,9 @@ class ProfileEngine final : public ShardRouter {
   KvStore& store_;
   const EngineOptions options_;
   const uint64_t instance_;  // unique per engine in this process (tags reader caches)
+  // Bumped by every erasure: reader caches of identifier -> profile id start afresh.
+  std::shared_ptr<std::atomic<uint64_t>> identity_epoch_ =
+      std::make_shared<std::atomic<uint64_t>>(0);
   ProfileUpdater updater_;
   ProfilerMetrics metrics_;
   std::vector<std::unique_ptr<Shard>> shards_;

@@ -55,6 +55,8 @@ ProfilerMetrics::ProfilerMetrics(prometheus::Registry& registry, int shards) {
       counter("ecrm_profile_merges_total", "Profiles merged into another (identity resolution)");
   merges_refused_ = counter("ecrm_profile_merges_refused_total",
                             "Merges refused by merge protection (e.g. two different user ids)");
+  profiles_deleted_ = counter("ecrm_profiles_deleted_total",
+                              "Profiles erased (with their identifiers and aliases)");
   corrupt_profiles_ =
       counter("ecrm_profiles_corrupt_total", "Stored profile values that failed to decode");
 }

@@ -34,6 +34,7 @@ class ProfilerMetrics {
   prometheus::Counter& identity_conflicts() { return *identity_conflicts_; }
   prometheus::Counter& merges() { return *merges_; }
   prometheus::Counter& merges_refused() { return *merges_refused_; }
+  prometheus::Counter& profiles_deleted() { return *profiles_deleted_; }
   prometheus::Counter& corrupt_profiles() { return *corrupt_profiles_; }
 
  private:
@@ -46,6 +47,7 @@ class ProfilerMetrics {
   prometheus::Counter* identity_conflicts_;
   prometheus::Counter* merges_;
   prometheus::Counter* merges_refused_;
+  prometheus::Counter* profiles_deleted_;
   prometheus::Counter* corrupt_profiles_;
 };
 

@@ -120,6 +120,15 @@ void Shard::ProcessBatch(std::vector<ShardTask>& tasks) {
         case ShardTask::Kind::kRepointIdentity:
           RepointIdentity(task);
           break;
+        case ShardTask::Kind::kDeleteProfile:
+          DeleteProfile(task);
+          break;
+        case ShardTask::Kind::kDeleteIdentity:
+          DeleteIdentity(task);
+          break;
+        case ShardTask::Kind::kDeleteAlias:
+          DeleteAlias(task);
+          break;
         case ShardTask::Kind::kAttachIdentity:
           AttachIdentity(task.profile_id, task.id_type, task.id_value);
           break;
@@ -462,6 +471,63 @@ void Shard::RepointIdentity(ShardTask& task) {
   if (!resolved->empty() && *resolved != task.other_id) return;  // moved on meanwhile
   batch_.Put(Cf::kIdentities, key, task.profile_id);
   identity_cache_[key] = task.profile_id;
+}
+
+void Shard::DeleteProfile(ShardTask& task) {
+  std::string alias_to;
+  auto loaded = LoadProfile(task.profile_id, &alias_to);
+  if (!loaded.ok()) return Fail(loaded.status());
+  if (!alias_to.empty()) {
+    ShardTask follow = task;
+    follow.profile_id = alias_to;
+    SendTo(*PartitionOfProfileId(alias_to), std::move(follow));
+    return;
+  }
+  const Profile& p = **loaded;
+  // Identifier records are dropped only if they still lead to this profile or one merged into it.
+  std::vector<std::string> ids = p.merged_ids;
+  ids.push_back(p.id);
+  for (const auto& [type, values] : p.identities) {
+    for (const auto& value : values) {
+      ShardTask drop;
+      drop.kind = ShardTask::Kind::kDeleteIdentity;
+      drop.partition = PartitionForKey(value, router_.partition_count());
+      drop.id_type = type;
+      drop.id_value = value;
+      drop.user_ids = ids;
+      drop.ack = task.ack;
+      SendTo(drop.partition, std::move(drop));
+    }
+  }
+  for (const auto& merged : p.merged_ids) {
+    ShardTask drop;
+    drop.kind = ShardTask::Kind::kDeleteAlias;
+    drop.profile_id = merged;
+    drop.ack = task.ack;
+    SendTo(*PartitionOfProfileId(merged), std::move(drop));
+  }
+  batch_.Delete(Cf::kProfiles, task.profile_id);
+  dirty_.erase(task.profile_id);
+  cache_.Erase(task.profile_id);
+  metrics_.profiles_deleted().Increment();
+}
+
+void Shard::DeleteIdentity(ShardTask& task) {
+  const std::string key = IdentityKey(task.partition, task.id_type, task.id_value);
+  auto resolved = ResolveIdentity(key);
+  if (!resolved.ok()) return Fail(resolved.status());
+  if (std::find(task.user_ids.begin(), task.user_ids.end(), *resolved) == task.user_ids.end()) {
+    return;  // leads elsewhere now
+  }
+  batch_.Delete(Cf::kIdentities, key);
+  identity_cache_.erase(key);
+}
+
+void Shard::DeleteAlias(ShardTask& task) {
+  batch_.Delete(Cf::kProfiles, task.profile_id);
+  aliases_.erase(task.profile_id);
+  cache_.Erase(task.profile_id);
+  dirty_.erase(task.profile_id);
 }
 
 void Shard::AttachIdentity(const std::string& profile_id, const std::string& type,

@@ -46,6 +46,10 @@ struct ShardTask {
     kMergeSend,        // at the loser's shard: check protection, alias it, send its content
     kMergeAbsorb,      // at the survivor's shard: fold `payload` (the loser) into it
     kRepointIdentity,  // at the identity's shard: (id_type, id_value) -> profile_id if -> other_id
+    // Erasure (DELETE /v1/profiles): the profile, then its identifiers and aliases.
+    kDeleteProfile,   // at the owner's shard: delete profile_id, send the two below
+    kDeleteIdentity,  // at the identity's shard: drop (id_type, id_value) if it leads to user_ids
+    kDeleteAlias,     // at the alias's owner shard: drop the alias record profile_id
   };
   Kind kind = Kind::kEvent;
   uint32_t partition = 0;
@@ -117,6 +121,9 @@ class Shard {
   void MergeSend(ShardTask& task);
   void MergeAbsorb(ShardTask& task);
   void RepointIdentity(ShardTask& task);
+  void DeleteProfile(ShardTask& task);
+  void DeleteIdentity(ShardTask& task);
+  void DeleteAlias(ShardTask& task);
   // Queues a follow-up task for the shard owning `partition` (this one included), under `ack`.
   void SendTo(uint32_t partition, ShardTask task);
   // The id `profile_id` was merged into (following aliases), or "" if it is not an alias.

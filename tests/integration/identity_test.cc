@@ -149,6 +149,30 @@ TEST_F(IdentityTest, EmailCaseAndWhitespaceVariantsAreOnePerson) {
   EXPECT_EQ(Id("email:ada%40example.com"), Id("anonymous_id:e1"));
 }
 
+TEST_F(IdentityTest, DeleteErasesTheProfileItsIdentifiersAndAliases) {
+  Send(Page("a1", "2026-11-01T10:00:00Z"));
+  Send(Identify("a1", "u1", "2026-11-01T10:01:00Z", R"({"email":"ada@example.com"})"));
+  Send(Page("a2", "2026-11-02T10:00:00Z"));
+  Send(Identify("a2", "u1", "2026-11-02T10:01:00Z"));  // a2's profile merges into a1's
+  ASSERT_EQ(Events("anonymous_id:a2"), 4);
+  const std::string erased = Field(Profile("user_id:u1", "/identities"), "profile_id");
+  EXPECT_EQ(HttpCall(service_->port(), "DELETE", "/v1/profiles/user_id:u1").status, 401);
+  auto r = HttpCall(service_->port(), "DELETE", "/v1/profiles/user_id:u1", "", kAdmin);
+  ASSERT_EQ(r.status, 200) << r.body;
+  for (const char* id :
+       {"user_id:u1", "anonymous_id:a1", "anonymous_id:a2", "email:ada%40example.com"}) {
+    EXPECT_EQ(Profile(id), "") << id << " still readable";
+  }
+  EXPECT_EQ(HttpCall(service_->port(), "DELETE", "/v1/profiles/user_id:u1", "", kAdmin).status,
+            404);
+  // A late event for an erased identifier starts a fresh profile: nothing comes back.
+  Send(Page("a2", "2026-11-02T10:05:00Z"));
+  EXPECT_EQ(Events("anonymous_id:a2"), 1);
+  EXPECT_NE(Id("anonymous_id:a2"), erased);
+  EXPECT_EQ(Profile("user_id:u1"), "");
+  EXPECT_NE(Metrics().find("ecrm_profiles_deleted_total 1"), std::string::npos);
+}
+
 TEST_F(IdentityTest, BlockedValuesLinkNothing) {
   Send(Identify("b1", "undefined", "2026-11-01T10:00:00Z", R"({"email":"null"})"));
   Send(Identify("b2", "undefined", "2026-11-01T10:01:00Z", R"({"email":"null"})"));
