@@ -1,5 +1,7 @@
 #include "api/api_metrics.h"
 
+#include <iterator>
+
 #include "ingest/rejection.h"
 
 namespace ecrm {
@@ -7,7 +9,8 @@ namespace {
 
 constexpr const char* kRouteNames[] = {"collect",     "collect_batch", "settings", "profile",
                                        "personalize", "metrics",       "health",   "preflight",
-                                       "not_found",   "rules"};
+                                       "not_found",   "rules",         "import"};
+static_assert(std::size(kRouteNames) == static_cast<size_t>(Route::kCount));
 constexpr const char* kStatusClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 
 }  // namespace

@@ -25,6 +25,7 @@ enum class Route : int {
   kPreflight,
   kNotFound,
   kRules,
+  kImport,
   kCount
 };
 

@@ -133,6 +133,10 @@ ApiService::ApiService(ProfileEngine& engine, prometheus::Registry& registry, co
       read_keys_(options_.read_keys.begin(), options_.read_keys.end()),
       rate_limiter_(options_.write_keys, options_.rate_limit_events, clock,
                     static_cast<int64_t>(options_.limits.max_batch_events)) {
+  ImportOptions import_options;
+  import_options.identifier_types = options_.identifier_types;
+  import_options.limits = options_.limits.event;
+  import_ = std::make_unique<ProfileImport>(engine_, clock_, std::move(import_options));
   if (options_.rules) {
     rules_api_ = std::make_unique<RulesApi>(*options_.rules, options_.rule_metrics, engine_, clock_,
                                             options_.limits);
@@ -206,6 +210,21 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
                     Error(401, "unauthorized", "the admin token is required (Bearer)"));
     }
     return finish(Route::kRules, rules_api_->Handle(req, path));
+  }
+  if (path == "/v1/profiles/import") {
+    const std::string_view token = BearerToken(req);
+    if (req.method != "POST")
+      return finish(Route::kImport, Error(405, "method_not_allowed", "use POST"));
+    if (token.empty() || token != options_.admin_token) {
+      return finish(Route::kImport,
+                    Error(401, "unauthorized", "the admin token is required (Bearer)"));
+    }
+    auto shared = std::make_shared<Responder>(std::move(respond));
+    return import_->Handle(req, [this, shared, start](HttpResponse res) {
+      metrics_.ObserveRequest(Route::kImport, res.status,
+                              static_cast<double>(MonotonicNs() - start) / 1e9);
+      (*shared)(std::move(res));
+    });
   }
   if (req.method == "DELETE" && path.starts_with("/v1/profiles/")) {
     // The responder is shared: the erasure's callback answers, unless an error answers now.
@@ -369,11 +388,16 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
   }
   const std::string type = decoded->substr(0, colon);
   std::string value = decoded->substr(colon + 1);
-  if (type != "anonymous_id" && type != "user_id" && type != "email") {
+  if (!import_->KnownType(type)) {
     return Error(400, "invalid_identifier",
-                 "identifier type must be anonymous_id, user_id or email");
+                 "identifier type must be anonymous_id, user_id, email or a configured type");
   }
   if (type == "email") value = NormalizeEmail(value);
+  if (type == "phone") {
+    auto phone = NormalizePhone(value);
+    if (!phone) return Error(400, "invalid_identifier", "phone must be E.164, e.g. +4915112345678");
+    value = *phone;
+  }
   if (respond_delete) {  // DELETE /v1/profiles/{id}: answered once the erasure is durable
     auto deleted =
         engine_.DeleteProfile(type, value, [respond = std::move(*respond_delete)](Status status) {

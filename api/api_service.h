@@ -14,6 +14,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "api/api_metrics.h"
 #include "api/http_types.h"
+#include "api/profile_import.h"
 #include "api/rate_limiter.h"
 #include "api/rules_api.h"
 #include "common/clock.h"
@@ -38,6 +39,8 @@ struct ApiOptions {
       nullptr;                    // Kafka mode: the collector produces here, not to the engine
   bool collector_enabled = true;  // false for --role processor: collector routes answer 503
   RuleRegistry* rules = nullptr;  // the /v1/rules routes (absent: 404)
+  // Identifier types besides anonymous_id, user_id and email (imports, profile reads).
+  std::vector<std::string> identifier_types = {"phone", "crm_id"};
   RuleMetrics* rule_metrics = nullptr;
 };
 
@@ -70,6 +73,7 @@ class ApiService final : public HttpHandler {
   absl::flat_hash_set<std::string> read_keys_;
   RateLimiter rate_limiter_;
   std::unique_ptr<RulesApi> rules_api_;
+  std::unique_ptr<ProfileImport> import_;
 };
 
 // "a%40b.c" -> "a@b.c"; nullopt on a malformed escape.

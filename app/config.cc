@@ -128,6 +128,11 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       "env: comma-separated)")
       ->delimiter(',')
       ->capture_default_str();
+  add("--identifier-type", "identifier_types", "ECRM_IDENTIFIER_TYPES", c.identifier_types,
+      "An identifier type besides anonymous_id, user_id and email, e.g. crm_id (repeatable; env: "
+      "comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
   add("--max-user-ids", "max_user_ids", "ECRM_MAX_USER_IDS", c.max_user_ids,
       "Merge protection: the most distinct user ids one profile may hold")
       ->capture_default_str();

@@ -38,7 +38,10 @@ struct Config {
   size_t kafka_max_in_flight = 200000;  // --kafka-max-in-flight: consumed, not durable; then pause
   // Identifier values treated as absent (besides empty ones), compared trimmed and case-blind.
   std::vector<std::string> blocked_identifiers = {"null", "undefined"};
-  int max_user_ids = 1;         // merge protection: distinct user ids one profile may hold
+  int max_user_ids = 1;
+  std::vector<std::string> identifier_types = {
+      "phone", "crm_id"};  // besides the built-in three         // merge protection: distinct user
+                           // ids one profile may hold
   int64_t rate_limit = 200000;  // --rate-limit: events/s per write key (0 = off), then 429
 };
 

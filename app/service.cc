@@ -102,6 +102,7 @@ Status Service::Start() {
     rule_metrics_->Refresh();
   };
   api_options.rules = rules_.get();
+  api_options.identifier_types = config_.identifier_types;
   api_options.rule_metrics = rule_metrics_.get();
   api_options.ready = [this] {
     return ready_.load() && (!consumer_ || consumer_->Ready()) &&

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cctype>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -34,6 +35,22 @@ inline std::string NormalizeEmail(std::string_view email) {
   }
   std::string out(email);
   for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// A phone number in E.164 ("+4915112345678"): spaces, dashes, dots and parentheses are dropped,
+// a leading "00" becomes "+"; nullopt unless the result is "+" and 7 to 15 digits.
+inline std::optional<std::string> NormalizePhone(std::string_view phone) {
+  std::string out;
+  for (char c : phone) {
+    if (c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' || c == '\t') continue;
+    out.push_back(c);
+  }
+  if (out.starts_with("00")) out = "+" + out.substr(2);
+  if (out.size() < 8 || out.size() > 16 || out[0] != '+' || out[1] == '0') return std::nullopt;
+  for (size_t i = 1; i < out.size(); i++) {
+    if (!std::isdigit(static_cast<unsigned char>(out[i]))) return std::nullopt;
+  }
   return out;
 }
 

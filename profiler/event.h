@@ -66,11 +66,23 @@ struct Event {
   bool has_revenue = false;
   Touch touch;  // context.campaign + referrer
   DeviceInfo device;
+  // Identifiers of other types (phone, crm_id, custom), normalised: claimed like the others.
+  std::vector<std::pair<std::string, std::string>> identifiers;
+  // Set for a record from another channel (profile import: "crm", "call-centre", ...): only its
+  // identifiers and traits are applied (no stats, session or attribution); traits remember it.
+  std::string channel;
 
-  // The key an event is routed by: the anonymous id, else the user id (as Kafka keys will be).
-  const std::string& RoutingKey() const { return anonymous_id.empty() ? user_id : anonymous_id; }
-  const char* RoutingIdentityType() const {
-    return anonymous_id.empty() ? "user_id" : "anonymous_id";
+  // The key an event is routed by: the anonymous id, else the user id (as Kafka keys will be),
+  // else the email, else its first other identifier.
+  const std::string& RoutingKey() const {
+    if (!anonymous_id.empty()) return anonymous_id;
+    if (!user_id.empty() || (email.empty() && identifiers.empty())) return user_id;
+    return email.empty() ? identifiers.front().second : email;
+  }
+  std::string RoutingIdentityType() const {
+    if (!anonymous_id.empty()) return "anonymous_id";
+    if (!user_id.empty() || (email.empty() && identifiers.empty())) return "user_id";
+    return email.empty() ? identifiers.front().first : "email";
   }
 };
 

@@ -15,6 +15,7 @@ namespace ecrm {
 struct TraitValue {
   std::string json;       // minified JSON value
   TimeMs updated_at = 0;  // event time of the identify that set it (last write by event time wins)
+  std::string source;     // the channel that set it ("" = web/app events, "rules", "crm", ...)
 };
 
 struct ProfileStats {

@@ -208,6 +208,14 @@ void EncodeProfile(const Profile& p, std::string* out) {
     w.Str(h.message_id);
     w.Str(h.reason);
   }
+  size_t sourced = 0;
+  for (const auto& [k, v] : p.traits) sourced += v.source.empty() ? 0 : 1;
+  w.Varint(sourced);
+  for (const auto& [k, v] : p.traits) {
+    if (v.source.empty()) continue;
+    w.Str(k);
+    w.Str(v.source);
+  }
 }
 
 std::string EncodeAlias(std::string_view survivor_id) {
@@ -321,6 +329,13 @@ StatusOr<Profile> DecodeProfile(std::string_view data) {
       h.message_id = r.Str();
       h.reason = r.Str();
       p.history.push_back(std::move(h));
+    }
+  }
+  if (version >= 4) {
+    for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
+      std::string key = r.Str();
+      std::string source = r.Str();
+      if (auto it = p.traits.find(key); it != p.traits.end()) it->second.source = std::move(source);
     }
   }
   if (!r.ok()) return absl::DataLossError("profile: truncated or corrupt value");

@@ -14,8 +14,8 @@ namespace ecrm {
 
 // 2: segments with expiry, offers, windowed counters, `once` rule state. Version 1 values (no
 // rule state, segments as a plain list) are still read.
-// 3: merged ids and merge history. Versions 1 and 2 are still read.
-inline constexpr uint8_t kProfileFormatVersion = 3;
+// 3: merged ids and merge history. 4: the source channel of traits. Older versions are read.
+inline constexpr uint8_t kProfileFormatVersion = 4;
 
 // A profile merged into another is replaced by an alias record: this byte, then the survivor's id.
 inline constexpr uint8_t kAliasMarker = 0xA1;

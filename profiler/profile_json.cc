@@ -99,6 +99,12 @@ void RenderProfileJson(const Profile& p, const ProfileUpdater& updater, TimeMs n
   w.Key("traits").BeginObject();
   for (const auto& [k, v] : p.traits) w.Key(k).Raw(v.json);
   w.EndObject();
+  // Where each trait came from when not from the site's own events ("crm", "rules", ...).
+  w.Key("trait_sources").BeginObject();
+  for (const auto& [k, v] : p.traits) {
+    if (!v.source.empty()) w.Key(k).String(v.source);
+  }
+  w.EndObject();
   const auto& s = p.stats;
   w.Key("stats").BeginObject();
   w.Key("events").Int(s.events);

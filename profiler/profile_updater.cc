@@ -128,6 +128,13 @@ void ProfileUpdater::AddRecentProduct(Profile& p, const ProductRef& product, Tim
 
 void ProfileUpdater::Apply(Profile& p, const Event& e) const {
   const TimeMs ts = e.timestamp;
+  if (!e.channel.empty()) {  // another channel's record: identifiers and traits only
+    for (const auto& [key, json] : e.traits) {
+      auto& trait = p.traits[key];
+      if (trait.json.empty() || ts >= trait.updated_at) trait = {json, ts, e.channel};
+    }
+    return;
+  }
   auto& st = p.stats;
   const bool newest = st.events == 0 || ts >= st.last_seen;
   st.events++;
@@ -140,6 +147,7 @@ void ProfileUpdater::Apply(Profile& p, const Event& e) const {
     if (trait.json.empty() || ts >= trait.updated_at) {
       trait.json = json;
       trait.updated_at = ts;
+      trait.source.clear();
     }
   }
 

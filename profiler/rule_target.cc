@@ -503,6 +503,7 @@ void ProfileRuleTarget::SetTrait(const std::string& name, const cel::Value& valu
   if (trait.updated_at > now_) return;  // the last write by event time wins
   trait.json = CelValueToJson(value);
   trait.updated_at = now_;
+  trait.source = "rules";
   profile_traits_parsed_ = false;  // a later rule reads the new value
   profile_traits_.reset();
 }

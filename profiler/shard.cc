@@ -302,7 +302,9 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
                              // alias: previousId was an anonymous id or a user id
                              {"anonymous_id", &event.previous_id, false},
                              {"user_id", &event.previous_id, true}};
-  for (const auto& [type, value, link_only] : carried) {
+  std::vector<Carried> all(std::begin(carried), std::end(carried));
+  for (const auto& [type, value] : event.identifiers) all.push_back({type.c_str(), &value, false});
+  for (const auto& [type, value, link_only] : all) {
     if (value->empty() || profile->HasIdentity(type, *value)) continue;
     ShardTask claim;
     claim.kind = ShardTask::Kind::kClaimIdentity;

@@ -99,7 +99,7 @@ TEST_F(ParserTest, SingleEndpointTakesTypeFromPath) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(out_.events[0].type, EventType::kTrack);
   EXPECT_EQ(out_.events[0].RoutingKey(), "u");
-  EXPECT_STREQ(out_.events[0].RoutingIdentityType(), "user_id");
+  EXPECT_EQ(out_.events[0].RoutingIdentityType(), "user_id");
 }
 
 TEST_F(ParserTest, RejectsEachKindOfBadInputWithItsIndex) {

@@ -173,6 +173,41 @@ TEST_F(IdentityTest, DeleteErasesTheProfileItsIdentifiersAndAliases) {
   EXPECT_NE(Metrics().find("ecrm_profiles_deleted_total 1"), std::string::npos);
 }
 
+TEST_F(IdentityTest, CrmRecordsJoinTheWebProfileBeforeAndAfterTheVisit) {
+  const std::string ndjson =
+      R"({"identifiers":{"email":" Ada@Example.com","crm_id":"C-1","phone":"+49 151 1234-5678"},"traits":{"tier":"gold"},"channel":"crm","updated_at":"2026-10-01T00:00:00Z"})"
+      "\n{not json\n"
+      R"({"identifiers":{"crm_id":"C-9"},"traits":{}})"
+      "\n"
+      R"({"identifiers":{"shoe_size":"42"},"channel":"crm"})"
+      "\n\n"
+      R"({"identifiers":{"user_id":"u10","crm_id":"C-2"},"traits":{"vip":true},"channel":"shop"})"
+      "\n";
+  auto r = HttpCall(service_->port(), "POST", "/v1/profiles/import", ndjson, kAdmin);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find(R"("imported":2,"rejected":3)"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(R"({"line":2,"code":"invalid_json")"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(R"({"line":3,"code":"invalid_channel")"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(R"({"line":4,"code":"unknown_identifier_type")"), std::string::npos)
+      << r.body;
+  EXPECT_EQ(HttpCall(service_->port(), "POST", "/v1/profiles/import", ndjson).status, 401);
+  // Before the visit: the CRM record exists; the visitor identifies with the same email.
+  Send(Page("a9", "2026-11-01T10:00:00Z"));
+  Send(Identify("a9", "", "2026-11-01T10:01:00Z", R"({"email":"ada@example.com"})"));
+  EXPECT_EQ(Id("crm_id:C-1"), Id("anonymous_id:a9"));
+  EXPECT_EQ(Id("phone:%2B4915112345678"), Id("anonymous_id:a9"));
+  const std::string profile = Profile("anonymous_id:a9");
+  EXPECT_NE(profile.find(R"("tier":"gold")"), std::string::npos) << profile;
+  EXPECT_NE(profile.find(R"("trait_sources":{"tier":"crm"})"), std::string::npos) << profile;
+  EXPECT_EQ(Events("anonymous_id:a9"), 2);  // an import is not a site event
+  // After the visit: the record joins the profile that already holds the user id.
+  Send(Identify("a10", "u11", "2026-11-01T11:00:00Z"));
+  Send(Identify("a10", "u10", "2026-11-01T11:01:00Z"));  // a second user on a10: goes to u10
+  EXPECT_EQ(Id("crm_id:C-2"), Id("user_id:u10"));
+  const std::string shop = Profile("crm_id:C-2");
+  EXPECT_NE(shop.find(R"("vip":true)"), std::string::npos) << shop;
+}
+
 TEST_F(IdentityTest, BlockedValuesLinkNothing) {
   Send(Identify("b1", "undefined", "2026-11-01T10:00:00Z", R"({"email":"null"})"));
   Send(Identify("b2", "undefined", "2026-11-01T10:01:00Z", R"({"email":"null"})"));

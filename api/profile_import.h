@@ -1,0 +1,39 @@
+// ProfileImport: POST /v1/profiles/import — other channels' data (CRM, call centre, shop system)
+// as NDJSON records {"identifiers": {...}, "traits": {...}, "channel": "crm", "updated_at": ...}.
+// Each valid line becomes an identifiers-and-traits update of the profile its identifiers lead
+// to (merging profiles as identify events do); invalid lines are reported by line number (from 1)
+// and skipped. Answers once the valid lines are durable. Owned by ApiService; the engine must
+// outlive it. Threading: Handle is called from any HTTP thread; it keeps no state between calls.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "api/http_types.h"
+#include "common/clock.h"
+#include "ingest/event_builder.h"
+#include "profiler/engine.h"
+
+namespace ecrm {
+
+struct ImportOptions {
+  // Identifier types besides anonymous_id, user_id and email that records may carry.
+  std::vector<std::string> identifier_types = {"phone", "crm_id"};
+  size_t max_lines = 10000;
+  EventLimits limits;
+};
+
+class ProfileImport {
+ public:
+  ProfileImport(ProfileEngine& engine, const Clock& clock, ImportOptions options);
+  // Answers through `respond` (now for a request-level error, later once durable).
+  void Handle(const HttpRequest& req, Responder respond);
+  bool KnownType(std::string_view type) const;
+
+ private:
+  ProfileEngine& engine_;
+  const Clock& clock_;
+  ImportOptions options_;
+};
+
+}  // namespace ecrm
