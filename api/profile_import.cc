@@ -69,9 +69,9 @@ void ProfileImport::Handle(const HttpRequest& req, Responder respond) {
     }
     if (line.empty()) continue;
     if (events.size() + errors.size() >= options_.max_lines) {
-      return respond(Json(400, ErrorBody("too_many_lines",
-                                         "at most " + std::to_string(options_.max_lines) +
-                                             " records per request")));
+      return respond(
+          Json(400, ErrorBody("too_many_lines", "at most " + std::to_string(options_.max_lines) +
+                                                    " records per request")));
     }
     auto fail = [&](std::string code, std::string message) {
       errors.push_back({line_no, std::move(code), std::move(message)});
@@ -119,14 +119,15 @@ void ProfileImport::Handle(const HttpRequest& req, Responder respond) {
     bool ok = true;
     for (auto [type, value] : identifiers) {
       std::string_view v;
-      if (value.get_string().get(v) != simdjson::SUCCESS || v.size() > options_.limits.max_identifier) {
+      if (value.get_string().get(v) != simdjson::SUCCESS ||
+          v.size() > options_.limits.max_identifier) {
         fail("invalid_identifier", "identifiers." + std::string(type) + " must be a string");
         ok = false;
         break;
       }
       if (!KnownType(type)) {
-        fail("unknown_identifier_type", "identifier type '" + std::string(type) +
-                                            "' is not configured (--identifier-type)");
+        fail("unknown_identifier_type",
+             "identifier type '" + std::string(type) + "' is not configured (--identifier-type)");
         ok = false;
         break;
       }
@@ -140,7 +141,8 @@ void ProfileImport::Handle(const HttpRequest& req, Responder respond) {
       } else if (type == "phone") {
         auto phone = NormalizePhone(v);
         if (!phone) {
-          fail("invalid_identifier", "identifiers.phone must be an E.164 number like +4915112345678");
+          fail("invalid_identifier",
+               "identifiers.phone must be an E.164 number like +4915112345678");
           ok = false;
           break;
         }
