@@ -134,8 +134,8 @@ ApiService::ApiService(ProfileEngine& engine, prometheus::Registry& registry, co
       rate_limiter_(options_.write_keys, options_.rate_limit_events, clock,
                     static_cast<int64_t>(options_.limits.max_batch_events)) {
   ImportOptions import_options;
-  import_options.identifier_types = options_.identifier_types;
-  import_options.limits = options_.limits.event;
+  import_options.records.identifier_types = options_.identifier_types;
+  import_options.records.limits = options_.limits.event;
   import_ = std::make_unique<ProfileImport>(engine_, clock_, std::move(import_options));
   if (options_.rules) {
     rules_api_ = std::make_unique<RulesApi>(*options_.rules, options_.rule_metrics, engine_, clock_,

@@ -11,16 +11,14 @@
 
 #include "api/http_types.h"
 #include "common/clock.h"
-#include "ingest/event_builder.h"
+#include "ingest/profile_record.h"
 #include "profiler/engine.h"
 
 namespace ecrm {
 
 struct ImportOptions {
-  // Identifier types besides anonymous_id, user_id and email that records may carry.
-  std::vector<std::string> identifier_types = {"phone", "crm_id"};
+  ProfileRecordOptions records;
   size_t max_lines = 10000;
-  EventLimits limits;
 };
 
 class ProfileImport {

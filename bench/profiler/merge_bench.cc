@@ -88,8 +88,8 @@ void BM_MergesThroughTheShards(benchmark::State& state) {
     Wait(*engine, std::move(logins));
   }
   state.SetItemsProcessed(state.iterations() * kUsers);
-  state.counters["merges"] = benchmark::Counter(
-      static_cast<double>(state.iterations() * kUsers), benchmark::Counter::kIsRate);
+  state.counters["merges"] = benchmark::Counter(static_cast<double>(state.iterations() * kUsers),
+                                                benchmark::Counter::kIsRate);
   // A read right after the last merge (by the merged-away device), as /v1/personalize does it.
   const std::string last = "d2-u" + std::to_string(round - 1) + "-" + std::to_string(kUsers - 1);
   const auto start = std::chrono::steady_clock::now();
@@ -97,7 +97,8 @@ void BM_MergesThroughTheShards(benchmark::State& state) {
   std::string out;
   for (int i = 0; i < kReads; i++) {
     auto p = engine->Lookup("anonymous_id", last);
-    if (!p.ok() || !p->has_value() || (**p).stats.events != 3) std::abort();  // identify + page + login
+    if (!p.ok() || !p->has_value() || (**p).stats.events != 3)
+      std::abort();  // identify + page + login
     out.clear();
     RenderPersonalizeJson(&**p, engine->updater(), PersonalizeOptions{}, &out);
   }
