@@ -115,6 +115,11 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   add("--kafka-dlq-topic", "kafka_dlq_topic", "ECRM_KAFKA_DLQ_TOPIC", c.kafka_dlq_topic,
       "Kafka dead-letter topic")
       ->capture_default_str();
+  add("--kafka-profiles-topic", "kafka_profiles_topic", "ECRM_KAFKA_PROFILES_TOPIC",
+      c.kafka_profiles_topic,
+      "Kafka topic of profile records from other channels (as POST /v1/profiles/import); "
+      "empty = not read")
+      ->capture_default_str();
   add("--kafka-max-in-flight", "kafka_max_in_flight", "ECRM_KAFKA_MAX_IN_FLIGHT",
       c.kafka_max_in_flight,
       "Messages consumed but not yet durable before consumption pauses (backpressure)")

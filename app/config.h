@@ -32,8 +32,9 @@ struct Config {
   size_t max_queue_depth = 200000;        // --max-queue-depth: per worker, then 429
   std::string kafka_brokers;              // --kafka-brokers: HOST:PORT[,...]; empty = embedded mode
   std::string kafka_group = "ecrm";       // --kafka-group: consumer group
-  std::string kafka_topic = "ecrm.events";          // --kafka-topic: events topic
-  std::string kafka_dlq_topic = "ecrm.events.dlq";  // --kafka-dlq-topic: dead letters
+  std::string kafka_topic = "ecrm.events";             // --kafka-topic: events topic
+  std::string kafka_dlq_topic = "ecrm.events.dlq";     // --kafka-dlq-topic: dead letters
+  std::string kafka_profiles_topic = "ecrm.profiles";  // --kafka-profiles-topic ("" = off)
   std::string role = "all";             // --role: all | collector | processor (Kafka mode)
   size_t kafka_max_in_flight = 200000;  // --kafka-max-in-flight: consumed, not durable; then pause
   // Identifier values treated as absent (besides empty ones), compared trimmed and case-blind.

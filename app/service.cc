@@ -39,6 +39,7 @@ Status Service::Start() {
   kafka_options.group = config_.kafka_group;
   kafka_options.topic = config_.kafka_topic;
   kafka_options.dlq_topic = config_.kafka_dlq_topic;
+  kafka_options.profiles_topic = config_.kafka_profiles_topic;
   kafka_options.max_in_flight_messages = config_.kafka_max_in_flight;
   uint32_t partitions = config_.partitions;
   if (kafka) {
@@ -83,6 +84,15 @@ Status Service::Start() {
     ASSIGN_OR_RETURN(consumer_,
                      KafkaConsumer::Create(kafka_options, *engine_, *registry_, *clock_, limits));
     consumer_->Start();
+    if (!kafka_options.profiles_topic.empty()) {
+      ProfileRecordOptions records;
+      records.identifier_types = config_.identifier_types;
+      records.limits = limits.event;
+      ASSIGN_OR_RETURN(profile_consumer_,
+                       KafkaProfileConsumer::Create(kafka_options, *engine_, *registry_, *clock_,
+                                                    std::move(records)));
+      profile_consumer_->Start();
+    }
   }
   if (kafka && config_.role != "processor") {
     ASSIGN_OR_RETURN(producer_, KafkaEventProducer::Create(kafka_options, *registry_));
@@ -139,11 +149,13 @@ void Service::Stop() {
   ready_ = false;
   if (server_) server_->StopAccepting();
   if (producer_) producer_->Stop(10000);  // answers collector requests whose messages are queued
-  if (consumer_) consumer_->Stop();       // lets consumed messages become durable, then leaves
-  if (engine_) engine_->Stop();           // answers everything accepted; later requests get 503
+  if (profile_consumer_) profile_consumer_->Stop();
+  if (consumer_) consumer_->Stop();  // lets consumed messages become durable, then leaves
+  if (engine_) engine_->Stop();      // answers everything accepted; later requests get 503
   if (server_) server_->Stop();
   server_.reset();
   api_.reset();
+  profile_consumer_.reset();
   consumer_.reset();
   producer_.reset();
   engine_.reset();

@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "ingest/kafka_consumer.h"
 #include "ingest/kafka_producer.h"
+#include "ingest/kafka_profile_consumer.h"
 #include "profiler/engine.h"
 #include "prometheus/registry.h"
 #include "rules/rule_metrics.h"
@@ -48,8 +49,9 @@ class Service {
   std::unique_ptr<RuleRegistry> rules_;
   std::unique_ptr<RuleMetrics> rule_metrics_;
   std::unique_ptr<ProfileEngine> engine_;
-  std::unique_ptr<KafkaConsumer> consumer_;       // Kafka mode, roles all/processor
-  std::unique_ptr<KafkaEventProducer> producer_;  // Kafka mode, roles all/collector
+  std::unique_ptr<KafkaConsumer> consumer_;                 // Kafka mode, roles all/processor
+  std::unique_ptr<KafkaProfileConsumer> profile_consumer_;  // the same, when a topic is set
+  std::unique_ptr<KafkaEventProducer> producer_;            // Kafka mode, roles all/collector
   std::unique_ptr<ApiService> api_;
   std::unique_ptr<HttpServer> server_;
   std::atomic<bool> ready_{false};

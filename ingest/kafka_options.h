@@ -12,8 +12,9 @@ struct KafkaOptions {
   std::string group = "ecrm";                 // consumer group
   std::string topic = "ecrm.events";          // events topic
   std::string dlq_topic = "ecrm.events.dlq";  // dead letters: bad messages, reason in headers
-  size_t max_in_flight_messages = 200000;     // consumed but not yet durable: pause beyond this
-  size_t pause_queue_depth = 100000;          // worker queue depth (total) that pauses consumption
+  std::string profiles_topic = "ecrm.profiles";  // records from other channels; "" = not read
+  size_t max_in_flight_messages = 200000;        // consumed but not yet durable: pause beyond this
+  size_t pause_queue_depth = 100000;  // worker queue depth (total) that pauses consumption
 };
 
 }  // namespace ecrm

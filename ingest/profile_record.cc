@@ -85,8 +85,7 @@ bool ProfileRecordParser::Parse(std::string_view json, TimeMs received_at, Event
     } else if (type == "phone") {
       auto phone = NormalizePhone(v);
       if (!phone) {
-        fail("invalid_identifier",
-             "identifiers.phone must be an E.164 number like +4915112345678");
+        fail("invalid_identifier", "identifiers.phone must be an E.164 number like +4915112345678");
         ok = false;
         break;
       }

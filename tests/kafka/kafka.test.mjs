@@ -44,9 +44,9 @@ function eventLines(n) {
   return lines.join('\n') + '\n';
 }
 
-function kcatProduce(text) {
+function kcatProduce(text, topic = TOPIC, keyed = true) {
   return new Promise((resolve, reject) => {
-    const p = spawn('kcat', ['-P', '-b', BROKERS, '-t', TOPIC, '-K:', '-z', 'lz4']);
+    const p = spawn('kcat', ['-P', '-b', BROKERS, '-t', topic, ...(keyed ? ['-K:'] : []), '-z', 'lz4']);
     let err = '';
     p.stderr.on('data', (d) => { err += d; });
     p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`kcat: ${code} ${err}`))));
@@ -245,5 +245,59 @@ test('kafka mode: --role collector and --role processor, with backpressure', asy
   } finally {
     await collector.cleanup();
     await processor.cleanup();
+  }
+});
+
+// Records from other channels on the profiles topic (as POST /v1/profiles/import): a CRM record
+// produced with kcat joins the profile of a web visitor who identifies with the same email; a bad
+// record is counted and skipped.
+test('kafka mode: CRM records from the profiles topic join web profiles', async () => {
+  const topic = `events-p-${run}`;
+  const dlq = `dlq-p-${run}`;
+  const profiles = `profiles-${run}`;
+  kafkaSh('create-topic', topic, '2');
+  kafkaSh('create-topic', dlq, '1');
+  kafkaSh('create-topic', profiles, '2');
+  const srv = new EcrmServer({
+    startupTimeoutMs: 60_000,
+    extraArgs: ['--kafka-brokers', BROKERS, '--kafka-topic', topic, '--kafka-dlq-topic', dlq,
+                '--kafka-profiles-topic', profiles, '--kafka-group', `p-${run}`],
+  });
+  try {
+    await srv.start();
+    const email = `crm-${run}@example.com`;
+    // -K is not used: each line is one message (one record), the message key is empty.
+    await kcatProduce(
+      JSON.stringify({ identifiers: { email: email.toUpperCase(), crm_id: `K-${run}` },
+                       traits: { tier: 'gold' }, channel: 'crm', updated_at: '2026-10-01T00:00:00Z' }) +
+      '\n{"identifiers":{"crm_id":"x"},"channel":""}\n', profiles, false);
+    const anon = `web-${run}`;
+    const res = await srv.collect('/v1/batch', { batch: [
+      { type: 'page', anonymousId: anon, messageId: `${run}-p1` },
+      { type: 'identify', anonymousId: anon, messageId: `${run}-i1`, traits: { email } },
+    ] });
+    assert.equal(res.status, 200, res.text);
+    const deadline = Date.now() + 60_000;
+    let web, crm;
+    while (Date.now() < deadline) {
+      web = await srv.getProfileRes(`anonymous_id:${anon}`);
+      crm = await srv.getProfileRes(`crm_id:K-${run}`);
+      if (web.status === 200 && crm.status === 200 && web.json.id === crm.json.id &&
+          web.json.stats.events === 2) break;
+      await sleep(300);
+    }
+    assert.equal(crm.status, 200, 'the CRM record was applied');
+    assert.equal(web.json.id, crm.json.id, 'one profile');
+    assert.equal(web.json.stats.events, 2);
+    assert.equal(web.json.traits.tier, 'gold');
+    assert.equal(web.json.trait_sources.tier, 'crm');
+    const metrics = await srv.metrics();
+    assert.equal(metricValue(metrics, 'ecrm_kafka_profile_records_total', { result: 'applied' }), 1);
+    assert.equal(metricValue(metrics, 'ecrm_kafka_profile_records_total', { result: 'rejected' }), 1);
+  } catch (err) {
+    srv.dumpLogs('profiles');
+    throw err;
+  } finally {
+    await srv.cleanup();
   }
 });
