@@ -38,8 +38,10 @@ struct KafkaProfileConsumer::Impl {
       } else if (m->err() != RdKafka::ERR__TIMED_OUT && m->err() != RdKafka::ERR__PARTITION_EOF) {
         spdlog::debug("kafka profiles: consume: {}", m->errstr());
       }
-      const bool due = std::chrono::steady_clock::now() - last_flush > std::chrono::milliseconds(50);
-      if (uncommitted && (pending.size() >= kMaxBatch || due || m->err() != RdKafka::ERR_NO_ERROR)) {
+      const bool due =
+          std::chrono::steady_clock::now() - last_flush > std::chrono::milliseconds(50);
+      if (uncommitted &&
+          (pending.size() >= kMaxBatch || due || m->err() != RdKafka::ERR_NO_ERROR)) {
         if (!Apply(pending)) continue;  // stopping: the offsets stay uncommitted, re-read later
         pending.clear();
         const auto err = consumer->commitSync();

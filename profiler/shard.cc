@@ -302,10 +302,8 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
                              // alias: previousId was an anonymous id or a user id
                              {"anonymous_id", &event.previous_id, false},
                              {"user_id", &event.previous_id, true}};
-  std::vector<Carried> all(std::begin(carried), std::end(carried));
-  for (const auto& [type, value] : event.identifiers) all.push_back({type.c_str(), &value, false});
-  for (const auto& [type, value, link_only] : all) {
-    if (value->empty() || profile->HasIdentity(type, *value)) continue;
+  auto claim_if_new = [&](const char* type, const std::string* value, bool link_only) {
+    if (value->empty() || profile->HasIdentity(type, *value)) return;
     ShardTask claim;
     claim.kind = ShardTask::Kind::kClaimIdentity;
     claim.partition = PartitionForKey(*value, router_.partition_count());
@@ -322,7 +320,9 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
     } else {
       SendTo(claim.partition, std::move(claim));
     }
-  }
+  };
+  for (const auto& [type, value, link_only] : carried) claim_if_new(type, value, link_only);
+  for (const auto& [type, value] : event.identifiers) claim_if_new(type.c_str(), &value, false);
 }
 
 void Shard::SendTo(uint32_t partition, ShardTask task) {

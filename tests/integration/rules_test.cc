@@ -12,11 +12,13 @@
 
 #include "app/service.h"
 #include "tests/testutil/http_client.h"
+#include "tests/testutil/json_match.h"
 #include "tests/testutil/temp_dir.h"
 
 namespace ecrm {
 namespace {
 
+using testing::ExpectContains;
 using testing::HttpCall;
 
 Config TestConfig(const std::string& dir) {
@@ -34,36 +36,6 @@ Config TestConfig(const std::string& dir) {
 const std::vector<std::pair<std::string, std::string>> kCollect = {
     {"Authorization", "Basic d2s6"}, {"Content-Type", "application/json"}};  // "wk:"
 const std::vector<std::pair<std::string, std::string>> kAdmin = {{"Authorization", "Bearer admin"}};
-
-// `expected` must be contained in `actual`: objects key by key, arrays element by element and of
-// the same length, numbers within 1e-12 (relative), everything else equal.
-void ExpectContains(simdjson::dom::element expected, simdjson::dom::element actual,
-                    const std::string& where) {
-  using T = simdjson::dom::element_type;
-  if (expected.is_number()) {
-    ASSERT_TRUE(actual.is_number()) << where << ": " << simdjson::minify(actual);
-    const double e = double(expected), a = double(actual);
-    EXPECT_NEAR(a, e, 1e-12 * std::max(1.0, std::fabs(e))) << where;
-    return;
-  }
-  ASSERT_EQ(expected.type(), actual.type()) << where << ": " << simdjson::minify(actual);
-  if (expected.type() == T::OBJECT) {
-    for (auto [key, value] : expected.get_object()) {
-      auto a = actual[key];
-      ASSERT_FALSE(a.error()) << where << "." << key << " missing in " << simdjson::minify(actual);
-      ExpectContains(value, a.value_unsafe(), where + "." + std::string(key));
-    }
-  } else if (expected.type() == T::ARRAY) {
-    simdjson::dom::array e = expected, a = actual;
-    ASSERT_EQ(e.size(), a.size()) << where << ": " << simdjson::minify(actual);
-    for (size_t i = 0; i < e.size(); i++) {
-      ExpectContains(e.at(i).value_unsafe(), a.at(i).value_unsafe(),
-                     where + "[" + std::to_string(i) + "]");
-    }
-  } else {
-    EXPECT_EQ(simdjson::minify(expected), simdjson::minify(actual)) << where;
-  }
-}
 
 class RuleScenario : public ::testing::TestWithParam<std::string> {};
 
