@@ -129,14 +129,16 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       ->capture_default_str();
   add("--blocked-identifier", "blocked_identifiers", "ECRM_BLOCKED_IDENTIFIERS",
       c.blocked_identifiers,
-      "Identifier value treated as absent, e.g. a placeholder such as 'undefined' (repeatable; "
-      "env: comma-separated)")
-      ->delimiter(',')
-      ->capture_default_str();
+      "Identifier value treated as absent besides empty, null and undefined (repeatable; env: "
+      "comma-separated)")
+      ->delimiter(',');
   add("--identifier-type", "identifier_types", "ECRM_IDENTIFIER_TYPES", c.identifier_types,
       "An identifier type besides anonymous_id, user_id and email, e.g. crm_id (repeatable; env: "
       "comma-separated)")
       ->delimiter(',')
+      ->capture_default_str();
+  add("--merge-survivor", "merge_survivor", "ECRM_MERGE_SURVIVOR", c.merge_survivor,
+      "Which profile survives a merge: oldest (created first) or newest")
       ->capture_default_str();
   add("--max-user-ids", "max_user_ids", "ECRM_MAX_USER_IDS", c.max_user_ids,
       "Merge protection: the most distinct user ids one profile may hold")
@@ -224,6 +226,10 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   }
   if (c.rate_limit < 0) return absl::InvalidArgumentError("rate_limit: must not be negative");
   if (c.max_user_ids < 1) return absl::InvalidArgumentError("max_user_ids: must be at least 1");
+  if (c.merge_survivor != "oldest" && c.merge_survivor != "newest") {
+    return absl::InvalidArgumentError("merge_survivor: must be oldest or newest, got '" +
+                                      c.merge_survivor + "'");
+  }
   if (c.cache_profiles == 0) return absl::InvalidArgumentError("cache_profiles: must be positive");
   for (const auto& k : c.write_keys) {
     if (k.empty() || k.find(':') != std::string::npos) {

@@ -37,9 +37,11 @@ struct Config {
   std::string kafka_profiles_topic = "ecrm.profiles";  // --kafka-profiles-topic ("" = off)
   std::string role = "all";             // --role: all | collector | processor (Kafka mode)
   size_t kafka_max_in_flight = 200000;  // --kafka-max-in-flight: consumed, not durable; then pause
-  // Identifier values treated as absent (besides empty ones), compared trimmed and case-blind.
-  std::vector<std::string> blocked_identifiers = {"null", "undefined"};
+  // Identifier values treated as absent besides empty, "null" and "undefined" (always blocked),
+  // compared trimmed and case-blind.
+  std::vector<std::string> blocked_identifiers;
   int max_user_ids = 1;
+  std::string merge_survivor = "oldest";  // --merge-survivor: oldest | newest
   std::vector<std::string> identifier_types = {
       "phone", "crm_id"};  // besides the built-in three         // merge protection: distinct user
                            // ids one profile may hold

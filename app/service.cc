@@ -70,6 +70,7 @@ Status Service::Start() {
   engine_options.shard.cache_capacity = config_.cache_profiles;
   engine_options.shard.rules = rules_.get();
   engine_options.shard.max_user_ids = config_.max_user_ids;
+  engine_options.shard.newer_survives = config_.merge_survivor == "newest";
   ASSIGN_OR_RETURN(engine_, ProfileEngine::Create(*store_, *registry_, engine_options));
   engine_->Start();
   if (kafka && config_.role != "collector") {

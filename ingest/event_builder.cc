@@ -181,7 +181,9 @@ bool EventLimits::IsBlocked(std::string_view value) const {
   while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back()))) {
     value.remove_suffix(1);
   }
-  if (value.empty()) return true;
+  if (value.empty() || EqualsIgnoreCase(value, "null") || EqualsIgnoreCase(value, "undefined")) {
+    return true;
+  }
   for (const auto& blocked : blocked_identifiers) {
     if (EqualsIgnoreCase(value, blocked)) return true;
   }

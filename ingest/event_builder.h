@@ -28,9 +28,9 @@ struct EventContext {
 struct EventLimits {
   size_t max_message_id = 100;
   size_t max_identifier = 1024;
-  // Identifier values (userId, anonymousId, previousId, email) treated as absent; compared
-  // trimmed and case-insensitively. Empty values are always absent.
-  std::vector<std::string> blocked_identifiers = {"null", "undefined"};
+  // Identifier values (userId, anonymousId, previousId, email) treated as absent besides the
+  // built-in ones (empty, "null", "undefined"); compared trimmed and case-insensitively.
+  std::vector<std::string> blocked_identifiers;
   bool IsBlocked(std::string_view value) const;
 };
 

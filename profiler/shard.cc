@@ -364,14 +364,16 @@ void Shard::ClaimIdentity(ShardTask& task) {
   SendTo(*owner_partition, std::move(attach));
 }
 
-// Profile ids sort by creation (event time, then a per-shard counter): the older one survives.
+// Profile ids sort by creation (event time, then a per-shard counter): the older one survives
+// (or the newer, with --merge-survivor newest).
 void Shard::StartMerge(const std::string& a, const std::string& b, const ShardTask& cause) {
   if (a == b) return;
   const bool a_older = a.substr(5) != b.substr(5) ? a.substr(5) < b.substr(5) : a < b;
+  const bool a_survives = a_older != options_.newer_survives;
   ShardTask check;
   check.kind = ShardTask::Kind::kMergeCheck;
-  check.profile_id = a_older ? a : b;
-  check.other_id = a_older ? b : a;
+  check.profile_id = a_survives ? a : b;
+  check.other_id = a_survives ? b : a;
   check.link = cause.link;
   check.at = cause.at;
   check.message_id = cause.message_id;

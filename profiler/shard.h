@@ -90,6 +90,8 @@ struct ShardOptions {
   const RuleRegistry* rules = nullptr;
   // Merge protection: the most distinct user ids one profile may hold (more never merge).
   int max_user_ids = 1;
+  // Which of two merged profiles survives: the older (created first) or the newer one.
+  bool newer_survives = false;
 };
 
 class Shard {

@@ -87,6 +87,16 @@ TEST(Config, ErrorsNameTheKey) {
   ASSERT_FALSE(c.ok());
   c = Parse({"--no-such-flag"});
   ASSERT_FALSE(c.ok());
+  c = Parse({"--merge-survivor", "biggest"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("merge_survivor"), std::string::npos);
+  c = Parse({"--max-user-ids", "0"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("max_user_ids"), std::string::npos);
+  c = Parse({"--blocked-identifier", "anon", "--identifier-type", "loyalty_id"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->blocked_identifiers, (std::vector<std::string>{"anon"}));
+  EXPECT_EQ(c->identifier_types, (std::vector<std::string>{"loyalty_id"}));
 }
 
 }  // namespace

@@ -54,8 +54,8 @@ TEST_P(IdentityScenario, Holds) {
       ASSERT_NE(r.body.find(R"("rejected":0)"), std::string::npos) << r.body;
     } else if (key == "events") {
       for (auto event : value.get_array()) {
-        auto r = HttpCall(port, "POST", "/v1/batch", "{\"batch\":[" + simdjson::minify(event) + "]}",
-                          kCollect);
+        auto r = HttpCall(port, "POST", "/v1/batch",
+                          "{\"batch\":[" + simdjson::minify(event) + "]}", kCollect);
         ASSERT_EQ(r.status, 200) << r.body;
       }
     }

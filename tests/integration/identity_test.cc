@@ -109,6 +109,39 @@ TEST_F(IdentityTest, LoginOnASecondDeviceMergesIntoTheOlderProfile) {
   EXPECT_NE(Metrics().find("ecrm_profile_merges_total 1"), std::string::npos);
 }
 
+TEST(IdentityConfig, TheNewerProfileCanBeMadeTheSurvivor) {
+  testing::TempDir dir;
+  Config c;
+  c.http_port = 0;
+  c.data_dir = dir.path();
+  c.write_keys = {"wk"};
+  c.admin_token = "admin";
+  c.workers = 2;
+  c.http_threads = 2;
+  c.partitions = 16;
+  c.merge_survivor = "newest";
+  Service service(c);
+  ASSERT_TRUE(service.Start().ok());
+  auto send = [&](const std::string& e) {
+    ASSERT_EQ(
+        HttpCall(service.port(), "POST", "/v1/batch", "{\"batch\":[" + e + "]}", kCollect).status,
+        200);
+  };
+  auto id = [&](const std::string& identifier) {
+    simdjson::dom::parser parser;
+    auto r = HttpCall(service.port(), "GET", "/v1/profiles/" + identifier, "", kAdmin);
+    return std::string(std::string_view(parser.parse(r.body)["id"]));
+  };
+  send(Identify("n1", "nu", "2026-11-01T10:00:00Z"));
+  const std::string older = id("user_id:nu");
+  send(Page("n2", "2026-11-02T10:00:00Z"));
+  const std::string newer = id("anonymous_id:n2");
+  send(Identify("n2", "nu", "2026-11-02T10:01:00Z"));
+  EXPECT_EQ(id("user_id:nu"), newer);
+  EXPECT_EQ(id("anonymous_id:n1"), newer);
+  EXPECT_NE(older, newer);
+}
+
 TEST_F(IdentityTest, TwoUsersOnOneDeviceAreNeverMerged) {
   Send(Identify("shared", "alice", "2026-11-01T10:00:00Z"));
   Send(Page("shared", "2026-11-01T10:01:00Z"));

@@ -14,7 +14,7 @@ namespace ecrm::testing {
 // `expected` must be contained in `actual`: objects key by key, arrays element by element and of
 // the same length, numbers within 1e-12 (relative), everything else equal.
 inline void ExpectContains(simdjson::dom::element expected, simdjson::dom::element actual,
-                    const std::string& where) {
+                           const std::string& where) {
   using T = simdjson::dom::element_type;
   if (expected.is_number()) {
     ASSERT_TRUE(actual.is_number()) << where << ": " << simdjson::minify(actual);
