@@ -29,6 +29,14 @@ struct ProfileStats {
   TimeMs last_seen = 0;
 };
 
+// One session: a run of events with no gap longer than the session timeout.
+struct SessionInterval {
+  TimeMs start = 0;
+  TimeMs end = 0;
+  int64_t events = 0;
+  bool operator==(const SessionInterval&) const = default;
+};
+
 struct SessionState {
   std::string id;  // "<profile id>-<n>"
   TimeMs started_at = 0;
@@ -80,7 +88,13 @@ struct Profile {
   std::map<std::string, std::vector<std::string>> identities;
   std::map<std::string, TraitValue> traits;
   ProfileStats stats;
-  SessionState session;
+  SessionState session;  // the latest session (by time), derived from session_intervals
+  // The most recent sessions (sorted by start, at most kMaxSessions) and how many older ones were
+  // summarised away: sessions do not depend on the order events arrive in, as long as a late
+  // event falls within the kept ones.
+  std::vector<SessionInterval> session_intervals;
+  int64_t sessions_dropped = 0;
+  static constexpr size_t kMaxSessions = 50;
   std::map<std::string, Interest> interests;
   std::vector<RecentProduct> recent_products;  // newest first, at most kMaxRecentProducts
   Touch first_touch;

@@ -208,6 +208,13 @@ void EncodeProfile(const Profile& p, std::string* out) {
     w.Str(h.message_id);
     w.Str(h.reason);
   }
+  w.Varint(p.session_intervals.size());
+  for (const auto& i : p.session_intervals) {
+    w.Signed(i.start);
+    w.Signed(i.end);
+    w.Signed(i.events);
+  }
+  w.Signed(p.sessions_dropped);
   size_t sourced = 0;
   for (const auto& [k, v] : p.traits) sourced += v.source.empty() ? 0 : 1;
   w.Varint(sourced);
@@ -330,6 +337,23 @@ StatusOr<Profile> DecodeProfile(std::string_view data) {
       h.reason = r.Str();
       p.history.push_back(std::move(h));
     }
+  }
+  if (version >= 5) {
+    for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
+      SessionInterval i;
+      i.start = r.Signed();
+      i.end = r.Signed();
+      i.events = r.Signed();
+      p.session_intervals.push_back(i);
+    }
+    p.sessions_dropped = r.Signed();
+  } else if (!p.session.id.empty()) {
+    // Older values kept only the current session: it becomes the one interval.
+    p.session_intervals.push_back(
+        {p.session.started_at, p.session.last_event_at, p.session.events});
+    p.sessions_dropped = std::max<int64_t>(0, p.stats.sessions - 1);
+  } else {
+    p.sessions_dropped = p.stats.sessions;
   }
   if (version >= 4) {
     for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {

@@ -47,13 +47,16 @@ void MergeProfiles(Profile& s, const Profile& a, const ProfileUpdater& updater) 
   st.events += at.events;
   st.page_views += at.page_views;
   st.screen_views += at.screen_views;
-  st.sessions += at.sessions;
   st.orders += at.orders;
   st.revenue += at.revenue;
   st.first_seen = MinNonZero(st.first_seen, at.first_seen);
   st.last_seen = std::max(st.last_seen, at.last_seen);
-  // The current session is the one with the latest event; the other one has ended.
-  if (a.session.last_event_at > s.session.last_event_at) s.session = a.session;
+  // Sessions: both sets of intervals, joined where they touch (two devices browsing at the same
+  // time are one session of the person); the current session is the latest.
+  s.session_intervals.insert(s.session_intervals.end(), a.session_intervals.begin(),
+                             a.session_intervals.end());
+  s.sessions_dropped += a.sessions_dropped;
+  updater.NormalizeSessions(s);
   for (const auto& [category, interest] : a.interests) {
     auto it = s.interests.find(category);
     if (it == s.interests.end()) {

@@ -69,19 +69,38 @@ double ProfileUpdater::DecayedScore(const Interest& interest, TimeMs at) const {
 }
 
 void ProfileUpdater::UpdateSession(Profile& p, TimeMs ts) const {
-  auto& s = p.session;
-  if (s.id.empty() || ts > s.last_event_at + config_.session_timeout_ms) {
-    p.stats.sessions++;
-    s.id = p.id + "-" + std::to_string(p.stats.sessions);
-    s.started_at = ts;
-    s.last_event_at = ts;
-    s.events = 1;
-    return;
+  // An event belongs to every session it is within the timeout of; NormalizeSessions joins them.
+  p.session_intervals.push_back({ts, ts, 1});
+  NormalizeSessions(p);
+}
+
+void ProfileUpdater::NormalizeSessions(Profile& p) const {
+  auto& iv = p.session_intervals;
+  std::sort(iv.begin(), iv.end(), [](const auto& a, const auto& b) {
+    return a.start != b.start ? a.start < b.start : a.end < b.end;
+  });
+  std::vector<SessionInterval> joined;
+  for (const auto& s : iv) {
+    if (!joined.empty() && s.start <= joined.back().end + config_.session_timeout_ms) {
+      joined.back().end = std::max(joined.back().end, s.end);
+      joined.back().events += s.events;
+    } else {
+      joined.push_back(s);
+    }
   }
-  if (ts < s.started_at - config_.session_timeout_ms) return;  // late event of an older session
-  s.started_at = std::min(s.started_at, ts);
-  s.last_event_at = std::max(s.last_event_at, ts);
-  s.events++;
+  if (joined.size() > Profile::kMaxSessions) {
+    const size_t drop = joined.size() - Profile::kMaxSessions;
+    p.sessions_dropped += static_cast<int64_t>(drop);
+    joined.erase(joined.begin(), joined.begin() + static_cast<std::ptrdiff_t>(drop));
+  }
+  iv = std::move(joined);
+  p.stats.sessions = p.sessions_dropped + static_cast<int64_t>(iv.size());
+  if (iv.empty()) return;
+  const auto& last = iv.back();
+  p.session.id = p.id + "-" + std::to_string(p.stats.sessions);
+  p.session.started_at = last.start;
+  p.session.last_event_at = last.end;
+  p.session.events = last.events;
 }
 
 void ProfileUpdater::AddInterest(Profile& p, const std::string& category, double weight,

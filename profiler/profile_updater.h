@@ -25,6 +25,9 @@ class ProfileUpdater {
   void Apply(Profile& profile, const Event& event) const;
 
   const ProfilerConfig& config() const { return config_; }
+  // Coalesces touching sessions, trims to Profile::kMaxSessions, and derives stats.sessions and
+  // the current session from the intervals (after an update or a merge).
+  void NormalizeSessions(Profile& profile) const;
   // An interest score decayed from its last update to `at`.
   double DecayedScore(const Interest& interest, TimeMs at) const;
 

@@ -259,13 +259,16 @@ TEST_F(IdentityTest, BlockedValuesLinkNothing) {
 namespace ecrm {
 namespace {
 
-// The profile of user u1 reduced to what must not depend on arrival order: counts, traits (by
-// event time), identities (as sets), interests and recent products.
+// The profile of user u1 reduced to what must not depend on arrival order: counts, sessions,
+// traits (by event time), identities (as sets), interests and recent products.
 std::string Canonical(const std::string& json) {
   simdjson::dom::parser parser;
   simdjson::dom::element p = parser.parse(json);
   std::string out = "events=" + std::to_string(int64_t(p["stats"]["events"])) +
                     " page_views=" + std::to_string(int64_t(p["stats"]["page_views"])) +
+                    " sessions=" + std::to_string(int64_t(p["stats"]["sessions"])) +
+                    " current_session=" + simdjson::minify(p["sessions"]["current"]["started_at"]) +
+                    "/" + std::to_string(int64_t(p["sessions"]["current"]["events"])) +
                     " traits=" + simdjson::minify(p["traits"]) +
                     " interests=" + simdjson::minify(p["interests"]) +
                     " recent=" + simdjson::minify(p["recent_products"]) + " ids=";
@@ -322,7 +325,7 @@ TEST(IdentityOrder, TheSameEventsInAnyOrderGiveTheSameProfile) {
     const std::string canonical = Canonical(by_user.body);
     if (run == 0) {
       first = canonical;
-      EXPECT_NE(first.find("events=8 page_views=3"), std::string::npos) << first;
+      EXPECT_NE(first.find("events=8 page_views=3 sessions=3"), std::string::npos) << first;
       EXPECT_NE(first.find(R"("plan":"gold")"), std::string::npos) << first;
     } else {
       EXPECT_EQ(canonical, first) << "run " << run;

@@ -16,6 +16,7 @@ Profile A() {
   p.traits["name"] = {R"("Ada")", 50};
   p.stats = {3, 2, 0, 1, 0, 0, 10, 100};
   p.session = {"s-a", 10, 100, 3};
+  p.session_intervals = {{10, 100, 3}};
   p.interests["shoes"] = {2.0, 90};
   p.recent_products = {{"p1", "", "shoes", 0, false, 90}};
   p.first_touch = {"google", "", "", "", "", "", 10};
@@ -32,6 +33,7 @@ Profile B() {
   p.traits["plan"] = {R"("gold")", 200};
   p.stats = {2, 1, 0, 1, 1, 30.5, 150, 220};
   p.session = {"s-b", 150, 220, 2};
+  p.session_intervals = {{150, 220, 2}};
   p.interests["shoes"] = {1.0, 210};
   p.interests["hats"] = {1.0, 220};
   p.recent_products = {{"p2", "", "hats", 0, false, 220}, {"p1", "", "shoes", 0, false, 200}};
@@ -53,7 +55,11 @@ TEST(MergeProfiles, CombinesSummaries) {
   EXPECT_EQ(s.stats.orders, 1);
   EXPECT_EQ(s.stats.first_seen, 10);
   EXPECT_EQ(s.stats.last_seen, 220);
-  EXPECT_EQ(s.session.id, "s-b");
+  // The two sessions are 50 ms apart: one session of the person, from 10 to 220.
+  EXPECT_EQ(s.stats.sessions, 1);
+  EXPECT_EQ(s.session.started_at, 10);
+  EXPECT_EQ(s.session.last_event_at, 220);
+  EXPECT_EQ(s.session.events, 5);
   ASSERT_EQ(s.recent_products.size(), 2u);  // one entry per product, newest first
   EXPECT_EQ(s.recent_products[0].product_id, "p2");
   EXPECT_EQ(s.recent_products[1].viewed_at, 200);
@@ -73,6 +79,7 @@ TEST(MergeProfiles, TheResultDoesNotDependOnTheSurvivor) {
   MergeProfiles(ba, A(), updater);
   for (Profile* p : {&ab, &ba}) {
     p->id.clear();
+    p->session.id.clear();  // "<profile id>-<n>"
     p->merged_ids.clear();
     for (auto& [type, values] : p->identities) std::sort(values.begin(), values.end());
   }
