@@ -26,6 +26,11 @@ Profile Sample() {
   p.offers["free-shipping"] = 10;
   p.windowed_counters["views_7d"] = {604800000, {{0, 2}, {25200000, 1.5}}};
   p.rules_fired["welcome"] = "0001-00000000000000aa-2";
+  p.session_intervals = {{900, 1000, 2}, {1500, 2000, 3}};
+  p.sessions_dropped = 0;
+  p.merged_ids = {"0002-00000000000000bb"};
+  p.history.push_back({1800, true, "0002-00000000000000bb", "user_id:u", "m1", ""});
+  p.traits["plan"] = {R"("gold")", 1700, "crm"};
   return p;
 }
 
@@ -60,6 +65,11 @@ TEST(ProfileCodec, RoundTripsEveryField) {
   EXPECT_EQ(decoded->windowed_counters.at("views_7d").buckets,
             p.windowed_counters.at("views_7d").buckets);
   EXPECT_EQ(decoded->rules_fired, p.rules_fired);
+  EXPECT_EQ(decoded->session_intervals, p.session_intervals);
+  EXPECT_EQ(decoded->merged_ids, p.merged_ids);
+  ASSERT_EQ(decoded->history.size(), 1u);
+  EXPECT_EQ(decoded->history[0].identifier, "user_id:u");
+  EXPECT_EQ(decoded->traits.at("plan").source, "crm");
   ExpectSame(*decoded, p);
 }
 
