@@ -1,5 +1,6 @@
 #include "app/config.h"
 
+#include <charconv>
 #include <iostream>
 #include <thread>
 
@@ -140,6 +141,10 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   add("--merge-survivor", "merge_survivor", "ECRM_MERGE_SURVIVOR", c.merge_survivor,
       "Which profile survives a merge: oldest (created first) or newest")
       ->capture_default_str();
+  add("--identifier-limit", "identifier_limits", "ECRM_IDENTIFIER_LIMITS", c.identifier_limits,
+      "Merge protection for another identifier type: TYPE=N, the most distinct values one profile "
+      "may hold, e.g. crm_id=1 (repeatable; env: comma-separated)")
+      ->delimiter(',');
   add("--max-user-ids", "max_user_ids", "ECRM_MAX_USER_IDS", c.max_user_ids,
       "Merge protection: the most distinct user ids one profile may hold")
       ->capture_default_str();
@@ -226,6 +231,16 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   }
   if (c.rate_limit < 0) return absl::InvalidArgumentError("rate_limit: must not be negative");
   if (c.max_user_ids < 1) return absl::InvalidArgumentError("max_user_ids: must be at least 1");
+  for (const auto& limit : c.identifier_limits) {
+    const auto eq = limit.find('=');
+    int n = 0;
+    if (eq == std::string::npos || eq == 0 ||
+        std::from_chars(limit.data() + eq + 1, limit.data() + limit.size(), n).ec != std::errc() ||
+        n < 1) {
+      return absl::InvalidArgumentError("identifier_limits: expected TYPE=N with N >= 1, got '" +
+                                        limit + "'");
+    }
+  }
   if (c.merge_survivor != "oldest" && c.merge_survivor != "newest") {
     return absl::InvalidArgumentError("merge_survivor: must be oldest or newest, got '" +
                                       c.merge_survivor + "'");

@@ -41,6 +41,8 @@ struct Config {
   // compared trimmed and case-blind.
   std::vector<std::string> blocked_identifiers;
   int max_user_ids = 1;
+  // --identifier-limit TYPE=N: merge protection for other types (e.g. crm_id=1).
+  std::vector<std::string> identifier_limits;
   std::string merge_survivor = "oldest";  // --merge-survivor: oldest | newest
   std::vector<std::string> identifier_types = {
       "phone", "crm_id"};  // besides the built-in three         // merge protection: distinct user

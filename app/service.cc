@@ -69,7 +69,11 @@ Status Service::Start() {
   engine_options.max_queue_depth = config_.max_queue_depth;
   engine_options.shard.cache_capacity = config_.cache_profiles;
   engine_options.shard.rules = rules_.get();
-  engine_options.shard.max_user_ids = config_.max_user_ids;
+  engine_options.shard.identifier_limits = {{"user_id", config_.max_user_ids}};
+  for (const auto& limit : config_.identifier_limits) {  // TYPE=N, validated by the config
+    const auto eq = limit.find('=');
+    engine_options.shard.identifier_limits[limit.substr(0, eq)] = std::stoi(limit.substr(eq + 1));
+  }
   engine_options.shard.newer_survives = config_.merge_survivor == "newest";
   ASSIGN_OR_RETURN(engine_, ProfileEngine::Create(*store_, *registry_, engine_options));
   engine_->Start();

@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 
+#include <limits>
+
 #include "common/logging.h"
 #include "common/murmur2.h"
 #include "profiler/profile_codec.h"
@@ -249,7 +251,7 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
   const auto user_ids = profile->identities.find("user_id");
   if (!event.user_id.empty() && user_ids != profile->identities.end() &&
       !user_ids->second.empty() && !profile->HasIdentity("user_id", event.user_id) &&
-      static_cast<int>(user_ids->second.size()) >= options_.max_user_ids) {
+      static_cast<int>(user_ids->second.size()) >= UserIdLimit()) {
     AddHistory(*profile, {event.timestamp, false, "", "user_id:" + event.user_id, event.message_id,
                           "a second user_id on this device: event sent to "
                           "that user's profile instead of merging"});
@@ -325,6 +327,11 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
   for (const auto& [type, value] : event.identifiers) claim_if_new(type.c_str(), &value, false);
 }
 
+int Shard::UserIdLimit() const {
+  const auto it = options_.identifier_limits.find("user_id");
+  return it == options_.identifier_limits.end() ? std::numeric_limits<int>::max() : it->second;
+}
+
 void Shard::SendTo(uint32_t partition, ShardTask task) {
   task.ack->Add(1);
   outgoing_.push_back({router_.ShardOfPartition(partition), std::move(task)});
@@ -388,8 +395,12 @@ void Shard::MergeCheck(ShardTask& task) {
   if (!survivor.ok()) return Fail(survivor.status());
   if (!alias_to.empty()) return StartMerge(alias_to, task.other_id, task);
   ShardTask send = task;  // a copy: `task` keeps its acknowledgement for this batch
-  const auto user_ids = (*survivor)->identities.find("user_id");
-  if (user_ids != (*survivor)->identities.end()) send.user_ids = user_ids->second;
+  // The survivor's values of every limited type, as "type:value", for the loser's shard to check.
+  for (const auto& [type, limit] : options_.identifier_limits) {
+    const auto values = (*survivor)->identities.find(type);
+    if (values == (*survivor)->identities.end()) continue;
+    for (const auto& v : values->second) send.user_ids.push_back(type + ":" + v);
+  }
   send.kind = ShardTask::Kind::kMergeSend;
   SendTo(*PartitionOfProfileId(send.other_id), std::move(send));
 }
@@ -404,20 +415,27 @@ void Shard::MergeSend(ShardTask& task) {
     return;  // already merged (into the survivor, or now being merged with its survivor)
   }
   Profile* loser = *loaded;
-  // Merge protection: at most max_user_ids distinct user ids in the merged profile, unless an
-  // alias call linked them explicitly.
-  std::vector<std::string> users = task.user_ids;
-  if (auto it = loser->identities.find("user_id"); it != loser->identities.end()) {
-    for (const auto& u : it->second) {
-      if (std::find(users.begin(), users.end(), u) == users.end()) users.push_back(u);
+  // Merge protection: no identifier type over its limit in the merged profile, unless an alias
+  // call linked the two explicitly.
+  for (const auto& [type, limit] : options_.identifier_limits) {
+    if (task.explicit_link) break;
+    std::vector<std::string> values = task.user_ids;  // "type:value" of the survivor
+    if (auto it = loser->identities.find(type); it != loser->identities.end()) {
+      for (const auto& v : it->second) {
+        const std::string key = type + ":" + v;
+        if (std::find(values.begin(), values.end(), key) == values.end()) values.push_back(key);
+      }
     }
-  }
-  if (!task.explicit_link && static_cast<int>(users.size()) > options_.max_user_ids) {
-    AddHistory(*loser, {task.at, false, task.profile_id, task.link, task.message_id,
-                        "both profiles have a different user_id"});
-    dirty_.insert(loser_id);
-    metrics_.merges_refused().Increment();
-    return;
+    const auto count = std::count_if(values.begin(), values.end(), [&, t = type](const auto& v) {
+      return v.size() > t.size() && v.compare(0, t.size(), t) == 0 && v[t.size()] == ':';
+    });
+    if (count > limit) {
+      AddHistory(*loser, {task.at, false, task.profile_id, task.link, task.message_id,
+                          "both profiles have a different " + type});
+      dirty_.insert(loser_id);
+      metrics_.merges_refused().Increment();
+      return;
+    }
   }
   ShardTask absorb;
   absorb.kind = ShardTask::Kind::kMergeAbsorb;

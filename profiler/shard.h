@@ -14,6 +14,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -88,8 +89,9 @@ struct ShardOptions {
   size_t max_batch_tasks = 4096;          // tasks applied per group commit at most
   // The active rule set is read from here once per batch (null: no rules). Must outlive the shard.
   const RuleRegistry* rules = nullptr;
-  // Merge protection: the most distinct user ids one profile may hold (more never merge).
-  int max_user_ids = 1;
+  // Merge protection: the most distinct values of an identifier type one profile may hold (a
+  // merge that would exceed one is refused); types not listed are unlimited.
+  std::map<std::string, int> identifier_limits = {{"user_id", 1}};
   // Which of two merged profiles survives: the older (created first) or the newer one.
   bool newer_survives = false;
 };
@@ -128,6 +130,7 @@ class Shard {
   void DeleteAlias(ShardTask& task);
   // Queues a follow-up task for the shard owning `partition` (this one included), under `ack`.
   void SendTo(uint32_t partition, ShardTask task);
+  int UserIdLimit() const;
   // The id `profile_id` was merged into (following aliases), or "" if it is not an alias.
   StatusOr<std::string> AliasTarget(const std::string& profile_id);
   void AttachIdentity(const std::string& profile_id, const std::string& type,

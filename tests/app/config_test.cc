@@ -93,6 +93,9 @@ TEST(Config, ErrorsNameTheKey) {
   c = Parse({"--max-user-ids", "0"});
   ASSERT_FALSE(c.ok());
   EXPECT_NE(std::string(c.status().message()).find("max_user_ids"), std::string::npos);
+  c = Parse({"--identifier-limit", "crm_id"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("identifier_limits"), std::string::npos);
   c = Parse({"--blocked-identifier", "anon", "--identifier-type", "loyalty_id"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->blocked_identifiers, (std::vector<std::string>{"anon"}));

@@ -142,6 +142,46 @@ TEST(IdentityConfig, TheNewerProfileCanBeMadeTheSurvivor) {
   EXPECT_NE(older, newer);
 }
 
+TEST(IdentityConfig, OtherIdentifierTypesCanBeLimited) {
+  testing::TempDir dir;
+  Config c;
+  c.http_port = 0;
+  c.data_dir = dir.path();
+  c.write_keys = {"wk"};
+  c.admin_token = "admin";
+  c.workers = 2;
+  c.http_threads = 2;
+  c.partitions = 16;
+  c.identifier_limits = {"crm_id=1"};
+  Service service(c);
+  ASSERT_TRUE(service.Start().ok());
+  const std::string ndjson =
+      R"({"identifiers":{"crm_id":"C-1","email":"x@example.com"},"channel":"crm"})"
+      "\n"
+      R"({"identifiers":{"crm_id":"C-2","email":"y@example.com"},"channel":"crm"})"
+      "\n";
+  ASSERT_EQ(HttpCall(service.port(), "POST", "/v1/profiles/import", ndjson, kAdmin).status, 200);
+  for (const char* email : {"x@example.com", "y@example.com"}) {
+    ASSERT_EQ(
+        HttpCall(
+            service.port(), "POST", "/v1/batch",
+            std::string(R"({"batch":[{"type":"identify","anonymousId":"lim","traits":{"email":")") +
+                email + R"("}}]})",
+            kCollect)
+            .status,
+        200);
+  }
+  auto id = [&](const std::string& identifier) {
+    simdjson::dom::parser parser;
+    auto r = HttpCall(service.port(), "GET", "/v1/profiles/" + identifier, "", kAdmin);
+    return std::string(std::string_view(parser.parse(r.body)["id"]));
+  };
+  EXPECT_EQ(id("anonymous_id:lim"), id("crm_id:C-1"));  // the first email joined C-1
+  EXPECT_NE(id("crm_id:C-1"), id("crm_id:C-2"));        // two CRM customers stay apart
+  const auto metrics = HttpCall(service.port(), "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("ecrm_profile_merges_refused_total 1"), std::string::npos);
+}
+
 TEST_F(IdentityTest, TwoUsersOnOneDeviceAreNeverMerged) {
   Send(Identify("shared", "alice", "2026-11-01T10:00:00Z"));
   Send(Page("shared", "2026-11-01T10:01:00Z"));
