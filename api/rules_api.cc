@@ -156,7 +156,9 @@ class DryRunRecorder final : public RuleObserver {
 
 RulesApi::RulesApi(RuleRegistry& registry, RuleMetrics* metrics, ProfileEngine& engine,
                    const Clock& clock, const CollectorLimits& limits)
-    : registry_(registry), metrics_(metrics), engine_(engine), clock_(clock), limits_(limits) {}
+    : registry_(registry), metrics_(metrics), engine_(engine), clock_(clock), limits_(limits) {
+  limits_.event.keep_properties = nullptr;  // a dry run may read properties the active set does not
+}
 
 HttpResponse RulesApi::Handle(const HttpRequest& req, std::string_view path) {
   auto only = [&](std::string_view method) {

@@ -86,6 +86,7 @@ Status Service::Start() {
     CollectorLimits limits{config_.max_request_bytes, config_.max_event_bytes,
                            config_.max_batch_events};
     limits.event.blocked_identifiers = config_.blocked_identifiers;
+    limits.event.keep_properties = rules_->keep_event_properties();
     ASSIGN_OR_RETURN(consumer_,
                      KafkaConsumer::Create(kafka_options, *engine_, *registry_, *clock_, limits));
     consumer_->Start();
@@ -111,6 +112,7 @@ Status Service::Start() {
   api_options.limits.max_event_bytes = config_.max_event_bytes;
   api_options.limits.max_batch_events = config_.max_batch_events;
   api_options.limits.event.blocked_identifiers = config_.blocked_identifiers;
+  api_options.limits.event.keep_properties = rules_->keep_event_properties();
   api_options.rate_limit_events = config_.rate_limit;
   api_options.before_scrape = [this] {
     store_metrics_->Refresh();

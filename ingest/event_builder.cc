@@ -310,7 +310,9 @@ bool BuildEvent(element item, const EventContext& ctx, const EventLimits& limits
     }
     event.traits = std::move(unique);
   }
-  if (properties) event.properties = simdjson::minify(*properties);  // read by rules
+  if (properties && (!limits.keep_properties || limits.keep_properties->load())) {
+    event.properties = simdjson::minify(*properties);  // read by rules
+  }
   if (properties && (event.type == EventType::kTrack || event.type == EventType::kPage)) {
     ReadProperties(*properties, event);
   }

@@ -3,6 +3,7 @@
 // Stateless apart from its limits; thread-safe.
 #pragma once
 
+#include <atomic>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,6 +32,8 @@ struct EventLimits {
   // Identifier values (userId, anonymousId, previousId, email) treated as absent besides the
   // built-in ones (empty, "null", "undefined"); compared trimmed and case-insensitively.
   std::vector<std::string> blocked_identifiers;
+  // Keep each event's properties JSON (for rules) only while this is true; null: always keep.
+  const std::atomic<bool>* keep_properties = nullptr;
   bool IsBlocked(std::string_view value) const;
 };
 

@@ -69,9 +69,35 @@ double ProfileUpdater::DecayedScore(const Interest& interest, TimeMs at) const {
 }
 
 void ProfileUpdater::UpdateSession(Profile& p, TimeMs ts) const {
-  // An event belongs to every session it is within the timeout of; NormalizeSessions joins them.
-  p.session_intervals.push_back({ts, ts, 1});
-  NormalizeSessions(p);
+  auto& iv = p.session_intervals;
+  const TimeMs gap = config_.session_timeout_ms;
+  // The common case, an event at or after the latest session's start: extend it, or open a new
+  // session after it, without touching the others.
+  if (!iv.empty() && ts >= iv.back().start) {
+    auto& last = iv.back();
+    if (ts <= last.end + gap) {
+      last.end = std::max(last.end, ts);
+      last.events++;
+      p.session.last_event_at = last.end;
+      p.session.events = last.events;
+      return;
+    }
+  } else if (!iv.empty() || p.sessions_dropped > 0) {
+    // A late event: it may join, bridge or precede kept sessions.
+    iv.push_back({ts, ts, 1});
+    NormalizeSessions(p);
+    return;
+  }
+  iv.push_back({ts, ts, 1});
+  if (iv.size() > Profile::kMaxSessions) {
+    iv.erase(iv.begin());
+    p.sessions_dropped++;
+  }
+  p.stats.sessions = p.sessions_dropped + static_cast<int64_t>(iv.size());
+  p.session.id = p.id + "-" + std::to_string(p.stats.sessions);
+  p.session.started_at = ts;
+  p.session.last_event_at = ts;
+  p.session.events = 1;
 }
 
 void ProfileUpdater::NormalizeSessions(Profile& p) const {

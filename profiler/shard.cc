@@ -2,7 +2,9 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <limits>
+#include <span>
 
 #include "common/logging.h"
 #include "common/murmur2.h"
@@ -61,25 +63,25 @@ void Shard::Enqueue(std::vector<ShardTask> tasks) {
 }
 
 void Shard::Run() {
-  std::vector<ShardTask> tasks;
+  std::vector<ShardTask> taken;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(inbox_mu_);
       inbox_cv_.wait(lock, [&] { return !inbox_.empty() || stopping_; });
       if (inbox_.empty()) break;  // stopping and drained
-      if (inbox_.size() <= options_.max_batch_tasks) {
-        tasks.swap(inbox_);
-      } else {
-        const auto split = inbox_.begin() + static_cast<std::ptrdiff_t>(options_.max_batch_tasks);
-        tasks.assign(std::make_move_iterator(inbox_.begin()), std::make_move_iterator(split));
-        inbox_.erase(inbox_.begin(), split);
-      }
+      taken.swap(inbox_);
     }
-    depth_.fetch_sub(tasks.size(), std::memory_order_relaxed);
-    probe_.queue_depth->Set(static_cast<double>(depth_.load(std::memory_order_relaxed)));
-    ProcessBatch(tasks);
-    router_.Finished(tasks.size());
-    tasks.clear();
+    // Everything queued is taken at once and applied in group commits of at most
+    // max_batch_tasks (taking a prefix off the inbox would shift the rest: quadratic in backlog).
+    for (size_t done = 0; done < taken.size();) {
+      const size_t n = std::min(options_.max_batch_tasks, taken.size() - done);
+      depth_.fetch_sub(n, std::memory_order_relaxed);
+      probe_.queue_depth->Set(static_cast<double>(depth_.load(std::memory_order_relaxed)));
+      ProcessBatch(std::span<ShardTask>(taken.data() + done, n));
+      router_.Finished(n);
+      done += n;
+    }
+    taken.clear();
   }
 }
 
@@ -89,7 +91,7 @@ void Shard::Fail(const Status& status) {
   if (batch_error_.ok()) batch_error_ = status;
 }
 
-void Shard::ProcessBatch(std::vector<ShardTask>& tasks) {
+void Shard::ProcessBatch(std::span<ShardTask> tasks) {
   batch_.Clear();
   dirty_.clear();
   acks_.clear();

@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -114,7 +115,7 @@ class Shard {
     ShardTask task;
   };
   void Run();
-  void ProcessBatch(std::vector<ShardTask>& tasks);
+  void ProcessBatch(std::span<ShardTask> tasks);
   void HandleEvent(ShardTask& task);
   void ApplyToProfile(const std::string& profile_id, Event& event,
                       const std::shared_ptr<AckGroup>& ack);

@@ -43,8 +43,17 @@ StatusOr<std::unique_ptr<RuleRegistry>> RuleRegistry::Open(KvStore& store) {
     return absl::DataLossError("stored rule set v" + *active +
                                " no longer compiles: " + (errors.empty() ? "" : errors[0].message));
   }
-  registry->current_.store(*std::move(set));
+  registry->Publish(*std::move(set));
   return registry;
+}
+
+void RuleRegistry::Publish(std::shared_ptr<const RuleSet> set) {
+  // Properties are kept from before the set is visible, so no event evaluated by it lacks them
+  // (events parsed just before may still lack them: those read as absent fields).
+  if (set->reads_event_properties()) keep_event_properties_.store(true);
+  const bool keep = set->reads_event_properties();
+  current_.store(std::move(set));
+  keep_event_properties_.store(keep);
 }
 
 std::shared_ptr<RuleStats> RuleRegistry::StatsFor(void* self, const std::string& rule_id) {
@@ -69,7 +78,7 @@ StatusOr<uint64_t> RuleRegistry::Activate(std::string_view rules_document) {
   batch.Put(Cf::kMeta, kActiveKey, std::to_string(version));
   RETURN_IF_ERROR(store_.Write(batch));
   latest_ = version;
-  current_.store(std::move(set));
+  Publish(std::move(set));
   return version;
 }
 

@@ -24,6 +24,8 @@ class RuleRegistry {
   static StatusOr<std::unique_ptr<RuleRegistry>> Open(KvStore& store);
 
   std::shared_ptr<const RuleSet> Current() const { return current_.load(); }
+  // True while the active set reads event.properties; the collector keeps them only then.
+  const std::atomic<bool>* keep_event_properties() const { return &keep_event_properties_; }
 
   // Compiles `json` without storing it (version 0). InvalidArgument with `errors` when invalid.
   StatusOr<std::shared_ptr<const RuleSet>> Validate(std::string_view json,
@@ -44,6 +46,8 @@ class RuleRegistry {
 
   KvStore& store_;
   std::atomic<std::shared_ptr<const RuleSet>> current_;
+  std::atomic<bool> keep_event_properties_{false};
+  void Publish(std::shared_ptr<const RuleSet> set);
   mutable std::mutex mu_;  // guards pushes, latest_ and stats_
   uint64_t latest_ = 0;
   std::map<std::string, std::shared_ptr<RuleStats>> stats_;

@@ -331,6 +331,23 @@ StatusOr<std::shared_ptr<const RuleSet>> RuleSet::Compile(std::string_view json,
     set->rules_.push_back(*std::move(rule));
   }
   if (!errors->empty()) return absl::InvalidArgumentError("invalid rule set");
+  auto reads_properties = [](const cel::Program& program) {
+    for (const auto& read : program.variables_read()) {
+      if (read.variable == "event" && (read.path.empty() || read.path[0] == "properties")) {
+        return true;
+      }
+    }
+    return false;
+  };
+  for (const Rule& rule : set->rules_) {
+    set->reads_event_properties_ = set->reads_event_properties_ || reads_properties(rule.when);
+    for (const auto& action : rule.actions) {
+      if (action.value) {
+        set->reads_event_properties_ =
+            set->reads_event_properties_ || reads_properties(*action.value);
+      }
+    }
+  }
   for (const Rule& rule : set->rules_) {
     const uint32_t mask = rules_internal::EventTypeMask(rule.when);
     for (size_t t = 0; t < kRuleEventTypes.size(); t++) {

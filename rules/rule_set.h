@@ -102,9 +102,13 @@ class RuleSet {
   const std::vector<const Rule*>& RulesFor(std::string_view event_type,
                                            std::string_view event_name = {}) const;
   std::string Describe() const;
+  // Whether any expression reads event.properties (or the event as a whole): if none does, the
+  // collector need not keep each event's properties JSON.
+  bool reads_event_properties() const { return reads_event_properties_; }
 
  private:
   uint64_t version_ = 0;
+  bool reads_event_properties_ = false;
   std::vector<Rule> rules_;
   std::string rules_json_ = "[]";
   std::array<std::vector<const Rule*>, kRuleEventTypes.size() + 1> by_type_;  // last: unknown

@@ -4,7 +4,7 @@
 # Starts a broker (scripts/kafka.sh) unless KAFKA_DIR names a running one, fills a fresh topic once with
 # `ecrm-load kafka-produce`, then starts `ecrm serve --role processor` on an empty data dir and
 # times it with `ecrm-load watch` (which also reports ecrm's CPU per event). Extra ecrm flags can
-# be given in ECRM_FLAGS. Needs build/ecrm and build/ecrm-load (make build).
+# be given in ECRM_FLAGS; ECRM_BIN runs another ecrm binary. Needs build/ecrm-load (make build).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 events="${1:-1000000}"
@@ -31,7 +31,7 @@ topic="drain.$(date +%s%N)"
 "$root/build/ecrm-load" kafka-produce --kafka-brokers "$KAFKA_BROKERS" --kafka-topic "$topic" --events "$events"
 port=$((20000 + RANDOM % 20000))
 # shellcheck disable=SC2086
-${PERF_OUT:+perf record -F 999 -g -o "$PERF_OUT" --} "$root/build/ecrm" serve --data-dir "$work/data" --http-addr "127.0.0.1:$port" --role processor \
+${PERF_OUT:+perf record -F 999 -g -o "$PERF_OUT" --} "${ECRM_BIN:-$root/build/ecrm}" serve --data-dir "$work/data" --http-addr "127.0.0.1:$port" --role processor \
   --kafka-brokers "$KAFKA_BROKERS" --kafka-topic "$topic" --kafka-dlq-topic "$topic.dlq" \
   --kafka-group "drain-$topic" ${ECRM_FLAGS:-} >"$work/ecrm.log" 2>&1 &
 pid=$!
