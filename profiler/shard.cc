@@ -53,24 +53,32 @@ void Shard::Enqueue(std::vector<ShardTask> tasks) {
   probe_.queue_depth->Set(static_cast<double>(depth));
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
-    if (inbox_.empty()) {
-      inbox_ = std::move(tasks);
-    } else {
-      for (auto& t : tasks) inbox_.push_back(std::move(t));
-    }
+    inbox_.push_back(std::move(tasks));  // O(1) for the sender: the shard concatenates
   }
   inbox_cv_.notify_one();
 }
 
 void Shard::Run() {
+  std::vector<std::vector<ShardTask>> chunks;
   std::vector<ShardTask> taken;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(inbox_mu_);
       inbox_cv_.wait(lock, [&] { return !inbox_.empty() || stopping_; });
       if (inbox_.empty()) break;  // stopping and drained
-      taken.swap(inbox_);
+      chunks.swap(inbox_);
     }
+    if (chunks.size() == 1) {
+      taken = std::move(chunks.front());
+    } else {
+      size_t total = 0;
+      for (const auto& c : chunks) total += c.size();
+      taken.reserve(total);
+      for (auto& c : chunks) {
+        for (auto& t : c) taken.push_back(std::move(t));
+      }
+    }
+    chunks.clear();
     // Everything queued is taken at once and applied in group commits of at most
     // max_batch_tasks (taking a prefix off the inbox would shift the rest: quadratic in backlog).
     for (size_t done = 0; done < taken.size();) {

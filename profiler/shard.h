@@ -155,8 +155,8 @@ class Shard {
 
   std::mutex inbox_mu_;
   std::condition_variable inbox_cv_;
-  std::vector<ShardTask> inbox_;  // guarded by inbox_mu_
-  bool stopping_ = false;         // guarded by inbox_mu_
+  std::vector<std::vector<ShardTask>> inbox_;  // guarded by inbox_mu_; one entry per Enqueue
+  bool stopping_ = false;                      // guarded by inbox_mu_
   std::atomic<size_t> depth_{0};
   std::thread thread_;
 
