@@ -18,17 +18,6 @@ int64_t MonotonicNs() {
       .count();
 }
 
-HttpResponse Json(int status, std::string body) {
-  HttpResponse r;
-  r.status = status;
-  r.body = std::move(body);
-  return r;
-}
-
-HttpResponse Error(int status, std::string_view code, std::string_view message) {
-  return Json(status, ErrorBody(code, message));
-}
-
 std::string_view BearerToken(const HttpRequest& req) {
   std::string_view auth = req.Header("authorization");
   if (!StartsWithIgnoreCase(auth, "bearer ")) return {};
@@ -62,6 +51,17 @@ constexpr CollectRoute kCollectRoutes[] = {
 };
 
 }  // namespace
+
+HttpResponse JsonResponse(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+HttpResponse ErrorResponse(int status, std::string_view code, std::string_view message) {
+  return JsonResponse(status, ErrorBody(code, message));
+}
 
 std::string ErrorBody(std::string_view code, std::string_view message, int index) {
   std::string out;
@@ -153,7 +153,7 @@ void ApiService::AddCors(const HttpRequest& req, HttpResponse& res) const {
 
 HttpResponse ApiService::Reject(const Rejection& r) {
   metrics_.Rejected(r.code);
-  HttpResponse res = Json(r.http_status, ErrorBody(r.code, r.message, r.index));
+  HttpResponse res = JsonResponse(r.http_status, ErrorBody(r.code, r.message, r.index));
   if (r.http_status == 429) res.headers.emplace_back("Retry-After", "1");
   return res;
 }
@@ -193,31 +193,31 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
     if (path != route.path) continue;
     if (req.method != "POST") {
       return finish(route.type ? Route::kCollect : Route::kCollectBatch,
-                    Error(405, "method_not_allowed", "use POST"));
+                    ErrorResponse(405, "method_not_allowed", "use POST"));
     }
     return HandleCollect(req, route.type, route.type ? Route::kCollect : Route::kCollectBatch,
                          std::move(respond), start);
   }
   if (path == "/v1/m") {  // analytics-next client telemetry: accepted and dropped
-    return finish(Route::kCollect, Json(200, R"({"success":true})"));
+    return finish(Route::kCollect, JsonResponse(200, R"({"success":true})"));
   }
 
   if (path == "/v1/rules" || path.starts_with("/v1/rules/")) {
-    if (!rules_api_) return finish(Route::kRules, Error(404, "not_found", "no such route"));
+    if (!rules_api_) return finish(Route::kRules, ErrorResponse(404, "not_found", "no such route"));
     const std::string_view token = BearerToken(req);
     if (token.empty() || token != options_.admin_token) {
       return finish(Route::kRules,
-                    Error(401, "unauthorized", "the admin token is required (Bearer)"));
+                    ErrorResponse(401, "unauthorized", "the admin token is required (Bearer)"));
     }
     return finish(Route::kRules, rules_api_->Handle(req, path));
   }
   if (path == "/v1/profiles/import") {
     const std::string_view token = BearerToken(req);
     if (req.method != "POST")
-      return finish(Route::kImport, Error(405, "method_not_allowed", "use POST"));
+      return finish(Route::kImport, ErrorResponse(405, "method_not_allowed", "use POST"));
     if (token.empty() || token != options_.admin_token) {
       return finish(Route::kImport,
-                    Error(401, "unauthorized", "the admin token is required (Bearer)"));
+                    ErrorResponse(401, "unauthorized", "the admin token is required (Bearer)"));
     }
     auto shared = std::make_shared<Responder>(std::move(respond));
     return import_->Handle(req, [this, shared, start](HttpResponse res) {
@@ -244,13 +244,13 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
     return;
   }
   if (req.method != "GET" && req.method != "HEAD") {
-    return finish(Route::kNotFound, Error(404, "not_found", "no such route"));
+    return finish(Route::kNotFound, ErrorResponse(404, "not_found", "no such route"));
   }
-  if (path == "/healthz") return finish(Route::kHealth, Json(200, R"({"status":"ok"})"));
+  if (path == "/healthz") return finish(Route::kHealth, JsonResponse(200, R"({"status":"ok"})"));
   if (path == "/readyz") {
     const bool ready = !options_.ready || options_.ready();
-    return finish(Route::kHealth, ready ? Json(200, R"({"status":"ready"})")
-                                        : Error(503, "not_ready", "not ready"));
+    return finish(Route::kHealth, ready ? JsonResponse(200, R"({"status":"ready"})")
+                                        : ErrorResponse(503, "not_ready", "not ready"));
   }
   if (path == "/metrics") return finish(Route::kMetrics, HandleMetrics());
   constexpr std::string_view kProfiles = "/v1/profiles/";
@@ -267,7 +267,7 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
     key.remove_suffix(std::string_view("/settings").size());
     return finish(Route::kSettings, HandleSettings(req, key));
   }
-  return finish(Route::kNotFound, Error(404, "not_found", "no such route"));
+  return finish(Route::kNotFound, ErrorResponse(404, "not_found", "no such route"));
 }
 
 void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> path_type,
@@ -346,7 +346,7 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
       for (size_t t = 0; t < by_type.size(); t++) {
         if (by_type[t] > 0) metrics_.Accepted(static_cast<EventType>(t), by_type[t]);
       }
-      return send(*shared_respond, Json(200, R"({"success":true})"));
+      return send(*shared_respond, JsonResponse(200, R"({"success":true})"));
     }
     spdlog::error("collector: events not stored: {}", status.ToString());
     send(*shared_respond, Reject({503, "internal", "events could not be stored; retry"}));
@@ -375,49 +375,53 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
   const bool admin = !token.empty() && token == options_.admin_token;
   const bool reader = admin || (personalize && read_keys_.contains(std::string(token)));
   if (!reader) {
-    return Error(401, "unauthorized",
-                 personalize ? "a read key or the admin token is required (Bearer)"
-                             : "the admin token is required (Bearer)");
+    return ErrorResponse(401, "unauthorized",
+                         personalize ? "a read key or the admin token is required (Bearer)"
+                                     : "the admin token is required (Bearer)");
   }
   auto decoded = PercentDecode(identifier);
-  if (!decoded) return Error(400, "invalid_identifier", "malformed percent-encoding");
+  if (!decoded) return ErrorResponse(400, "invalid_identifier", "malformed percent-encoding");
   const auto colon = decoded->find(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == decoded->size()) {
-    return Error(400, "invalid_identifier",
-                 "identifier must be type:value, e.g. anonymous_id:A1, user_id:U1, email:a@b.c");
+    return ErrorResponse(
+        400, "invalid_identifier",
+        "identifier must be type:value, e.g. anonymous_id:A1, user_id:U1, email:a@b.c");
   }
   const std::string type = decoded->substr(0, colon);
   std::string value = decoded->substr(colon + 1);
   if (!import_->KnownType(type)) {
-    return Error(400, "invalid_identifier",
-                 "identifier type must be anonymous_id, user_id, email or a configured type");
+    return ErrorResponse(
+        400, "invalid_identifier",
+        "identifier type must be anonymous_id, user_id, email or a configured type");
   }
   if (type == "email") value = NormalizeEmail(value);
   if (type == "phone") {
     auto phone = NormalizePhone(value);
-    if (!phone) return Error(400, "invalid_identifier", "phone must be E.164, e.g. +4915112345678");
+    if (!phone)
+      return ErrorResponse(400, "invalid_identifier", "phone must be E.164, e.g. +4915112345678");
     value = *phone;
   }
   if (respond_delete) {  // DELETE /v1/profiles/{id}: answered once the erasure is durable
     auto deleted =
         engine_.DeleteProfile(type, value, [respond = std::move(*respond_delete)](Status status) {
           if (status.ok()) {
-            respond(Json(200, R"({"deleted":true})"));
+            respond(JsonResponse(200, R"({"deleted":true})"));
           } else {
-            respond(Error(503, "unavailable", "the profile could not be erased; retry"));
+            respond(ErrorResponse(503, "unavailable", "the profile could not be erased; retry"));
           }
         });
     if (absl::IsNotFound(deleted.status())) {
-      return Error(404, "not_found", "no profile for that identifier");
+      return ErrorResponse(404, "not_found", "no profile for that identifier");
     }
-    if (!deleted.ok()) return Error(503, "unavailable", "the profile could not be erased; retry");
+    if (!deleted.ok())
+      return ErrorResponse(503, "unavailable", "the profile could not be erased; retry");
     spdlog::info("profile {} erased", *deleted);
     return HttpResponse{.status = 0};  // answered by the callback
   }
   auto found = engine_.Lookup(type, value);
   if (!found.ok()) {
     spdlog::error("profile read failed: {}", found.status().ToString());
-    return Error(500, "internal", "profile could not be read");
+    return ErrorResponse(500, "internal", "profile could not be read");
   }
   HttpResponse res;
   if (personalize) {
@@ -428,7 +432,7 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
     res.headers.emplace_back("Cache-Control", "no-store");
     return res;
   }
-  if (!found->has_value()) return Error(404, "not_found", "no profile for that identifier");
+  if (!found->has_value()) return ErrorResponse(404, "not_found", "no profile for that identifier");
   if (identities) {
     RenderIdentitiesJson(**found, &res.body);
     return res;
@@ -439,7 +443,7 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
 
 HttpResponse ApiService::HandleSettings(const HttpRequest& req, std::string_view write_key) {
   if (!write_keys_.contains(std::string(write_key))) {
-    return Error(404, "invalid_write_key", "unknown write key");
+    return ErrorResponse(404, "invalid_write_key", "unknown write key");
   }
   std::string host(req.Header("host"));
   if (host.empty()) host = "127.0.0.1:8080";
@@ -456,7 +460,7 @@ HttpResponse ApiService::HandleSettings(const HttpRequest& req, std::string_view
   w.Key("metrics").BeginObject().Key("sampleRate").Int(0).EndObject();
   w.Key("analyticsNextEnabled").Bool(true);
   w.EndObject();
-  HttpResponse res = Json(200, std::move(body));
+  HttpResponse res = JsonResponse(200, std::move(body));
   res.headers.emplace_back("Cache-Control", "public, max-age=300");
   return res;
 }

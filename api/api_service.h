@@ -83,6 +83,10 @@ std::optional<std::string> PercentDecode(std::string_view s);
 // the key), X-Write-Key, or ?writeKey=. Empty if none.
 std::string WriteKeyFromRequest(const HttpRequest& req);
 
+// A JSON response with `body`, and one carrying ErrorBody(code, message).
+HttpResponse JsonResponse(int status, std::string body);
+HttpResponse ErrorResponse(int status, std::string_view code, std::string_view message);
+
 // JSON error body {"error":{"code","message"[,"index"]}}.
 std::string ErrorBody(std::string_view code, std::string_view message, int index = -1);
 

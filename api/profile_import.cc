@@ -16,13 +16,6 @@ struct LineError {
   std::string message;
 };
 
-HttpResponse Json(int status, std::string body) {
-  HttpResponse r;
-  r.status = status;
-  r.body = std::move(body);
-  return r;
-}
-
 std::string Answer(size_t imported, const std::vector<LineError>& errors) {
   std::string out;
   JsonWriter w(&out);
@@ -64,8 +57,8 @@ void ProfileImport::Handle(const HttpRequest& req, Responder respond) {
     if (line.empty()) continue;
     if (events.size() + errors.size() >= options_.max_lines) {
       return respond(
-          Json(400, ErrorBody("too_many_lines", "at most " + std::to_string(options_.max_lines) +
-                                                    " records per request")));
+          ErrorResponse(400, "too_many_lines",
+                        "at most " + std::to_string(options_.max_lines) + " records per request"));
     }
     Event e;
     Rejection rejection;
@@ -76,21 +69,21 @@ void ProfileImport::Handle(const HttpRequest& req, Responder respond) {
     events.push_back(std::move(e));
   }
   const size_t imported = events.size();
-  if (events.empty()) return respond(Json(errors.empty() ? 400 : 200, Answer(0, errors)));
+  if (events.empty()) return respond(JsonResponse(errors.empty() ? 400 : 200, Answer(0, errors)));
   auto shared_errors = std::make_shared<std::vector<LineError>>(std::move(errors));
   auto shared_respond = std::make_shared<Responder>(std::move(respond));
   const Status s = engine_.Submit(std::move(events), [=](Status status) {
     if (!status.ok()) {
-      (*shared_respond)(Json(503, ErrorBody("unavailable", "the records could not be stored")));
+      (*shared_respond)(ErrorResponse(503, "unavailable", "the records could not be stored"));
       return;
     }
-    (*shared_respond)(Json(200, Answer(imported, *shared_errors)));
+    (*shared_respond)(JsonResponse(200, Answer(imported, *shared_errors)));
   });
   if (s.ok()) return;
   if (absl::IsResourceExhausted(s)) {
-    return (*shared_respond)(Json(429, ErrorBody("overloaded", "workers are busy; retry")));
+    return (*shared_respond)(ErrorResponse(429, "overloaded", "workers are busy; retry"));
   }
-  (*shared_respond)(Json(503, ErrorBody("unavailable", "shutting down")));
+  (*shared_respond)(ErrorResponse(503, "unavailable", "shutting down"));
 }
 
 }  // namespace ecrm

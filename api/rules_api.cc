@@ -13,17 +13,6 @@
 namespace ecrm {
 namespace {
 
-HttpResponse Json(int status, std::string body) {
-  HttpResponse r;
-  r.status = status;
-  r.body = std::move(body);
-  return r;
-}
-
-HttpResponse Error(int status, std::string_view code, std::string_view message) {
-  return Json(status, ErrorBody(code, message));
-}
-
 HttpResponse InvalidRuleSet(const std::vector<RuleError>& errors) {
   std::string out;
   JsonWriter w(&out);
@@ -45,7 +34,7 @@ HttpResponse InvalidRuleSet(const std::vector<RuleError>& errors) {
     w.Key("message").String(e.message).EndObject();
   }
   w.EndArray().EndObject().EndObject();
-  return Json(400, std::move(out));
+  return JsonResponse(400, std::move(out));
 }
 
 // Fills a dry-run profile from its JSON form (the fields GET /v1/profiles returns that rules
@@ -162,25 +151,26 @@ RulesApi::RulesApi(RuleRegistry& registry, RuleMetrics* metrics, ProfileEngine& 
 
 HttpResponse RulesApi::Handle(const HttpRequest& req, std::string_view path) {
   auto only = [&](std::string_view method) {
-    return req.method == method ? std::optional<HttpResponse>()
-                                : Error(405, "method_not_allowed", "use " + std::string(method));
+    return req.method == method
+               ? std::optional<HttpResponse>()
+               : ErrorResponse(405, "method_not_allowed", "use " + std::string(method));
   };
   if (path == "/v1/rules") {
     if (req.method == "GET") return Get();
     if (req.method == "PUT") return Push(req);
-    return Error(405, "method_not_allowed", "use GET or PUT");
+    return ErrorResponse(405, "method_not_allowed", "use GET or PUT");
   }
   if (path == "/v1/rules/validate") return only("POST").value_or(Validate(req));
   if (path == "/v1/rules/rollback") return only("POST").value_or(Rollback(req));
   if (path == "/v1/rules/test") return only("POST").value_or(Test(req));
-  return Error(404, "not_found", "no such route");
+  return ErrorResponse(404, "not_found", "no such route");
 }
 
 HttpResponse RulesApi::Get() {
   const auto current = registry_.Current();
   std::string out = "{\"version\":" + std::to_string(current->version()) +
                     ",\"rules\":" + current->rules_json() + "}";
-  return Json(200, std::move(out));
+  return JsonResponse(200, std::move(out));
 }
 
 HttpResponse RulesApi::Push(const HttpRequest& req) {
@@ -192,11 +182,11 @@ HttpResponse RulesApi::Push(const HttpRequest& req) {
       return InvalidRuleSet(errors);
     }
     spdlog::error("rule push failed: {}", version.status().ToString());
-    return Error(500, "internal", "the rule set could not be stored");
+    return ErrorResponse(500, "internal", "the rule set could not be stored");
   }
   if (metrics_) metrics_->PushAccepted();
   spdlog::info("rule set v{} active", *version);
-  return Json(200, "{\"version\":" + std::to_string(*version) + "}");
+  return JsonResponse(200, "{\"version\":" + std::to_string(*version) + "}");
 }
 
 HttpResponse RulesApi::Validate(const HttpRequest& req) {
@@ -206,7 +196,7 @@ HttpResponse RulesApi::Validate(const HttpRequest& req) {
     if (metrics_) metrics_->PushRejected();
     return InvalidRuleSet(errors);
   }
-  return Json(200, "{\"valid\":true,\"rules\":" + std::to_string((*set)->size()) + "}");
+  return JsonResponse(200, "{\"valid\":true,\"rules\":" + std::to_string((*set)->size()) + "}");
 }
 
 HttpResponse RulesApi::Rollback(const HttpRequest& req) {
@@ -214,21 +204,22 @@ HttpResponse RulesApi::Rollback(const HttpRequest& req) {
   simdjson::dom::element doc;
   uint64_t version = 0;
   if (parser.parse(req.body.data(), req.body.size()).get(doc) != simdjson::SUCCESS) {
-    return Error(400, "invalid_json", "the body is not valid JSON");
+    return ErrorResponse(400, "invalid_json", "the body is not valid JSON");
   }
   if (doc["version"].get_uint64().get(version) != simdjson::SUCCESS) {
-    return Error(400, "invalid_request", "expected {\"version\": N} with a positive integer N");
+    return ErrorResponse(400, "invalid_request",
+                         "expected {\"version\": N} with a positive integer N");
   }
   auto result = registry_.Rollback(version);
   if (!result.ok()) {
     if (absl::IsNotFound(result.status())) {
-      return Error(404, "not_found", std::string(result.status().message()));
+      return ErrorResponse(404, "not_found", std::string(result.status().message()));
     }
     spdlog::error("rule rollback failed: {}", result.status().ToString());
-    return Error(500, "internal", "the rollback could not be stored");
+    return ErrorResponse(500, "internal", "the rollback could not be stored");
   }
   spdlog::info("rule set v{} re-activated as v{}", version, *result);
-  return Json(200, "{\"version\":" + std::to_string(*result) + "}");
+  return JsonResponse(200, "{\"version\":" + std::to_string(*result) + "}");
 }
 
 HttpResponse RulesApi::Test(const HttpRequest& req) {
@@ -236,10 +227,11 @@ HttpResponse RulesApi::Test(const HttpRequest& req) {
   simdjson::dom::element doc;
   simdjson::dom::object body;
   if (parser.parse(req.body.data(), req.body.size()).get(doc) != simdjson::SUCCESS) {
-    return Error(400, "invalid_json", "the body is not valid JSON");
+    return ErrorResponse(400, "invalid_json", "the body is not valid JSON");
   }
   if (doc.get_object().get(body) != simdjson::SUCCESS) {
-    return Error(400, "invalid_request", "expected an object with event, and rules or profile");
+    return ErrorResponse(400, "invalid_request",
+                         "expected an object with event, and rules or profile");
   }
   // The rule set: given ({"rules": [...]} or just the array), else the active one.
   std::shared_ptr<const RuleSet> set;
@@ -258,13 +250,13 @@ HttpResponse RulesApi::Test(const HttpRequest& req) {
   // The event, parsed exactly as the collector would.
   auto event_el = body["event"];
   if (event_el.error() || !event_el.value_unsafe().is_object()) {
-    return Error(400, "invalid_request", "\"event\" (a Segment event object) is required");
+    return ErrorResponse(400, "invalid_request", "\"event\" (a Segment event object) is required");
   }
   CollectorParser collector(limits_);
   CollectorRequest parsed;
   const std::string batch = "{\"batch\":[" + simdjson::minify(event_el.value_unsafe()) + "]}";
   if (auto rejection = collector.Parse(batch, std::nullopt, clock_.NowMs(), parsed)) {
-    return Error(400, rejection->code, "event: " + rejection->message);
+    return ErrorResponse(400, rejection->code, "event: " + rejection->message);
   }
   Event& event = parsed.events.front();
   // The profile: a stored one, a given one, or a fresh one.
@@ -272,24 +264,26 @@ HttpResponse RulesApi::Test(const HttpRequest& req) {
   if (auto id = body["profile_id"]; !id.error()) {
     std::string_view identifier;
     if (id.get_string().get(identifier) != simdjson::SUCCESS) {
-      return Error(400, "invalid_request", "profile_id must be a string \"type:value\"");
+      return ErrorResponse(400, "invalid_request", "profile_id must be a string \"type:value\"");
     }
     const auto colon = identifier.find(':');
     if (colon == std::string_view::npos) {
-      return Error(400, "invalid_identifier", "profile_id must be \"type:value\"");
+      return ErrorResponse(400, "invalid_identifier", "profile_id must be \"type:value\"");
     }
     std::string value(identifier.substr(colon + 1));
     if (identifier.substr(0, colon) == "email") value = NormalizeEmail(value);
     auto found = engine_.Lookup(identifier.substr(0, colon), value);
-    if (!found.ok()) return Error(500, "internal", "profile could not be read");
-    if (!found->has_value()) return Error(404, "not_found", "no profile for that identifier");
+    if (!found.ok()) return ErrorResponse(500, "internal", "profile could not be read");
+    if (!found->has_value())
+      return ErrorResponse(404, "not_found", "no profile for that identifier");
     profile = **std::move(found);
   } else if (auto given_profile = body["profile"]; !given_profile.error()) {
     simdjson::dom::object o;
     if (given_profile.get_object().get(o) != simdjson::SUCCESS) {
-      return Error(400, "invalid_request", "profile must be an object");
+      return ErrorResponse(400, "invalid_request", "profile must be an object");
     }
-    if (auto problem = ProfileFromJson(o, profile)) return Error(400, "invalid_profile", *problem);
+    if (auto problem = ProfileFromJson(o, profile))
+      return ErrorResponse(400, "invalid_profile", *problem);
   }
   if (profile.id.empty()) profile.id = "dry-run";
   engine_.updater().Apply(profile, event);
@@ -311,7 +305,7 @@ HttpResponse RulesApi::Test(const HttpRequest& req) {
   std::string rendered;
   RenderProfileJson(profile, engine_.updater(), event.timestamp, &rendered);
   w.Key("profile").Raw(rendered).EndObject();
-  return Json(200, std::move(out));
+  return JsonResponse(200, std::move(out));
 }
 
 }  // namespace ecrm

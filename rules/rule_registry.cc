@@ -68,11 +68,11 @@ StatusOr<std::shared_ptr<const RuleSet>> RuleRegistry::Validate(std::string_view
   return RuleSet::Compile(json, 0, errors);
 }
 
-StatusOr<uint64_t> RuleRegistry::Activate(std::string_view rules_document) {
+StatusOr<uint64_t> RuleRegistry::Activate(std::string_view rules_document,
+                                          std::vector<RuleError>* errors) {
   // mu_ is held by the caller.
-  std::vector<RuleError> errors;
   const uint64_t version = latest_ + 1;
-  ASSIGN_OR_RETURN(auto set, RuleSet::Compile(rules_document, version, &errors, &StatsFor, this));
+  ASSIGN_OR_RETURN(auto set, RuleSet::Compile(rules_document, version, errors, &StatsFor, this));
   WriteBatch batch = store_.NewBatch();
   batch.Put(Cf::kMeta, VersionKey(version), set->rules_json());
   batch.Put(Cf::kMeta, kActiveKey, std::to_string(version));
@@ -83,10 +83,8 @@ StatusOr<uint64_t> RuleRegistry::Activate(std::string_view rules_document) {
 }
 
 StatusOr<uint64_t> RuleRegistry::Push(std::string_view json, std::vector<RuleError>* errors) {
-  // Compile outside the lock first, so that an invalid push never blocks a valid one.
-  RETURN_IF_ERROR(RuleSet::Compile(json, 0, errors).status());
   std::lock_guard lock(mu_);
-  return Activate(json);
+  return Activate(json, errors);
 }
 
 StatusOr<uint64_t> RuleRegistry::Rollback(uint64_t version) {
@@ -96,7 +94,7 @@ StatusOr<uint64_t> RuleRegistry::Rollback(uint64_t version) {
   }
   ASSIGN_OR_RETURN(auto rules_json, store_.Get(Cf::kMeta, VersionKey(version)));
   if (!rules_json) return absl::NotFoundError("no rule set version " + std::to_string(version));
-  return Activate(Document(*rules_json));
+  return Activate(Document(*rules_json), nullptr);
 }
 
 std::vector<std::pair<std::string, std::shared_ptr<RuleStats>>> RuleRegistry::AllStats() const {

@@ -42,7 +42,8 @@ class RuleRegistry {
  private:
   explicit RuleRegistry(KvStore& store) : store_(store) {}
   static std::shared_ptr<RuleStats> StatsFor(void* self, const std::string& rule_id);
-  StatusOr<uint64_t> Activate(std::string_view rules_document);
+  // Compiles (filling `errors` if invalid), stores and publishes the next version.
+  StatusOr<uint64_t> Activate(std::string_view rules_document, std::vector<RuleError>* errors);
 
   KvStore& store_;
   std::atomic<std::shared_ptr<const RuleSet>> current_;

@@ -23,8 +23,7 @@ const cel::Env& RuleEnv() {
 // Collects errors for one rule set document.
 class RuleSetParser {
  public:
-  RuleSetParser(std::vector<RuleError>* errors, RuleSet::StatsFor stats_for, void* stats_ctx)
-      : errors_(errors), stats_for_(stats_for), stats_ctx_(stats_ctx) {}
+  explicit RuleSetParser(std::vector<RuleError>* errors) : errors_(errors) {}
 
   void Error(const std::string& rule, std::string field, std::string message, int line = 0,
              int column = 0) {
@@ -279,15 +278,11 @@ class RuleSetParser {
       }
     }
     if (errors_->size() != errors_before) return std::nullopt;
-    if (stats_for_) rule.stats = stats_for_(stats_ctx_, rule.id);
-    if (!rule.stats) rule.stats = std::make_shared<RuleStats>();
     return rule;
   }
 
  private:
   std::vector<RuleError>* errors_;
-  RuleSet::StatsFor stats_for_;
-  void* stats_ctx_;
 };
 
 }  // namespace
@@ -297,7 +292,7 @@ StatusOr<std::shared_ptr<const RuleSet>> RuleSet::Compile(std::string_view json,
                                                           StatsFor stats_for, void* stats_ctx) {
   std::vector<RuleError> local;
   if (!errors) errors = &local;
-  RuleSetParser parser(errors, stats_for, stats_ctx);
+  RuleSetParser parser(errors);
   simdjson::dom::parser json_parser;
   simdjson::padded_string padded(json);
   simdjson::dom::element doc;
@@ -331,6 +326,11 @@ StatusOr<std::shared_ptr<const RuleSet>> RuleSet::Compile(std::string_view json,
     set->rules_.push_back(*std::move(rule));
   }
   if (!errors->empty()) return absl::InvalidArgumentError("invalid rule set");
+  // Stats only for a valid set: a rejected push leaves no rule labels behind.
+  for (Rule& rule : set->rules_) {
+    if (stats_for) rule.stats = stats_for(stats_ctx, rule.id);
+    if (!rule.stats) rule.stats = std::make_shared<RuleStats>();
+  }
   auto reads_properties = [](const cel::Program& program) {
     for (const auto& read : program.variables_read()) {
       if (read.variable == "event" && (read.path.empty() || read.path[0] == "properties")) {
