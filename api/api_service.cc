@@ -136,7 +136,7 @@ ApiService::ApiService(ProfileEngine& engine, prometheus::Registry& registry, co
   ImportOptions import_options;
   import_options.records.identifier_types = options_.identifier_types;
   import_options.records.limits = options_.limits.event;
-  import_ = std::make_unique<ProfileImport>(engine_, clock_, std::move(import_options));
+  import_ = std::make_unique<ProfileImport>(engine_, clock_, registry_, std::move(import_options));
   if (options_.rules) {
     rules_api_ = std::make_unique<RulesApi>(*options_.rules, options_.rule_metrics, engine_, clock_,
                                             options_.limits);

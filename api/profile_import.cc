@@ -32,8 +32,16 @@ std::string Answer(size_t imported, const std::vector<LineError>& errors) {
 
 }  // namespace
 
-ProfileImport::ProfileImport(ProfileEngine& engine, const Clock& clock, ImportOptions options)
-    : engine_(engine), clock_(clock), options_(std::move(options)) {}
+ProfileImport::ProfileImport(ProfileEngine& engine, const Clock& clock,
+                             prometheus::Registry& registry, ImportOptions options)
+    : engine_(engine), clock_(clock), options_(std::move(options)) {
+  auto& family = prometheus::BuildCounter()
+                     .Name("ecrm_import_records_total")
+                     .Help("Profile records sent to POST /v1/profiles/import, by result")
+                     .Register(registry);
+  applied_ = &family.Add({{"result", "applied"}});
+  rejected_ = &family.Add({{"result", "rejected"}});
+}
 
 bool ProfileImport::KnownType(std::string_view type) const {
   return options_.records.KnownType(type);
@@ -69,14 +77,16 @@ void ProfileImport::Handle(const HttpRequest& req, Responder respond) {
     events.push_back(std::move(e));
   }
   const size_t imported = events.size();
+  rejected_->Increment(static_cast<double>(errors.size()));
   if (events.empty()) return respond(JsonResponse(errors.empty() ? 400 : 200, Answer(0, errors)));
   auto shared_errors = std::make_shared<std::vector<LineError>>(std::move(errors));
   auto shared_respond = std::make_shared<Responder>(std::move(respond));
-  const Status s = engine_.Submit(std::move(events), [=](Status status) {
+  const Status s = engine_.Submit(std::move(events), [=, this](Status status) {
     if (!status.ok()) {
       (*shared_respond)(ErrorResponse(503, "unavailable", "the records could not be stored"));
       return;
     }
+    applied_->Increment(static_cast<double>(imported));
     (*shared_respond)(JsonResponse(200, Answer(imported, *shared_errors)));
   });
   if (s.ok()) return;

@@ -13,6 +13,8 @@
 #include "common/clock.h"
 #include "ingest/profile_record.h"
 #include "profiler/engine.h"
+#include "prometheus/counter.h"
+#include "prometheus/registry.h"
 
 namespace ecrm {
 
@@ -23,7 +25,8 @@ struct ImportOptions {
 
 class ProfileImport {
  public:
-  ProfileImport(ProfileEngine& engine, const Clock& clock, ImportOptions options);
+  ProfileImport(ProfileEngine& engine, const Clock& clock, prometheus::Registry& registry,
+                ImportOptions options);
   // Answers through `respond` (now for a request-level error, later once durable).
   void Handle(const HttpRequest& req, Responder respond);
   bool KnownType(std::string_view type) const;
@@ -32,6 +35,8 @@ class ProfileImport {
   ProfileEngine& engine_;
   const Clock& clock_;
   ImportOptions options_;
+  prometheus::Counter* applied_;   // records durable
+  prometheus::Counter* rejected_;  // invalid lines, skipped
 };
 
 }  // namespace ecrm

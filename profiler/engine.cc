@@ -169,13 +169,7 @@ StatusOr<std::string> ProfileEngine::DeleteProfile(std::string_view type, std::s
                    store_.Get(Cf::kIdentities, IdentityKey(partition, type, value)));
   if (!profile_id) return absl::NotFoundError("no profile for that identifier");
   // Follow aliases to the live profile (its shard follows them again if a merge is in flight).
-  for (int hops = 0; hops < 16; hops++) {
-    ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kProfiles, *profile_id));
-    if (!stored) break;
-    auto survivor = DecodeAlias(*stored);
-    if (!survivor) break;
-    profile_id = *survivor;
-  }
+  RETURN_IF_ERROR(FollowAliases(*profile_id).status());
   outstanding_.fetch_add(1);
   if (!accepting_.load()) {
     outstanding_.fetch_sub(1);
@@ -215,16 +209,23 @@ StatusOr<std::optional<int64_t>> ProfileEngine::SourceOffset(uint32_t partition)
 }
 
 StatusOr<std::optional<Profile>> ProfileEngine::LookupById(std::string_view profile_id) const {
+  std::string id(profile_id);
+  ASSIGN_OR_RETURN(auto stored, FollowAliases(id));
+  if (!stored) return std::optional<Profile>();
+  ASSIGN_OR_RETURN(Profile profile, DecodeProfile(*stored));
+  return std::optional<Profile>(std::move(profile));
+}
+
+StatusOr<std::optional<std::string>> ProfileEngine::FollowAliases(std::string& profile_id) const {
   ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kProfiles, profile_id));
   // A merged-away profile is an alias of its survivor (a chain after repeated merges).
   for (int hops = 0; stored && hops < 16; hops++) {
     auto survivor = DecodeAlias(*stored);
     if (!survivor) break;
-    ASSIGN_OR_RETURN(stored, store_.Get(Cf::kProfiles, *survivor));
+    profile_id = *std::move(survivor);
+    ASSIGN_OR_RETURN(stored, store_.Get(Cf::kProfiles, profile_id));
   }
-  if (!stored) return std::optional<Profile>();
-  ASSIGN_OR_RETURN(Profile profile, DecodeProfile(*stored));
-  return std::optional<Profile>(std::move(profile));
+  return stored;
 }
 
 }  // namespace ecrm

@@ -86,6 +86,10 @@ class ProfileEngine final : public ShardRouter {
 
   KvStore& store_;
   const EngineOptions options_;
+  // Follows alias records from `profile_id` (updated to the live id); the live profile's stored
+  // value, or nullopt if there is none.
+  StatusOr<std::optional<std::string>> FollowAliases(std::string& profile_id) const;
+
   const uint64_t instance_;  // unique per engine in this process (tags reader caches)
   // Bumped by every erasure: reader caches of identifier -> profile id start afresh.
   std::shared_ptr<std::atomic<uint64_t>> identity_epoch_ =

@@ -264,6 +264,14 @@ TEST_F(IdentityTest, CrmRecordsJoinTheWebProfileBeforeAndAfterTheVisit) {
   EXPECT_NE(r.body.find(R"({"line":4,"code":"unknown_identifier_type")"), std::string::npos)
       << r.body;
   EXPECT_EQ(HttpCall(service_->port(), "POST", "/v1/profiles/import", ndjson).status, 401);
+  std::string too_many;
+  for (int i = 0; i <= 10000; i++) too_many += "{}\n";
+  auto refused = HttpCall(service_->port(), "POST", "/v1/profiles/import", too_many, kAdmin);
+  EXPECT_EQ(refused.status, 400);
+  EXPECT_NE(refused.body.find("too_many_lines"), std::string::npos) << refused.body;
+  const std::string metrics = Metrics();
+  EXPECT_NE(metrics.find(R"(ecrm_import_records_total{result="applied"} 2)"), std::string::npos);
+  EXPECT_NE(metrics.find(R"(ecrm_import_records_total{result="rejected"} 3)"), std::string::npos);
   // Before the visit: the CRM record exists; the visitor identifies with the same email.
   Send(Page("a9", "2026-11-01T10:00:00Z"));
   Send(Identify("a9", "", "2026-11-01T10:01:00Z", R"({"email":"ada@example.com"})"));
