@@ -11,6 +11,7 @@
 #include "app/service.h"
 #include "tests/testutil/http_client.h"
 #include "tests/testutil/json_match.h"
+#include "tests/testutil/service_config.h"
 #include "tests/testutil/temp_dir.h"
 
 namespace ecrm {
@@ -19,9 +20,8 @@ namespace {
 using testing::ExpectContains;
 using testing::HttpCall;
 
-const std::vector<std::pair<std::string, std::string>> kCollect = {
-    {"Authorization", "Basic d2s6"}, {"Content-Type", "application/json"}};  // "wk:"
-const std::vector<std::pair<std::string, std::string>> kAdmin = {{"Authorization", "Bearer admin"}};
+const auto& kCollect = testing::kCollectHeaders;
+const auto& kAdmin = testing::kAdminHeaders;
 
 std::filesystem::path ScenarioDir() {
   return std::filesystem::path(__FILE__).parent_path().parent_path() / "identity" / "scenarios";
@@ -34,14 +34,7 @@ TEST_P(IdentityScenario, Holds) {
   simdjson::dom::element scenario;
   ASSERT_EQ(parser.load((ScenarioDir() / GetParam()).string()).get(scenario), simdjson::SUCCESS);
   testing::TempDir dir;
-  Config c;
-  c.http_port = 0;
-  c.data_dir = dir.path();
-  c.write_keys = {"wk"};
-  c.admin_token = "admin";
-  c.workers = 2;
-  c.http_threads = 2;
-  c.partitions = 16;
+  Config c = testing::TestServiceConfig(dir.path());
   Service service(c);
   ASSERT_TRUE(service.Start().ok());
   const uint16_t port = service.port();

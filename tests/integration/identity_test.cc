@@ -9,6 +9,7 @@
 
 #include "app/service.h"
 #include "tests/testutil/http_client.h"
+#include "tests/testutil/service_config.h"
 #include "tests/testutil/temp_dir.h"
 
 namespace ecrm {
@@ -16,21 +17,13 @@ namespace {
 
 using testing::HttpCall;
 
-const std::vector<std::pair<std::string, std::string>> kCollect = {
-    {"Authorization", "Basic d2s6"}, {"Content-Type", "application/json"}};  // "wk:"
-const std::vector<std::pair<std::string, std::string>> kAdmin = {{"Authorization", "Bearer admin"}};
+const auto& kCollect = testing::kCollectHeaders;
+const auto& kAdmin = testing::kAdminHeaders;
 
 class IdentityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    Config c;
-    c.http_port = 0;
-    c.data_dir = dir_.path();
-    c.write_keys = {"wk"};
-    c.admin_token = "admin";
-    c.workers = 2;
-    c.http_threads = 2;
-    c.partitions = 16;
+    Config c = testing::TestServiceConfig(dir_.path());
     service_ = std::make_unique<Service>(c);
     ASSERT_TRUE(service_->Start().ok());
   }
@@ -111,14 +104,7 @@ TEST_F(IdentityTest, LoginOnASecondDeviceMergesIntoTheOlderProfile) {
 
 TEST(IdentityConfig, TheNewerProfileCanBeMadeTheSurvivor) {
   testing::TempDir dir;
-  Config c;
-  c.http_port = 0;
-  c.data_dir = dir.path();
-  c.write_keys = {"wk"};
-  c.admin_token = "admin";
-  c.workers = 2;
-  c.http_threads = 2;
-  c.partitions = 16;
+  Config c = testing::TestServiceConfig(dir.path());
   c.merge_survivor = "newest";
   Service service(c);
   ASSERT_TRUE(service.Start().ok());
@@ -144,14 +130,7 @@ TEST(IdentityConfig, TheNewerProfileCanBeMadeTheSurvivor) {
 
 TEST(IdentityConfig, OtherIdentifierTypesCanBeLimited) {
   testing::TempDir dir;
-  Config c;
-  c.http_port = 0;
-  c.data_dir = dir.path();
-  c.write_keys = {"wk"};
-  c.admin_token = "admin";
-  c.workers = 2;
-  c.http_threads = 2;
-  c.partitions = 16;
+  Config c = testing::TestServiceConfig(dir.path());
   c.identifier_limits = {"crm_id=1"};
   Service service(c);
   ASSERT_TRUE(service.Start().ok());
@@ -347,14 +326,7 @@ TEST(IdentityOrder, TheSameEventsInAnyOrderGiveTheSameProfile) {
     std::vector<std::string> order = events;
     if (run > 0) std::shuffle(order.begin(), order.end(), rng);
     testing::TempDir dir;
-    Config c;
-    c.http_port = 0;
-    c.data_dir = dir.path();
-    c.write_keys = {"wk"};
-    c.admin_token = "admin";
-    c.workers = 2;
-    c.http_threads = 2;
-    c.partitions = 16;
+    Config c = testing::TestServiceConfig(dir.path());
     Service service(c);
     ASSERT_TRUE(service.Start().ok());
     for (const auto& e : order) {

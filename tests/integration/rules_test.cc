@@ -13,6 +13,7 @@
 #include "app/service.h"
 #include "tests/testutil/http_client.h"
 #include "tests/testutil/json_match.h"
+#include "tests/testutil/service_config.h"
 #include "tests/testutil/temp_dir.h"
 
 namespace ecrm {
@@ -21,21 +22,8 @@ namespace {
 using testing::ExpectContains;
 using testing::HttpCall;
 
-Config TestConfig(const std::string& dir) {
-  Config c;
-  c.http_port = 0;
-  c.data_dir = dir;
-  c.write_keys = {"wk"};
-  c.admin_token = "admin";
-  c.workers = 2;
-  c.http_threads = 2;
-  c.partitions = 16;
-  return c;
-}
-
-const std::vector<std::pair<std::string, std::string>> kCollect = {
-    {"Authorization", "Basic d2s6"}, {"Content-Type", "application/json"}};  // "wk:"
-const std::vector<std::pair<std::string, std::string>> kAdmin = {{"Authorization", "Bearer admin"}};
+const auto& kCollect = testing::kCollectHeaders;
+const auto& kAdmin = testing::kAdminHeaders;
 
 class RuleScenario : public ::testing::TestWithParam<std::string> {};
 
@@ -46,7 +34,7 @@ TEST_P(RuleScenario, GivesTheExpectedProfiles) {
   simdjson::dom::element scenario;
   ASSERT_EQ(parser.load(path.string()).get(scenario), simdjson::SUCCESS) << path;
   testing::TempDir dir;
-  Service service(TestConfig(dir.path()));
+  Service service(testing::TestServiceConfig(dir.path()));
   ASSERT_TRUE(service.Start().ok());
   auto pushed =
       HttpCall(service.port(), "PUT", "/v1/rules", simdjson::minify(scenario["rules"]), kAdmin);
@@ -93,7 +81,7 @@ std::string RuleSetOf(const std::string& id) {
 TEST(Rules, VersionsSurviveARestartAndRollBack) {
   testing::TempDir dir;
   {
-    Service service(TestConfig(dir.path()));
+    Service service(testing::TestServiceConfig(dir.path()));
     ASSERT_TRUE(service.Start().ok());
     EXPECT_EQ(HttpCall(service.port(), "GET", "/v1/rules", "", kAdmin).body,
               R"({"version":0,"rules":[]})");
@@ -104,7 +92,7 @@ TEST(Rules, VersionsSurviveARestartAndRollBack) {
     // Without the admin token: 401, nothing changes.
     EXPECT_EQ(HttpCall(service.port(), "PUT", "/v1/rules", RuleSetOf("c")).status, 401);
   }
-  Service service(TestConfig(dir.path()));
+  Service service(testing::TestServiceConfig(dir.path()));
   ASSERT_TRUE(service.Start().ok());
   auto active = HttpCall(service.port(), "GET", "/v1/rules", "", kAdmin).body;
   EXPECT_NE(active.find(R"("version":2)"), std::string::npos) << active;
@@ -127,7 +115,7 @@ TEST(Rules, VersionsSurviveARestartAndRollBack) {
 
 TEST(Rules, AnInvalidSetIsRejectedWholeWithDetailsAndTheActiveOneStays) {
   testing::TempDir dir;
-  Service service(TestConfig(dir.path()));
+  Service service(testing::TestServiceConfig(dir.path()));
   ASSERT_TRUE(service.Start().ok());
   ASSERT_EQ(HttpCall(service.port(), "PUT", "/v1/rules", RuleSetOf("good"), kAdmin).status, 200);
   const std::string bad = R"({"rules":[
@@ -154,7 +142,7 @@ TEST(Rules, AnInvalidSetIsRejectedWholeWithDetailsAndTheActiveOneStays) {
 // half-applied set, some first_k would differ from second_k.
 TEST(Rules, EveryEventSeesExactlyOneVersionWhileSetsArePushed) {
   testing::TempDir dir;
-  Service service(TestConfig(dir.path()));
+  Service service(testing::TestServiceConfig(dir.path()));
   ASSERT_TRUE(service.Start().ok());
   auto set = [](int k) {
     const std::string n = std::to_string(k);
