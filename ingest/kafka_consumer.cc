@@ -160,10 +160,12 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     auto last_lag = SteadyClock::now();
     while (!stopping.load()) {
       std::unique_ptr<RdKafka::Message> m(consumer->consume(pending_offsets.empty() ? 50 : 0));
+      const auto now = SteadyClock::now();  // read once per message: it shows in profiles
       bool idle = false;
       switch (m->err()) {
         case RdKafka::ERR_NO_ERROR:
           broker_up = true;
+          if (pending_offsets.empty()) pending_since = now;
           Handle(*m);
           break;
         case RdKafka::ERR__PARTITION_EOF:
@@ -178,16 +180,15 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
           spdlog::warn("kafka: consume: {}", m->errstr());
       }
       // Hand events over in batches: one queue hand-off and one acknowledgement per batch.
-      if (!pending_offsets.empty() &&
-          (idle || pending_events.size() >= kMaxBatchEvents ||
-           SteadyClock::now() - pending_since > std::chrono::milliseconds(5))) {
+      if (!pending_offsets.empty() && (idle || pending_events.size() >= kMaxBatchEvents ||
+                                       now - pending_since > std::chrono::milliseconds(5))) {
         Flush();
       }
       producer->poll(0);
       DrainCompletions();
       Backpressure();
-      if (SteadyClock::now() - last_lag > std::chrono::seconds(1)) {
-        last_lag = SteadyClock::now();
+      if (now - last_lag > std::chrono::seconds(1)) {
+        last_lag = now;
         UpdateLag();
         if (!broker_up) ProbeBroker();
       }
@@ -203,7 +204,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     const std::string_view value(static_cast<const char*>(m.payload()), m.len());
     const std::string key = m.key() ? *m.key() : std::string();
     CollectorRequest request;
-    if (auto rejection = parser.ParseKafkaMessage(value, clock.NowMs(), request)) {
+    if (auto rejection = parser.ParseKafkaMessage(value, ReceivedAt(m), request)) {
       auto letter = std::make_unique<DeadLetter>(DeadLetter{
           p, offset, key, std::string(value), rejection->code,
           rejection->message +
@@ -214,7 +215,6 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       return;
     }
     batch_events->Observe(static_cast<double>(request.events.size()));
-    if (pending_offsets.empty()) pending_since = SteadyClock::now();
     for (size_t i = 0; i < request.events.size(); i++) {
       auto& e = request.events[i];
       if (e.message_id.empty()) {
@@ -224,6 +224,18 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       pending_events.push_back(std::move(e));
     }
     pending_offsets.push_back({p, offset, true});
+  }
+
+  // When the message reached Kafka: its timestamp (the producer's create time, or the broker's
+  // append time if the topic keeps that), else now. A lagging or replaying consumer thus gives an
+  // event the same received-at, and the same clock-skew correction, as a prompt one. A batch
+  // envelope's own `receivedAt` (the collector's) still takes precedence.
+  TimeMs ReceivedAt(const RdKafka::Message& m) const {
+    const auto ts = m.timestamp();
+    if (ts.type != RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE && ts.timestamp > 0) {
+      return ts.timestamp;
+    }
+    return clock.NowMs();
   }
 
   // Submits the pending events of (possibly) many messages as one request; its acknowledgement

@@ -1,5 +1,6 @@
 // A small user-agent classifier: browser family, OS family and device type, for profile.device.
-// Deliberately coarse (no version numbers): enough for personalization rules. Pure, thread-safe.
+// Deliberately coarse (no version numbers): enough for personalization rules. Thread-safe: each
+// thread keeps its own small cache of recent classifications.
 #pragma once
 
 #include <string_view>

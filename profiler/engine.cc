@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
+#include "common/logging.h"
 #include "common/murmur2.h"
 #include "profiler/profile_codec.h"
 #include "store/keys.h"
@@ -23,6 +24,21 @@ struct ReaderIdentityCache {
 };
 constexpr size_t kReaderIdentityCacheCapacity = 100000;
 std::atomic<uint64_t> next_engine_instance{1};
+
+// Schema 1 kept the messageId itself in dedup keys; schema 2 keys them by event time and hash
+// (DedupKey), which cannot be computed from an old key. The old records are left to expire, and
+// shards also look up the old key until one dedup window after the upgrade (kMetaLegacyDedupUntil).
+Status UpgradeFromSchema1(KvStore& store) {
+  std::string until;
+  PutFixed64(&until, static_cast<uint64_t>(SystemClock().NowMs() + store.dedup_window_ms()));
+  WriteBatch batch = store.NewBatch();
+  batch.Put(Cf::kMeta, kMetaLegacyDedupUntil, until);
+  batch.Put(Cf::kMeta, kMetaSchemaVersion, kCurrentSchemaVersion);
+  RETURN_IF_ERROR(store.Write(batch));
+  spdlog::info("storage: upgraded from schema 1; old dedup records are consulted for {} s",
+               store.dedup_window_ms() / 1000);
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -45,6 +61,10 @@ StatusOr<std::unique_ptr<ProfileEngine>> ProfileEngine::Create(KvStore& store,
                                          "; the partition count cannot change");
   }
   ASSIGN_OR_RETURN(auto schema, store.Get(Cf::kMeta, kMetaSchemaVersion));
+  if (schema == "1") {
+    RETURN_IF_ERROR(UpgradeFromSchema1(store));
+    schema = std::string(kCurrentSchemaVersion);
+  }
   if (!schema) {
     RETURN_IF_ERROR(store.Put(Cf::kMeta, kMetaSchemaVersion, kCurrentSchemaVersion));
   } else if (*schema != kCurrentSchemaVersion) {
@@ -52,7 +72,13 @@ StatusOr<std::unique_ptr<ProfileEngine>> ProfileEngine::Create(KvStore& store,
                                          "; this ecrm reads version " +
                                          std::string(kCurrentSchemaVersion));
   }
-  return std::unique_ptr<ProfileEngine>(new ProfileEngine(store, registry, options));
+  EngineOptions effective = options;
+  ASSIGN_OR_RETURN(auto legacy_until, store.Get(Cf::kMeta, kMetaLegacyDedupUntil));
+  if (legacy_until && legacy_until->size() == 8) {
+    effective.shard.legacy_dedup_until_ms =
+        static_cast<TimeMs>(DecodeFixed64(legacy_until->data()));
+  }
+  return std::unique_ptr<ProfileEngine>(new ProfileEngine(store, registry, effective));
 }
 
 ProfileEngine::ProfileEngine(KvStore& store, prometheus::Registry& registry,

@@ -58,6 +58,10 @@ struct Event {
   std::string group_id;     // group
   TimeMs timestamp = 0;     // event time, clock-skew corrected
   TimeMs received_at = 0;   // server time of receipt
+  // The time the client gave the event (originalTimestamp, else timestamp), 0 if none. Unlike
+  // `timestamp` it does not depend on when the event arrived: a retry or a replay of the event
+  // has the same one, so it is part of the dedup key.
+  TimeMs client_time = 0;
   std::vector<std::pair<std::string, std::string>> traits;  // key -> minified JSON value
   std::string email;                                        // traits.email, trimmed and lower-cased
   std::string properties;  // the properties object, minified JSON ("" if none), read by rules

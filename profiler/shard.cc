@@ -59,6 +59,7 @@ void Shard::Enqueue(std::vector<ShardTask> tasks) {
 }
 
 void Shard::Run() {
+  KvStore::DisablePerfCountersOnThisThread();
   std::vector<std::vector<ShardTask>> chunks;
   std::vector<ShardTask> taken;
   while (true) {
@@ -277,20 +278,20 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
     return;
   }
   if (!event.message_id.empty()) {
-    std::string dedup_key = DedupKey(*partition, event.message_id);
-    if (SeenMessage(dedup_key)) {
+    const DedupKeyBytes dedup_key = DedupKey(*partition, event.client_time, event.message_id);
+    if (SeenMessage(dedup_key, *partition, event)) {
       metrics_.events_duplicate().Increment();
       return;
     }
     if (!batch_error_.ok()) return;
     std::string received;
     PutFixed64(&received, static_cast<uint64_t>(event.received_at));
-    batch_.Put(Cf::kDedup, dedup_key, received);
+    batch_.Put(Cf::kDedup, AsView(dedup_key), received);
     if (dedup_current_.size() >= options_.dedup_memory_capacity) {
       dedup_previous_ = std::move(dedup_current_);
       dedup_current_.clear();
     }
-    dedup_current_.insert(std::move(dedup_key));
+    dedup_current_.insert(dedup_key);
   }
   updater_.Apply(*profile, event);
   if (rule_set_ && rule_set_->size() > 0) {
@@ -634,9 +635,12 @@ StatusOr<Profile*> Shard::LoadProfile(const std::string& profile_id, std::string
   return cache_.Insert(*std::move(decoded));
 }
 
-bool Shard::SeenMessage(const std::string& dedup_key) {
+bool Shard::SeenMessage(const DedupKeyBytes& dedup_key, uint32_t partition, const Event& event) {
   if (dedup_current_.contains(dedup_key) || dedup_previous_.contains(dedup_key)) return true;
-  auto stored = store_.Get(Cf::kDedup, dedup_key);
+  auto stored = store_.Get(Cf::kDedup, AsView(dedup_key));
+  if (stored.ok() && !stored->has_value() && event.received_at < options_.legacy_dedup_until_ms) {
+    stored = store_.Get(Cf::kDedup, LegacyDedupKey(partition, event.message_id));
+  }
   if (!stored.ok()) {
     Fail(stored.status());
     return false;

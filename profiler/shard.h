@@ -14,6 +14,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -32,6 +33,7 @@
 #include "profiler/profiler_metrics.h"
 #include "profiler/rule_target.h"
 #include "rules/rule_registry.h"
+#include "store/keys.h"
 #include "store/kv_store.h"
 
 namespace ecrm {
@@ -95,6 +97,9 @@ struct ShardOptions {
   std::map<std::string, int> identifier_limits = {{"user_id", 1}};
   // Which of two merged profiles survives: the older (created first) or the newer one.
   bool newer_survives = false;
+  // After an upgrade from schema 1: until this time (compared with events' received-at), a dedup
+  // miss also looks up the schema-1 key. Set by ProfileEngine::Create from the meta CF.
+  TimeMs legacy_dedup_until_ms = 0;
 };
 
 class Shard {
@@ -141,7 +146,7 @@ class Shard {
   // The profile, loaded into the cache if needed; created empty if absent. Null with
   // *alias_to set if the profile was merged into another.
   StatusOr<Profile*> LoadProfile(const std::string& profile_id, std::string* alias_to = nullptr);
-  bool SeenMessage(const std::string& dedup_key);
+  bool SeenMessage(const DedupKeyBytes& dedup_key, uint32_t partition, const Event& event);
   bool Owns(uint32_t partition) const;
   void Fail(const Status& status);
 
@@ -163,8 +168,16 @@ class Shard {
   // Shard-thread state.
   ProfileCache cache_;
   absl::flat_hash_map<std::string, std::string> identity_cache_;
-  absl::flat_hash_set<std::string> dedup_current_;
-  absl::flat_hash_set<std::string> dedup_previous_;
+  // Dedup keys end in 16 random hash bytes: their first 8 serve as the set's hash.
+  struct DedupKeyHasher {
+    size_t operator()(const DedupKeyBytes& key) const {
+      uint64_t h;
+      std::memcpy(&h, key.data() + 13, sizeof(h));
+      return static_cast<size_t>(h);
+    }
+  };
+  absl::flat_hash_set<DedupKeyBytes, DedupKeyHasher> dedup_current_;
+  absl::flat_hash_set<DedupKeyBytes, DedupKeyHasher> dedup_previous_;
   std::mt19937_64 rng_;
   uint64_t profiles_created_ = 0;                          // low bits of new profile ids
   absl::flat_hash_map<std::string, std::string> aliases_;  // merged-away id -> survivor

@@ -1,13 +1,21 @@
 #include "store/keys.h"
 
+#include <xxhash.h>
+
+#include <algorithm>
 #include <cstdio>
 
 namespace ecrm {
 
 std::string PartitionPrefix(uint32_t partition) {
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "%04x|", partition & 0xffff);
-  return buf;
+  // Four lower-case hex digits and '|' (on every event's keys: no printf).
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string prefix(5, '|');
+  for (int i = 3; i >= 0; i--) {
+    prefix[static_cast<size_t>(i)] = kHex[partition & 0xf];
+    partition >>= 4;
+  }
+  return prefix;
 }
 
 std::string IdentityKey(uint32_t partition, std::string_view type, std::string_view value) {
@@ -18,7 +26,21 @@ std::string IdentityKey(uint32_t partition, std::string_view type, std::string_v
   return key;
 }
 
-std::string DedupKey(uint32_t partition, std::string_view message_id) {
+DedupKeyBytes DedupKey(uint32_t partition, int64_t event_time_ms, std::string_view message_id) {
+  DedupKeyBytes key;
+  const std::string prefix = PartitionPrefix(partition);
+  std::copy(prefix.begin(), prefix.end(), key.begin());
+  const uint64_t time = static_cast<uint64_t>(event_time_ms) ^ (1ULL << 63);
+  const XXH128_hash_t h = XXH3_128bits_withSeed(message_id.data(), message_id.size(), partition);
+  for (size_t i = 0; i < 8; i++) {
+    key[5 + i] = static_cast<char>(time >> (56 - 8 * i));
+    key[13 + i] = static_cast<char>(h.high64 >> (56 - 8 * i));
+    key[21 + i] = static_cast<char>(h.low64 >> (56 - 8 * i));
+  }
+  return key;
+}
+
+std::string LegacyDedupKey(uint32_t partition, std::string_view message_id) {
   std::string key = PartitionPrefix(partition);
   key.append(message_id);
   return key;
@@ -31,11 +53,11 @@ std::string MakeProfileId(uint32_t partition, uint64_t unique) {
   return buf;
 }
 
-std::optional<uint32_t> PartitionOfProfileId(std::string_view id) {
-  if (id.size() != 21 || id[4] != '-') return std::nullopt;
+std::optional<uint32_t> PartitionOfKey(std::string_view key) {
+  if (key.size() < 5 || (key[4] != '-' && key[4] != '|')) return std::nullopt;
   uint32_t p = 0;
   for (size_t i = 0; i < 4; i++) {
-    const char c = id[i];
+    const char c = key[i];
     uint32_t v;
     if (c >= '0' && c <= '9') {
       v = static_cast<uint32_t>(c - '0');
@@ -47,6 +69,11 @@ std::optional<uint32_t> PartitionOfProfileId(std::string_view id) {
     p = p * 16 + v;
   }
   return p;
+}
+
+std::optional<uint32_t> PartitionOfProfileId(std::string_view id) {
+  if (id.size() != 21 || id[4] != '-') return std::nullopt;
+  return PartitionOfKey(id);
 }
 
 std::string SourceOffsetKey(uint32_t partition) {

@@ -4,6 +4,8 @@
 // copied or dropped when partition ownership moves. Pure functions, thread-safe.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -17,8 +19,22 @@ std::string PartitionPrefix(uint32_t partition);
 // identities CF: "<pppp>|<type>:<value>" -> profile id.
 std::string IdentityKey(uint32_t partition, std::string_view type, std::string_view value);
 
-// dedup CF: "<pppp>|<messageId>" -> fixed64 received-at millis.
-std::string DedupKey(uint32_t partition, std::string_view message_id);
+// dedup CF (schema 2): "<pppp>|", the event's own time (8 bytes, big-endian, sign bit flipped so
+// the order is numeric; 0 when the event carries none), then the 128-bit XXH3 hash of the
+// messageId seeded with the partition (16 bytes) -> fixed64 received-at millis.
+// Events arrive roughly in time order, so new keys land at the end of the memtable's skip list,
+// where the search path is in cache: with random messageIds (UUIDs) as the first key bytes every
+// insert was a walk of cache misses (about 2 us). A retried or replayed event repeats its
+// messageId and its time, so it maps to the same key.
+inline constexpr size_t kDedupKeySize = 5 + 8 + 16;
+using DedupKeyBytes = std::array<char, kDedupKeySize>;
+DedupKeyBytes DedupKey(uint32_t partition, int64_t event_time_ms, std::string_view message_id);
+inline std::string_view AsView(const DedupKeyBytes& key) { return {key.data(), key.size()}; }
+// Schema 1's key, "<pppp>|<messageId>": still looked up for one dedup window after an upgrade.
+std::string LegacyDedupKey(uint32_t partition, std::string_view message_id);
+
+// The partition of any partition-prefixed key ("pppp|..." or a profile id "pppp-...").
+std::optional<uint32_t> PartitionOfKey(std::string_view key);
 
 // Profile ids are "<pppp>-<16 hex>": the owning partition, then a unique number. The profiles CF
 // key is the id itself.
@@ -28,7 +44,10 @@ std::optional<uint32_t> PartitionOfProfileId(std::string_view profile_id);
 // meta CF keys.
 inline constexpr std::string_view kMetaPartitionCount = "partition_count";
 inline constexpr std::string_view kMetaSchemaVersion = "schema_version";
-inline constexpr std::string_view kCurrentSchemaVersion = "1";
+// 1: dedup keys held the messageId itself; 2: time and hash (DedupKey). See ProfileEngine::Create.
+inline constexpr std::string_view kCurrentSchemaVersion = "2";
+// fixed64 millis: until then shards also look up schema-1 dedup keys (written by the upgrade).
+inline constexpr std::string_view kMetaLegacyDedupUntil = "legacy_dedup_until";
 // "corrupt|<profile id>" -> the unreadable value, kept when a profile had to be restarted.
 inline constexpr std::string_view kMetaCorruptPrefix = "corrupt|";
 

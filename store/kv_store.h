@@ -62,6 +62,9 @@ class WriteBatch {
 class KvStore {
  public:
   static StatusOr<std::unique_ptr<KvStore>> Open(const StoreOptions& options);
+  // Turns off RocksDB's per-thread perf counters for the calling thread (they cost a
+  // thread-local access on every Get and Write). Called once by each hot-path worker thread.
+  static void DisablePerfCountersOnThisThread();
   ~KvStore();
   KvStore(const KvStore&) = delete;
   KvStore& operator=(const KvStore&) = delete;
@@ -84,6 +87,7 @@ class KvStore {
 
   // Numeric RocksDB property (e.g. "rocksdb.estimate-num-keys"), summed over column families.
   uint64_t IntProperty(std::string_view name) const;
+  int64_t dedup_window_ms() const { return options_.dedup_window_ms; }
   // A ticker from RocksDB's statistics (a rocksdb::Tickers value, e.g. rocksdb::BYTES_WRITTEN).
   uint64_t Ticker(uint32_t ticker) const;
 

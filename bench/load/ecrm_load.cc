@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
   app.add_option("--visitors", o.visitors, "distinct visitors (Zipf-distributed)")
       ->capture_default_str();
   app.add_option("--zipf", o.zipf, "Zipf exponent")->capture_default_str();
-  app.add_option("--run-id", o.run_id, "messageId prefix (default: time-based)");
+  app.add_option("--run-id", o.run_id, "seeds the random messageIds (default: time-based)");
   app.add_option("--server-pid", o.server_pid,
                  "pid of the ecrm process, to report its CPU time per request and per event");
   CLI11_PARSE(app, argc, argv);

@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <functional>
+
+#include "common/time_format.h"
 
 namespace ecrm::bench {
 
@@ -20,7 +24,27 @@ uint64_t ZipfSampler::Sample(std::mt19937_64& rng) const {
 }
 
 EventGenerator::EventGenerator(const GeneratorOptions& options)
-    : options_(options), zipf_(options.visitors, options.zipf_exponent), rng_(options.seed) {}
+    : options_(options),
+      zipf_(options.visitors, options.zipf_exponent),
+      rng_(options.seed),
+      id_rng_(std::hash<std::string>{}(options.run_id) ^ (options.seed * 0x9e3779b97f4a7c15ULL)) {}
+
+namespace {
+
+// A version-4 UUID from two random words, as analytics-node and rudder-sdk-node send them.
+std::string Uuid(uint64_t a, uint64_t b) {
+  a = (a & ~0xf000ULL) | 0x4000ULL;        // version 4
+  b = (b & ~(3ULL << 62)) | (2ULL << 62);  // variant 10
+  char buf[40];
+  std::snprintf(
+      buf, sizeof(buf), "%08llx-%04llx-%04llx-%04llx-%012llx",
+      static_cast<unsigned long long>(a >> 32), static_cast<unsigned long long>((a >> 16) & 0xffff),
+      static_cast<unsigned long long>(a & 0xffff), static_cast<unsigned long long>(b >> 48),
+      static_cast<unsigned long long>(b & 0xffffffffffffULL));
+  return buf;
+}
+
+}  // namespace
 
 std::string EventGenerator::VisitorId(uint64_t i) { return "anon-" + std::to_string(i); }
 
@@ -36,8 +60,11 @@ void EventGenerator::AppendEvent(std::string* out) {
   const char* category = kCategories[r % 6];
   const uint64_t product = (r >> 8) % 5000;
   const std::string visitor = VisitorId(visitor_);
-  const std::string message_id =
-      options_.run_id + "-" + std::to_string(options_.seed) + "-" + std::to_string(seq_++);
+  const uint64_t id_hi = id_rng_();
+  const std::string message_id = Uuid(id_hi, id_rng_());
+  const std::string timestamp =
+      FormatIso8601(options_.start_time_ms + static_cast<int64_t>(seq_ / 100));
+  seq_++;
   const int kind = static_cast<int>((r >> 24) % 100);
   *out += R"({"messageId":")" + message_id + R"(","anonymousId":")" + visitor + "\"";
   if (kind < 40) {
@@ -59,8 +86,9 @@ void EventGenerator::AppendEvent(std::string* out) {
             R"(,"currency":"EUR","products":[{"product_id":"p)" + std::to_string(product) +
             R"(","category":")" + category + R"("}]})";
   }
+  *out += R"(,"timestamp":")" + timestamp + R"(")";
   *out +=
-      R"(,"timestamp":"2026-11-22T10:00:00.000Z","context":{"library":{"name":"analytics.js","version":"npm:next-1.84.3"},"userAgent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36","locale":"de-DE","page":{"path":"/","url":"https://shop.example/","referrer":""},"campaign":{"source":"newsletter","medium":"email","name":"autumn"}}})";
+      R"(,"context":{"library":{"name":"analytics.js","version":"npm:next-1.84.3"},"userAgent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36","locale":"de-DE","page":{"path":"/","url":"https://shop.example/","referrer":""},"campaign":{"source":"newsletter","medium":"email","name":"autumn"}}})";
 }
 
 std::string EventGenerator::Batch(int n) {

@@ -25,7 +25,9 @@ struct GeneratorOptions {
   double zipf_exponent = 1.1;
   int events_per_visit = 20;
   uint64_t seed = 1;
-  std::string run_id = "r";  // prefix of messageIds, so separate runs never deduplicate
+  std::string run_id = "r";  // seeds the messageIds, so separate runs never deduplicate
+  // The client time of the first event ("timestamp"); later events advance 1 ms per 100 events.
+  int64_t start_time_ms = 1'795'341'600'000;  // 2026-11-22T10:00:00Z
 };
 
 class EventGenerator {
@@ -42,6 +44,7 @@ class EventGenerator {
   GeneratorOptions options_;
   ZipfSampler zipf_;
   std::mt19937_64 rng_;
+  std::mt19937_64 id_rng_;  // messageIds: random like the UUIDs of real tracking libraries
   uint64_t visitor_ = 0;
   int remaining_ = 0;
   uint64_t seq_ = 0;

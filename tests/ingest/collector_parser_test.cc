@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <string>
+#include <utility>
+
 #include "common/time_format.h"
 
 namespace ecrm {
@@ -186,6 +190,60 @@ TEST_F(ParserTest, EventSizeIsMeasuredMinifiedAtTheExactBoundary) {
 TEST_F(ParserTest, EmptyBatchIsAccepted) {
   EXPECT_FALSE(Batch(R"({"batch":[]})").has_value());
   EXPECT_TRUE(out_.events.empty());
+}
+
+// Fields are found in one pass over each object; the result must be what looking each one up
+// would give: the first of duplicate keys wins, null counts as absent, and an item's context
+// field falls back to the batch's only when the item lacks it (or has it as null).
+TEST_F(ParserTest, DuplicateKeysNullsAndContextFallbackAsWithLookups) {
+  auto r = Batch(
+      R"({"context":{"page":{"url":"https://shop.example/","referrer":"https://batch.example/"},
+                     "library":{"name":"batch-lib"},"userAgent":"Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"},
+    "batch":[
+      {"type":"track","event":"First","event":"Second","anonymousId":"a1","userId":null,
+       "context":{"library":null,"page":{"url":"https://shop.example/p","referrer":"https://item.example/"},
+                  "os":{"name":"custom-os"}}},
+      {"type":"page","anonymousId":"a2","messageId":null,"context":null}
+    ]})");
+  ASSERT_FALSE(r.has_value()) << r->code << ": " << r->message;
+  ASSERT_EQ(out_.events.size(), 2u);
+  const Event& first = out_.events[0];
+  EXPECT_EQ(first.event, "First");
+  EXPECT_EQ(first.user_id, "");
+  EXPECT_EQ(first.device.library, "batch-lib");              // null in the item: the batch's
+  EXPECT_EQ(first.touch.referrer, "https://item.example/");  // the item's page wins
+  EXPECT_EQ(first.device.os, "custom-os");
+  EXPECT_EQ(first.device.browser, "firefox");  // from the batch's user agent
+  const Event& second = out_.events[1];
+  EXPECT_EQ(second.message_id, "");
+  EXPECT_EQ(second.device.library, "batch-lib");
+  EXPECT_EQ(second.device.os, "linux");
+  EXPECT_EQ(second.touch.referrer, "https://batch.example/");
+}
+
+// The user-agent classification is cached per thread; many different agents (more than the
+// cache holds) must each keep their own answer.
+TEST_F(ParserTest, UserAgentsAreClassifiedTheSameWhenCached) {
+  const std::pair<std::string, std::array<std::string, 3>> agents[] = {
+      {"Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) Safari/604.1", {"safari", "ios", "tablet"}},
+      {"Mozilla/5.0 (Linux; Android 14; Pixel 8) Chrome/126.0 Mobile Safari/537.36",
+       {"chrome", "android", "mobile"}},
+      {"Googlebot/2.1 (+http://www.google.com/bot.html)", {"bot", "", "bot"}},
+      {"Mozilla/5.0 (Windows NT 10.0) Chrome/126.0 Safari/537.36 Edg/126.0",
+       {"edge", "windows", "desktop"}}};
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 1000; i++) {
+      const auto& [ua, want] = agents[i % 4];
+      const std::string unique = ua + " v" + std::to_string(i % 300);  // overflow the cache
+      ASSERT_FALSE(Batch(R"({"batch":[{"type":"page","anonymousId":"a","context":{"userAgent":")" +
+                         unique + R"("}}]})")
+                       .has_value());
+      const DeviceInfo& d = out_.events.at(0).device;
+      ASSERT_EQ(d.browser, want[0]) << unique;
+      ASSERT_EQ(d.os, want[1]) << unique;
+      ASSERT_EQ(d.type, want[2]) << unique;
+    }
+  }
 }
 
 }  // namespace

@@ -120,6 +120,66 @@ TEST_F(EngineTest, DuplicateMessageIdsCountOnceEvenAcrossRestart) {
   EXPECT_EQ(Events("anonymous_id", "a"), 3);
 }
 
+// A schema-1 data dir kept messageIds in dedup keys. After the upgrade its records still catch
+// duplicates for one dedup window, and no longer after that.
+TEST_F(EngineTest, Schema1DedupRecordsCountForOneWindowAfterUpgrade) {
+  ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kTrack, "a", "", "m0")}).ok());
+  auto profile = engine_->Lookup("anonymous_id", "a");
+  ASSERT_TRUE(profile.ok() && profile->has_value());
+  const uint32_t partition = *PartitionOfProfileId((*profile)->id);
+  engine_.reset();
+  // Turn the store back into schema 1: records keyed by messageId.
+  std::string ts;
+  PutFixed64(&ts, 1'790'000'000'000);
+  WriteBatch batch = store_->NewBatch();
+  batch.Put(Cf::kDedup, LegacyDedupKey(partition, "m1"), ts);
+  batch.Put(Cf::kDedup, LegacyDedupKey(partition, "m2"), ts);
+  batch.Put(Cf::kMeta, kMetaSchemaVersion, "1");
+  ASSERT_TRUE(store_->Write(batch).ok());
+
+  Open();
+  EXPECT_EQ(*store_->Get(Cf::kMeta, kMetaSchemaVersion), std::string(kCurrentSchemaVersion));
+  auto until = store_->Get(Cf::kMeta, kMetaLegacyDedupUntil);
+  ASSERT_TRUE(until.ok() && until->has_value() && (*until)->size() == 8);
+  Event m1 = MakeEvent(EventType::kTrack, "a", "", "m1");
+  m1.received_at = static_cast<TimeMs>(DecodeFixed64((*until)->data())) - 1;
+  Event m3 = MakeEvent(EventType::kTrack, "a", "", "m3");
+  m3.received_at = m1.received_at;
+  ASSERT_TRUE(SubmitAndWait({m1, m3}).ok());
+  EXPECT_EQ(Events("anonymous_id", "a"), 2);  // m1 was a duplicate of the old record
+  // Past the window the old records are expired: m2 counts.
+  Event m2 = MakeEvent(EventType::kTrack, "a", "", "m2");
+  m2.received_at = static_cast<TimeMs>(DecodeFixed64((*until)->data())) + 1;
+  ASSERT_TRUE(SubmitAndWait({m2}).ok());
+  EXPECT_EQ(Events("anonymous_id", "a"), 3);
+}
+
+// Retries and replays repeat an event's client time; the same messageId at another client time
+// is a different key, and events without a client time dedup by messageId alone.
+TEST_F(EngineTest, DuplicatesMatchOnMessageIdAndClientTime) {
+  Event e = MakeEvent(EventType::kTrack, "a", "", "m1");
+  e.client_time = 1'790'000'000'000;
+  Event retry = e;
+  retry.received_at += 60'000;  // arrives a minute later
+  Event untimed = MakeEvent(EventType::kTrack, "a", "", "m2");
+  ASSERT_TRUE(SubmitAndWait({e, retry, untimed}).ok());
+  Open();  // from RocksDB, not the in-memory sets
+  ASSERT_TRUE(SubmitAndWait({retry, untimed}).ok());
+  EXPECT_EQ(Events("anonymous_id", "a"), 2);
+}
+
+// A data dir written by a newer ecrm is refused rather than misread.
+TEST_F(EngineTest, NewerSchemaIsRefused) {
+  engine_.reset();
+  ASSERT_TRUE(store_->Put(Cf::kMeta, kMetaSchemaVersion, "99").ok());
+  EngineOptions options;
+  options.shards = 2;
+  options.partitions = 16;
+  auto engine = ProfileEngine::Create(*store_, *registry_, options);
+  ASSERT_FALSE(engine.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(engine.status())) << engine.status();
+}
+
 TEST_F(EngineTest, StateSurvivesReopen) {
   ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kPage, "a", "u")}).ok());
   Open();

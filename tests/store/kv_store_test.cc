@@ -49,16 +49,35 @@ TEST(KvStore, DedupRecordsExpireInCompaction) {
   std::string old_ts, new_ts;
   PutFixed64(&old_ts, 1'000'000'000 - 5000);
   PutFixed64(&new_ts, 1'000'000'000 - 10);
-  ASSERT_TRUE((*store)->Put(Cf::kDedup, DedupKey(1, "old"), old_ts).ok());
-  ASSERT_TRUE((*store)->Put(Cf::kDedup, DedupKey(1, "new"), new_ts).ok());
+  ASSERT_TRUE((*store)->Put(Cf::kDedup, AsView(DedupKey(1, 0, "old")), old_ts).ok());
+  ASSERT_TRUE((*store)->Put(Cf::kDedup, AsView(DedupKey(1, 0, "new")), new_ts).ok());
   ASSERT_TRUE((*store)->CompactAll().ok());
-  EXPECT_FALSE((*store)->Get(Cf::kDedup, DedupKey(1, "old"))->has_value());
-  EXPECT_TRUE((*store)->Get(Cf::kDedup, DedupKey(1, "new"))->has_value());
+  EXPECT_FALSE((*store)->Get(Cf::kDedup, AsView(DedupKey(1, 0, "old")))->has_value());
+  EXPECT_TRUE((*store)->Get(Cf::kDedup, AsView(DedupKey(1, 0, "new")))->has_value());
 }
 
 TEST(Keys, LayoutCarriesThePartition) {
   EXPECT_EQ(IdentityKey(7, "user_id", "u1"), "0007|user_id:u1");
-  EXPECT_EQ(DedupKey(300, "m"), "012c|m");
+  // The dedup key is pinned: a different layout or hash would miss every stored record after an
+  // upgrade. Layout: partition, time (sign bit flipped, big-endian), 128-bit hash.
+  const auto dedup = DedupKey(300, 0x0102030405060708, "m");
+  EXPECT_EQ(std::string(AsView(dedup).substr(0, 5)), "012c|");
+  std::string hex;
+  for (const char c : AsView(dedup).substr(5)) {
+    hex += "0123456789abcdef"[(static_cast<unsigned char>(c) >> 4) & 0xf];
+    hex += "0123456789abcdef"[static_cast<unsigned char>(c) & 0xf];
+  }
+  EXPECT_EQ(hex,
+            "8102030405060708"
+            "76a666151b33b99d783ad43477e03d0e");
+  EXPECT_NE(DedupKey(301, 0x0102030405060708, "m"), dedup);  // the partition seeds the hash
+  EXPECT_NE(DedupKey(300, 0x0102030405060708, "n"), dedup);
+  EXPECT_EQ(PartitionOfKey(AsView(dedup)), 300u);
+  // Keys sort by time within a partition, negative times first.
+  EXPECT_LT(AsView(DedupKey(1, -5, "z")), AsView(DedupKey(1, 3, "a")));
+  EXPECT_LT(AsView(DedupKey(1, 3, "z")), AsView(DedupKey(1, 4, "a")));
+  EXPECT_LT(AsView(DedupKey(1, 1'790'000'000'000, "z")), AsView(DedupKey(2, 0, "a")));
+  EXPECT_EQ(LegacyDedupKey(300, "m"), "012c|m");
   const std::string id = MakeProfileId(0x2a, 0xdeadbeef);
   EXPECT_EQ(id, "002a-00000000deadbeef");
   EXPECT_EQ(PartitionOfProfileId(id), 0x2au);
