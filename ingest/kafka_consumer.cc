@@ -159,6 +159,16 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   void Run() {
     auto last_lag = SteadyClock::now();
     while (!stopping.load()) {
+      if (paused) {  // backpressure: leave the messages with librdkafka until the workers catch up
+        Flush();       // what was consumed must reach the workers, or nothing drains
+        Backpressure();
+        if (paused) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          producer->poll(0);
+          DrainCompletions();
+          continue;
+        }
+      }
       std::unique_ptr<RdKafka::Message> m(consumer->consume(pending_offsets.empty() ? 50 : 0));
       const auto now = SteadyClock::now();  // read once per message: it shows in profiles
       bool idle = false;
@@ -356,12 +366,13 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     }
   }
 
+  // Pausing stops calling consume(), not librdkafka's pause(): a paused partition loses its
+  // prefetched messages and fetches them again on resume, which left the workers idle for up to
+  // half a second per pause. Unconsumed messages wait in librdkafka's prefetch queue, bounded by
+  // queued.min.messages and queued.max.messages.kbytes, and then in the broker. Stopping for long
+  // is safe: heartbeats run on librdkafka's threads, and a pause lasts as long as the workers need
+  // to drain half their queues (milliseconds), far below max.poll.interval.ms.
   void SetPaused(bool pause) {
-    std::vector<RdKafka::TopicPartition*> tps;
-    if (consumer->assignment(tps) != RdKafka::ERR_NO_ERROR) return;
-    const auto err = pause ? consumer->pause(tps) : consumer->resume(tps);
-    RdKafka::TopicPartition::destroy(tps);
-    if (err != RdKafka::ERR_NO_ERROR) return;
     paused = pause;
     paused_gauge->Set(pause ? 1 : 0);
     if (pause) pauses->Increment();
@@ -442,7 +453,10 @@ StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOption
               {"auto.offset.reset", "earliest"},
               {"enable.partition.eof", "true"},
               {"partition.assignment.strategy", "range"},
-              {"queued.max.messages.kbytes", "65536"},
+              // librdkafka 2.0 waits a full second before it fetches again for a partition whose
+              // prefetch queue reached one of these limits (fetch.queue.backoff.ms came in 2.1),
+              // so the queue must hold a second of work: at 300k events/s, with headroom.
+              {"queued.max.messages.kbytes", "524288"},
               {"fetch.wait.max.ms", "50"},
               {"max.partition.fetch.bytes", "4194304"},
               {"queued.min.messages", "500000"},

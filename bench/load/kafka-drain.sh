@@ -49,6 +49,7 @@ thread_cpu() {  # "name seconds" per thread of ecrm, from /proc
 "$root/build/ecrm-load" watch --target "127.0.0.1:$port" --events "$events" --seconds 300 --server-pid "$pid"
 echo "What the pipeline waited on (ecrm metrics at the end):"
 curl -s "http://127.0.0.1:$port/metrics" | grep -E '^ecrm_(kafka_submit_retries_total|kafka_consumer_pauses_total|store_batches_total|rocksdb_stall_micros|rocksdb_bytes_written|rocksdb_live_sst_bytes|profiles_written_total|profiles_created_total|events_duplicate_total)' | sed 's/^/  /' || true
+echo "ecrm peak memory: $(awk '/VmHWM/ {printf "%.0f MB", $2 / 1024}' /proc/"$pid"/status)"
 echo "CPU seconds per thread (the whole run):"
 thread_cpu | sort -k2 -rn | head -8 | sed 's/^/  /'
 if [ -n "${perf_pid:-}" ]; then kill -INT "$pid"; wait "$perf_pid" || true; pid=""; fi
