@@ -83,11 +83,25 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const StoreOptions& options) {
   store->stats_->set_stats_level(rocksdb::StatsLevel::kExceptHistogramOrTimers);
   db_options.statistics = store->stats_;
 
-  store->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
+  // Index and filter blocks live in the block cache (bounded memory) with high priority, in a
+  // pool that data blocks cannot evict them from.
+  rocksdb::LRUCacheOptions cache_options;
+  cache_options.capacity = options.block_cache_bytes;
+  cache_options.num_shard_bits = 4;
+  cache_options.high_pri_pool_ratio = 0.5;
+  store->cache_ = rocksdb::NewLRUCache(cache_options);
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = store->cache_;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  // Partitioned filters and indexes: a file's filter is cut into 4 KB blocks that are cached one
+  // by one. A whole-file filter of a large dedup file (MBs) did not fit a cache shard, so every
+  // look-up read it from disk and checksummed it again (45 us per event in a 5M-event drain).
+  table.index_type = rocksdb::BlockBasedTableOptions::IndexType::kTwoLevelIndexSearch;
+  table.partition_filters = true;
+  table.metadata_block_size = 4096;
   table.cache_index_and_filter_blocks = true;
+  table.cache_index_and_filter_blocks_with_high_priority = true;
+  table.pin_top_level_index_and_filter = true;
   table.pin_l0_filter_and_index_blocks_in_cache = true;
 
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
