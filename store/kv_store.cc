@@ -113,6 +113,9 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const StoreOptions& options) {
     cf_options.bottommost_compression = rocksdb::kZSTD;
     cf_options.write_buffer_size = 64 << 20;
     if (static_cast<Cf>(i) == Cf::kDedup) {
+      // Hashes do not compress: compressing them only cost flush and compaction CPU.
+      cf_options.compression = rocksdb::kNoCompression;
+      cf_options.bottommost_compression = rocksdb::kNoCompression;
       store->dedup_filter_ = std::make_unique<DedupExpiryFilter>(clock, options.dedup_window_ms);
       cf_options.compaction_filter = store->dedup_filter_.get();
       cf_options.periodic_compaction_seconds = 24 * 3600;
