@@ -103,6 +103,7 @@ void Shard::Fail(const Status& status) {
 void Shard::ProcessBatch(std::span<ShardTask> tasks) {
   batch_.Clear();
   dirty_.clear();
+  dedup_writes_.clear();
   acks_.clear();
   outgoing_.clear();
   batch_error_ = absl::OkStatus();
@@ -158,7 +159,19 @@ void Shard::ProcessBatch(std::span<ShardTask> tasks) {
 
   Status status = batch_error_;
   if (status.ok()) {
-    for (const auto& id : dirty_) {
+    // Keys go into the batch in key order: RocksDB then inserts each next to the previous one
+    // (WriteOptions::memtable_insert_hint_per_batch) instead of searching its skip list from the
+    // top, which was a quarter of a shard's time.
+    std::sort(dedup_writes_.begin(), dedup_writes_.end());
+    std::string received;
+    for (const auto& [key, at] : dedup_writes_) {
+      received.clear();
+      PutFixed64(&received, static_cast<uint64_t>(at));
+      batch_.Put(Cf::kDedup, AsView(key), received);
+    }
+    dirty_sorted_.assign(dirty_.begin(), dirty_.end());
+    std::sort(dirty_sorted_.begin(), dirty_sorted_.end());
+    for (const auto& id : dirty_sorted_) {
       Profile* profile = cache_.Find(id);
       ECRM_CHECK(profile != nullptr);  // dirty profiles are never evicted within a batch
       EncodeProfile(*profile, &encode_buffer_);
@@ -284,9 +297,7 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
       return;
     }
     if (!batch_error_.ok()) return;
-    std::string received;
-    PutFixed64(&received, static_cast<uint64_t>(event.received_at));
-    batch_.Put(Cf::kDedup, AsView(dedup_key), received);
+    dedup_writes_.emplace_back(dedup_key, event.received_at);  // written sorted at commit
     if (dedup_current_.size() >= options_.dedup_memory_capacity) {
       dedup_previous_ = std::move(dedup_current_);
       dedup_current_.clear();

@@ -184,6 +184,8 @@ class Shard {
   // Per batch.
   WriteBatch batch_;
   absl::flat_hash_set<std::string> dirty_;
+  std::vector<std::string> dirty_sorted_;                      // dirty_ in key order, at commit
+  std::vector<std::pair<DedupKeyBytes, TimeMs>> dedup_writes_;  // new dedup records, unsorted
   std::vector<std::shared_ptr<AckGroup>> acks_;
   std::vector<Outgoing> outgoing_;
   Status batch_error_;
