@@ -160,7 +160,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     auto last_lag = SteadyClock::now();
     while (!stopping.load()) {
       if (paused) {  // backpressure: leave the messages with librdkafka until the workers catch up
-        Flush();       // what was consumed must reach the workers, or nothing drains
+        Flush();     // what was consumed must reach the workers, or nothing drains
         Backpressure();
         if (paused) {
           std::this_thread::sleep_for(std::chrono::milliseconds(1));

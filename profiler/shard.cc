@@ -61,7 +61,7 @@ void Shard::Enqueue(std::vector<ShardTask> tasks) {
 void Shard::Run() {
   KvStore::DisablePerfCountersOnThisThread();
   std::vector<std::vector<ShardTask>> chunks;
-  std::vector<ShardTask> taken;
+  std::vector<ShardTask*> taken;  // the tasks of all chunks in order, without moving them
   while (true) {
     {
       std::unique_lock<std::mutex> lock(inbox_mu_);
@@ -69,28 +69,21 @@ void Shard::Run() {
       if (inbox_.empty()) break;  // stopping and drained
       chunks.swap(inbox_);
     }
-    if (chunks.size() == 1) {
-      taken = std::move(chunks.front());
-    } else {
-      size_t total = 0;
-      for (const auto& c : chunks) total += c.size();
-      taken.reserve(total);
-      for (auto& c : chunks) {
-        for (auto& t : c) taken.push_back(std::move(t));
-      }
+    for (auto& c : chunks) {
+      for (auto& t : c) taken.push_back(&t);
     }
-    chunks.clear();
     // Everything queued is taken at once and applied in group commits of at most
     // max_batch_tasks (taking a prefix off the inbox would shift the rest: quadratic in backlog).
     for (size_t done = 0; done < taken.size();) {
       const size_t n = std::min(options_.max_batch_tasks, taken.size() - done);
       depth_.fetch_sub(n, std::memory_order_relaxed);
       probe_.queue_depth->Set(static_cast<double>(depth_.load(std::memory_order_relaxed)));
-      ProcessBatch(std::span<ShardTask>(taken.data() + done, n));
+      ProcessBatch(std::span<ShardTask* const>(taken.data() + done, n));
       router_.Finished(n);
       done += n;
     }
     taken.clear();
+    chunks.clear();
   }
 }
 
@@ -100,17 +93,19 @@ void Shard::Fail(const Status& status) {
   if (batch_error_.ok()) batch_error_ = status;
 }
 
-void Shard::ProcessBatch(std::span<ShardTask> tasks) {
+void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
   batch_.Clear();
   dirty_.clear();
   dedup_writes_.clear();
+  batch_dedup_.clear();
   acks_.clear();
   outgoing_.clear();
   batch_error_ = absl::OkStatus();
   batch_events_ = 0;
   rule_set_ = options_.rules ? options_.rules->Current() : nullptr;
 
-  for (auto& task : tasks) {
+  for (ShardTask* const next : tasks) {
+    ShardTask& task = *next;
     if (batch_error_.ok()) {
       switch (task.kind) {
         case ShardTask::Kind::kEvent:
@@ -201,8 +196,6 @@ void Shard::ProcessBatch(std::span<ShardTask> tasks) {
     for (const auto& id : dirty_) cache_.Erase(id);
     identity_cache_.clear();
     aliases_.clear();
-    dedup_current_.clear();
-    dedup_previous_.clear();
     for (auto& out : outgoing_) out.task.ack->Done(status);
   }
   for (auto& ack : acks_) {
@@ -298,11 +291,7 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
     }
     if (!batch_error_.ok()) return;
     dedup_writes_.emplace_back(dedup_key, event.received_at);  // written sorted at commit
-    if (dedup_current_.size() >= options_.dedup_memory_capacity) {
-      dedup_previous_ = std::move(dedup_current_);
-      dedup_current_.clear();
-    }
-    dedup_current_.insert(dedup_key);
+    batch_dedup_.insert(dedup_key);
   }
   updater_.Apply(*profile, event);
   if (rule_set_ && rule_set_->size() > 0) {
@@ -647,7 +636,9 @@ StatusOr<Profile*> Shard::LoadProfile(const std::string& profile_id, std::string
 }
 
 bool Shard::SeenMessage(const DedupKeyBytes& dedup_key, uint32_t partition, const Event& event) {
-  if (dedup_current_.contains(dedup_key) || dedup_previous_.contains(dedup_key)) return true;
+  // This batch's records are not in RocksDB yet; every earlier one is (a Bloom filter answers
+  // most misses without reading a block).
+  if (batch_dedup_.contains(dedup_key)) return true;
   auto stored = store_.Get(Cf::kDedup, AsView(dedup_key));
   if (stored.ok() && !stored->has_value() && event.received_at < options_.legacy_dedup_until_ms) {
     stored = store_.Get(Cf::kDedup, LegacyDedupKey(partition, event.message_id));

@@ -88,8 +88,7 @@ class ShardRouter {
 struct ShardOptions {
   size_t cache_capacity = 100000;  // profiles kept decoded in memory
   size_t identity_cache_capacity = 200000;
-  size_t dedup_memory_capacity = 200000;  // recent messageIds held in memory per generation
-  size_t max_batch_tasks = 4096;          // tasks applied per group commit at most
+  size_t max_batch_tasks = 4096;  // tasks applied per group commit at most
   // The active rule set is read from here once per batch (null: no rules). Must outlive the shard.
   const RuleRegistry* rules = nullptr;
   // Merge protection: the most distinct values of an identifier type one profile may hold (a
@@ -120,7 +119,7 @@ class Shard {
     ShardTask task;
   };
   void Run();
-  void ProcessBatch(std::span<ShardTask> tasks);
+  void ProcessBatch(std::span<ShardTask* const> tasks);
   void HandleEvent(ShardTask& task);
   void ApplyToProfile(const std::string& profile_id, Event& event,
                       const std::shared_ptr<AckGroup>& ack);
@@ -176,15 +175,14 @@ class Shard {
       return static_cast<size_t>(h);
     }
   };
-  absl::flat_hash_set<DedupKeyBytes, DedupKeyHasher> dedup_current_;
-  absl::flat_hash_set<DedupKeyBytes, DedupKeyHasher> dedup_previous_;
+  absl::flat_hash_set<DedupKeyBytes, DedupKeyHasher> batch_dedup_;  // this batch's new records
   std::mt19937_64 rng_;
   uint64_t profiles_created_ = 0;                          // low bits of new profile ids
   absl::flat_hash_map<std::string, std::string> aliases_;  // merged-away id -> survivor
   // Per batch.
   WriteBatch batch_;
   absl::flat_hash_set<std::string> dirty_;
-  std::vector<std::string> dirty_sorted_;                      // dirty_ in key order, at commit
+  std::vector<std::string> dirty_sorted_;                       // dirty_ in key order, at commit
   std::vector<std::pair<DedupKeyBytes, TimeMs>> dedup_writes_;  // new dedup records, unsorted
   std::vector<std::shared_ptr<AckGroup>> acks_;
   std::vector<Outgoing> outgoing_;
