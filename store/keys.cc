@@ -28,12 +28,12 @@ std::string IdentityKey(uint32_t partition, std::string_view type, std::string_v
 
 DedupKeyBytes DedupKey(uint32_t partition, int64_t event_time_ms, std::string_view message_id) {
   DedupKeyBytes key;
-  const std::string prefix = PartitionPrefix(partition);
-  std::copy(prefix.begin(), prefix.end(), key.begin());
   const uint64_t time = static_cast<uint64_t>(event_time_ms) ^ (1ULL << 63);
+  const std::string prefix = PartitionPrefix(partition);
+  std::copy(prefix.begin(), prefix.end(), key.begin() + 8);
   const XXH128_hash_t h = XXH3_128bits_withSeed(message_id.data(), message_id.size(), partition);
   for (size_t i = 0; i < 8; i++) {
-    key[5 + i] = static_cast<char>(time >> (56 - 8 * i));
+    key[i] = static_cast<char>(time >> (56 - 8 * i));
     key[13 + i] = static_cast<char>(h.high64 >> (56 - 8 * i));
     key[21 + i] = static_cast<char>(h.low64 >> (56 - 8 * i));
   }
@@ -53,11 +53,11 @@ std::string MakeProfileId(uint32_t partition, uint64_t unique) {
   return buf;
 }
 
-std::optional<uint32_t> PartitionOfKey(std::string_view key) {
-  if (key.size() < 5 || (key[4] != '-' && key[4] != '|')) return std::nullopt;
+std::optional<uint32_t> PartitionOfProfileId(std::string_view id) {
+  if (id.size() != 21 || id[4] != '-') return std::nullopt;
   uint32_t p = 0;
   for (size_t i = 0; i < 4; i++) {
-    const char c = key[i];
+    const char c = id[i];
     uint32_t v;
     if (c >= '0' && c <= '9') {
       v = static_cast<uint32_t>(c - '0');
@@ -69,11 +69,6 @@ std::optional<uint32_t> PartitionOfKey(std::string_view key) {
     p = p * 16 + v;
   }
   return p;
-}
-
-std::optional<uint32_t> PartitionOfProfileId(std::string_view id) {
-  if (id.size() != 21 || id[4] != '-') return std::nullopt;
-  return PartitionOfKey(id);
 }
 
 std::string SourceOffsetKey(uint32_t partition) {

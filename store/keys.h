@@ -1,7 +1,8 @@
-// The on-disk key layout (see docs/storage.md). Every key that belongs to a partition starts with
-// the partition as 4 lower-case hex digits ("pppp|" for identities and dedup records, "pppp-" for
-// profile ids), so a partition's state is one contiguous key range per column family that can be
-// copied or dropped when partition ownership moves. Pure functions, thread-safe.
+// The on-disk key layout (see docs/storage.md). Profiles and identities start with their partition
+// as 4 lower-case hex digits ("pppp-" for profile ids, "pppp|" for identities), so a partition's
+// lasting state is one contiguous key range per column family that can be copied or dropped when
+// partition ownership moves. Dedup records, which expire within a day, are ordered by time
+// instead (see DedupKey). Pure functions, thread-safe.
 #pragma once
 
 #include <array>
@@ -19,22 +20,20 @@ std::string PartitionPrefix(uint32_t partition);
 // identities CF: "<pppp>|<type>:<value>" -> profile id.
 std::string IdentityKey(uint32_t partition, std::string_view type, std::string_view value);
 
-// dedup CF (schema 2): "<pppp>|", the event's own time (8 bytes, big-endian, sign bit flipped so
-// the order is numeric; 0 when the event carries none), then the 128-bit XXH3 hash of the
+// dedup CF (schema 2): the event's own time (8 bytes, big-endian, sign bit flipped so the order
+// is numeric; 0 when the event carries none), "<pppp>|", then the 128-bit XXH3 hash of the
 // messageId seeded with the partition (16 bytes) -> fixed64 received-at millis.
-// Events arrive roughly in time order, so new keys land at the end of the memtable's skip list,
-// where the search path is in cache: with random messageIds (UUIDs) as the first key bytes every
-// insert was a walk of cache misses (about 2 us). A retried or replayed event repeats its
-// messageId and its time, so it maps to the same key.
+// The only keys that do not start with their partition: events arrive roughly in time order, so
+// new keys land at the end of the memtable's skip list (random messageIds first cost a walk of
+// cache misses per insert, about 2 us), and each flushed file covers a later key range than the
+// files before it, so RocksDB moves it down the levels without rewriting it. A retried or replayed
+// event repeats its messageId and its time, so it maps to the same key.
 inline constexpr size_t kDedupKeySize = 5 + 8 + 16;
 using DedupKeyBytes = std::array<char, kDedupKeySize>;
 DedupKeyBytes DedupKey(uint32_t partition, int64_t event_time_ms, std::string_view message_id);
 inline std::string_view AsView(const DedupKeyBytes& key) { return {key.data(), key.size()}; }
 // Schema 1's key, "<pppp>|<messageId>": still looked up for one dedup window after an upgrade.
 std::string LegacyDedupKey(uint32_t partition, std::string_view message_id);
-
-// The partition of any partition-prefixed key ("pppp|..." or a profile id "pppp-...").
-std::optional<uint32_t> PartitionOfKey(std::string_view key);
 
 // Profile ids are "<pppp>-<16 hex>": the owning partition, then a unique number. The profiles CF
 // key is the id itself.
