@@ -110,7 +110,7 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const StoreOptions& options) {
     rocksdb::ColumnFamilyOptions cf_options;
     cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
     cf_options.compression = rocksdb::kLZ4Compression;
-    cf_options.bottommost_compression = rocksdb::kZSTD;
+    cf_options.bottommost_compression = rocksdb::kLZ4Compression;
     cf_options.write_buffer_size = 64 << 20;
     if (static_cast<Cf>(i) == Cf::kDedup) {
       // Hashes do not compress: compressing them only cost flush and compaction CPU.
