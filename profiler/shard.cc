@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <span>
 
@@ -157,7 +158,10 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
     // Keys go into the batch in key order: RocksDB then inserts each next to the previous one
     // (WriteOptions::memtable_insert_hint_per_batch) instead of searching its skip list from the
     // top, which was a quarter of a shard's time.
-    std::sort(dedup_writes_.begin(), dedup_writes_.end());
+    std::sort(dedup_writes_.begin(), dedup_writes_.end(), [](const auto& a, const auto& b) {
+      // Bytewise, as RocksDB orders keys (std::array<char>'s operator< compares signed chars).
+      return std::memcmp(a.first.data(), b.first.data(), kDedupKeySize) < 0;
+    });
     std::string received;
     for (const auto& [key, at] : dedup_writes_) {
       received.clear();
