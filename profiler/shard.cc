@@ -104,6 +104,7 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
   batch_error_ = absl::OkStatus();
   batch_events_ = 0;
   rule_set_ = options_.rules ? options_.rules->Current() : nullptr;
+  PrefetchDedup(tasks);
 
   for (ShardTask* const next : tasks) {
     ShardTask& task = *next;
@@ -639,10 +640,45 @@ StatusOr<Profile*> Shard::LoadProfile(const std::string& profile_id, std::string
   return cache_.Insert(*std::move(decoded));
 }
 
+void Shard::PrefetchDedup(std::span<ShardTask* const> tasks) {
+  prefetched_.clear();
+  prefetch_keys_.clear();
+  for (const ShardTask* task : tasks) {
+    if (task->event.message_id.empty()) continue;
+    // The profile's partition: a forwarded event names its profile; a new event's profile is
+    // almost always in the partition of its routing key (else SeenMessage looks the key up alone).
+    std::optional<uint32_t> partition;
+    if (task->kind == ShardTask::Kind::kEvent) {
+      partition = task->partition;
+    } else if (task->kind == ShardTask::Kind::kForwardedEvent) {
+      partition = PartitionOfProfileId(task->profile_id);
+    }
+    if (!partition) continue;
+    prefetch_keys_.push_back(DedupKey(*partition, task->event.client_time, task->event.message_id));
+  }
+  if (prefetch_keys_.empty()) return;
+  std::sort(prefetch_keys_.begin(), prefetch_keys_.end(), [](const auto& a, const auto& b) {
+    return std::memcmp(a.data(), b.data(), kDedupKeySize) < 0;
+  });
+  prefetch_views_.clear();
+  for (const auto& k : prefetch_keys_) prefetch_views_.push_back(AsView(k));
+  const Status s = store_.Exist(Cf::kDedup, prefetch_views_, &prefetch_exists_);
+  if (!s.ok()) return;  // SeenMessage looks each key up alone and reports the error
+  for (size_t i = 0; i < prefetch_keys_.size(); i++) {
+    prefetched_.emplace(prefetch_keys_[i], prefetch_exists_[i] != 0);
+  }
+}
+
 bool Shard::SeenMessage(const DedupKeyBytes& dedup_key, uint32_t partition, const Event& event) {
   // This batch's records are not in RocksDB yet; every earlier one is (a Bloom filter answers
   // most misses without reading a block).
   if (batch_dedup_.contains(dedup_key)) return true;
+  // Looked up for the whole batch at its start (everything committed before it is in RocksDB).
+  if (const auto it = prefetched_.find(dedup_key);
+      it != prefetched_.end() &&
+      (it->second || event.received_at >= options_.legacy_dedup_until_ms)) {
+    return it->second;
+  }
   auto stored = store_.Get(Cf::kDedup, AsView(dedup_key));
   if (stored.ok() && !stored->has_value() && event.received_at < options_.legacy_dedup_until_ms) {
     stored = store_.Get(Cf::kDedup, LegacyDedupKey(partition, event.message_id));

@@ -146,6 +146,8 @@ class Shard {
   // *alias_to set if the profile was merged into another.
   StatusOr<Profile*> LoadProfile(const std::string& profile_id, std::string* alias_to = nullptr);
   bool SeenMessage(const DedupKeyBytes& dedup_key, uint32_t partition, const Event& event);
+  // Looks up the dedup keys of the batch's events in one MultiGet (into prefetched_).
+  void PrefetchDedup(std::span<ShardTask* const> tasks);
   bool Owns(uint32_t partition) const;
   void Fail(const Status& status);
 
@@ -176,6 +178,11 @@ class Shard {
     }
   };
   absl::flat_hash_set<DedupKeyBytes, DedupKeyHasher> batch_dedup_;  // this batch's new records
+  // Per batch: whether each dedup key was in RocksDB when the batch started (PrefetchDedup).
+  absl::flat_hash_map<DedupKeyBytes, bool, DedupKeyHasher> prefetched_;
+  std::vector<DedupKeyBytes> prefetch_keys_;
+  std::vector<std::string_view> prefetch_views_;
+  std::vector<char> prefetch_exists_;
   std::mt19937_64 rng_;
   uint64_t profiles_created_ = 0;                          // low bits of new profile ids
   absl::flat_hash_map<std::string, std::string> aliases_;  // merged-away id -> survivor
