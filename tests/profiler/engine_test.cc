@@ -107,6 +107,24 @@ TEST_F(EngineTest, IdentifyAttachesUserAcrossShardsAndUserOnlyEventsFollow) {
   EXPECT_TRUE((*by_anon)->HasIdentity("email", "ada@example.com"));
 }
 
+// Dedup keys are looked up per batch in one MultiGet, keyed by the routing key's partition. An
+// event whose profile lives in another partition (here: routed by the user id, applied to the
+// anonymous profile on the other shard) must still be recognised when it comes again, within a
+// batch and across batches and restarts.
+TEST_F(EngineTest, DuplicatesOfForwardedEventsCountOnce) {
+  const auto [anon, user] = IdsOnDifferentShards();
+  ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kPage, anon, "")}).ok());
+  ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kIdentify, anon, user)}).ok());
+  Event e = MakeEvent(EventType::kTrack, "", user, "fw-1");
+  e.client_time = 1'790'000'000'123;
+  ASSERT_TRUE(SubmitAndWait({e, e}).ok());
+  ASSERT_TRUE(SubmitAndWait({e}).ok());
+  Open();
+  ASSERT_TRUE(SubmitAndWait({e, MakeEvent(EventType::kTrack, "", user, "fw-2")}).ok());
+  EXPECT_EQ(Events("user_id", user), 4);  // page, identify, fw-1, fw-2
+  EXPECT_EQ(Events("anonymous_id", anon), 4);
+}
+
 TEST_F(EngineTest, DuplicateMessageIdsCountOnceEvenAcrossRestart) {
   ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kTrack, "a", "", "m1"),
                              MakeEvent(EventType::kTrack, "a", "", "m1"),
