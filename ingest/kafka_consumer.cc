@@ -60,7 +60,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
                   .Add({});
     paused_gauge = &prometheus::BuildGauge()
                         .Name("ecrm_kafka_consumer_paused")
-                        .Help("1 while consumption is paused for backpressure")
+                        .Help("1 while consumption is stopped for backpressure")
                         .Register(registry)
                         .Add({});
     lag_family = &prometheus::BuildGauge()

@@ -9,8 +9,9 @@
 // after a crash; that is idempotent, because every event is deduplicated by its messageId (a
 // message without one gets "kafka-<partition>-<offset>-<index>").
 //
-// Backpressure: when the engine's queues or the messages in flight pass their limits, every
-// assigned partition is paused, and resumed once they drain.
+// Backpressure: when the engine's queues or the messages in flight pass their limits, the consumer
+// stops taking messages from librdkafka (they wait in its bounded prefetch queue, then in the
+// broker) until both have fallen below half.
 //
 // Ownership: owned by the app; the engine must outlive it. Threading: Start/Stop/Ready from the
 // control thread; everything else runs on the consumer thread, except engine acknowledgements,
