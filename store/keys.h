@@ -25,9 +25,9 @@ std::string IdentityKey(uint32_t partition, std::string_view type, std::string_v
 // messageId seeded with the partition (16 bytes) -> fixed64 received-at millis.
 // The only keys that do not start with their partition: events arrive roughly in time order, so
 // new keys land at the end of the memtable's skip list (random messageIds first cost a walk of
-// cache misses per insert, about 2 us), and each flushed file covers a later key range than the
-// files before it, so RocksDB moves it down the levels without rewriting it. A retried or replayed
-// event repeats its messageId and its time, so it maps to the same key.
+// cache misses per insert, about 2 us), and flushed files overlap less, which lets RocksDB move
+// rather than rewrite them where their ranges do not overlap. A retried or replayed event repeats
+// its messageId and its time, so it maps to the same key.
 inline constexpr size_t kDedupKeySize = 5 + 8 + 16;
 using DedupKeyBytes = std::array<char, kDedupKeySize>;
 DedupKeyBytes DedupKey(uint32_t partition, int64_t event_time_ms, std::string_view message_id);
