@@ -125,6 +125,11 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       c.kafka_max_in_flight,
       "Messages consumed but not yet durable before consumption pauses (backpressure)")
       ->capture_default_str();
+  add("--kafka-prefetch-messages", "kafka_prefetch_messages", "ECRM_KAFKA_PREFETCH_MESSAGES",
+      c.kafka_prefetch_messages,
+      "Messages librdkafka may prefetch (about 1 KiB of memory each); below a second of work, "
+      "the consumer idles while librdkafka 2.0 backs off")
+      ->capture_default_str();
   add("--role", "role", "ECRM_ROLE", c.role,
       "all | collector (HTTP -> Kafka) | processor (Kafka -> profiles); Kafka mode only")
       ->capture_default_str();
@@ -225,6 +230,9 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   }
   if (c.kafka_max_in_flight == 0) {
     return absl::InvalidArgumentError("kafka_max_in_flight: must be positive");
+  }
+  if (c.kafka_prefetch_messages < 1000 || c.kafka_prefetch_messages > 10000000) {
+    return absl::InvalidArgumentError("kafka_prefetch_messages: must be 1000 to 10000000");
   }
   if (c.max_queue_depth == 0) {
     return absl::InvalidArgumentError("max_queue_depth: must be positive");

@@ -41,6 +41,7 @@ Status Service::Start() {
   kafka_options.dlq_topic = config_.kafka_dlq_topic;
   kafka_options.profiles_topic = config_.kafka_profiles_topic;
   kafka_options.max_in_flight_messages = config_.kafka_max_in_flight;
+  kafka_options.prefetch_messages = config_.kafka_prefetch_messages;
   uint32_t partitions = config_.partitions;
   if (kafka) {
     // In Kafka mode the virtual partitions are the topic's partitions.

@@ -3,6 +3,7 @@
 #include <librdkafka/rdkafkacpp.h>
 #include <pthread.h>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <thread>
@@ -442,6 +443,7 @@ StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOption
                                                                const Clock& clock,
                                                                const CollectorLimits& limits) {
   auto impl = std::make_unique<Impl>(options, engine, registry, clock, limits);
+  const size_t prefetch_kbytes = std::clamp<size_t>(options.prefetch_messages, 1024, 2097151);
   ASSIGN_OR_RETURN(
       auto conf,
       MakeKafkaConf(
@@ -455,11 +457,12 @@ StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOption
               {"partition.assignment.strategy", "range"},
               // librdkafka 2.0 waits a full second before it fetches again for a partition whose
               // prefetch queue reached one of these limits (fetch.queue.backoff.ms came in 2.1),
-              // so the queue must hold a second of work: at 300k events/s, with headroom.
-              {"queued.max.messages.kbytes", "524288"},
+              // so the queue must hold a second of work (the default: 500,000 messages, more than
+              // a second at 335k events/s).
+              {"queued.max.messages.kbytes", std::to_string(prefetch_kbytes)},
               {"fetch.wait.max.ms", "50"},
               {"max.partition.fetch.bytes", "4194304"},
-              {"queued.min.messages", "500000"},
+              {"queued.min.messages", std::to_string(options.prefetch_messages)},
               // A crashed member holds its partitions until its session expires: keep it short.
               {"session.timeout.ms", "10000"},
               {"heartbeat.interval.ms", "1000"},

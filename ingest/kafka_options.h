@@ -15,6 +15,8 @@ struct KafkaOptions {
   std::string profiles_topic = "ecrm.profiles";  // records from other channels; "" = not read
   size_t max_in_flight_messages = 200000;        // consumed but not yet durable: pause beyond this
   size_t pause_queue_depth = 100000;  // worker queue depth (total) that pauses consumption
+  // librdkafka's prefetch queue: queued.min.messages, and 1 KiB each as queued.max.messages.kbytes.
+  size_t prefetch_messages = 500000;
 };
 
 }  // namespace ecrm

@@ -56,6 +56,19 @@ TEST(Config, BooleanFlagsNeedNoValue) {
   EXPECT_FALSE(Parse({"--max-queue-depth", "0"}).ok());
 }
 
+TEST(Config, KafkaPrefetchIsBounded) {
+  auto c = Parse({});
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->kafka_prefetch_messages, 500000u);
+  c = Parse({"--kafka-prefetch-messages", "200000"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->kafka_prefetch_messages, 200000u);
+  c = Parse({"--kafka-prefetch-messages", "999"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("kafka_prefetch_messages"), std::string::npos);
+  EXPECT_FALSE(Parse({"--kafka-prefetch-messages", "10000001"}).ok());
+}
+
 TEST(Config, EnvListsAreCommaSeparated) {
   ::setenv("ECRM_WRITE_KEYS", "x,y", 1);
   auto c = Parse({});

@@ -197,7 +197,9 @@ test('kafka mode: --role collector and --role processor, with backpressure', asy
   const collector = new EcrmServer({ extraArgs: [...common, '--role', 'collector'] });
   const processor = new EcrmServer({
     startupTimeoutMs: 60_000,
-    extraArgs: [...common, '--role', 'processor', '--kafka-max-in-flight', '300'],
+    // A small prefetch queue too: librdkafka then often waits before it fetches again.
+    extraArgs: [...common, '--role', 'processor', '--kafka-max-in-flight', '300',
+                '--kafka-prefetch-messages', '1000'],
   });
   try {
     await collector.start();
