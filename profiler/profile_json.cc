@@ -67,6 +67,17 @@ void RenderSegmentsAndScores(JsonWriter& w, const Profile* p, TimeMs now) {
 }
 
 // Offers by priority, highest first (ties by id).
+// "identities": {type: [values]}.
+void RenderIdentities(JsonWriter& w, const Profile& p) {
+  w.Key("identities").BeginObject();
+  for (const auto& [type, values] : p.identities) {
+    w.Key(type).BeginArray();
+    for (const auto& v : values) w.String(v);
+    w.EndArray();
+  }
+  w.EndObject();
+}
+
 void RenderOffers(JsonWriter& w, const Profile* p) {
   w.Key("offers").BeginArray();
   if (p) {
@@ -89,13 +100,7 @@ void RenderProfileJson(const Profile& p, const ProfileUpdater& updater, TimeMs n
   JsonWriter w(out);
   w.BeginObject();
   w.Key("id").String(p.id);
-  w.Key("identities").BeginObject();
-  for (const auto& [type, values] : p.identities) {
-    w.Key(type).BeginArray();
-    for (const auto& v : values) w.String(v);
-    w.EndArray();
-  }
-  w.EndObject();
+  RenderIdentities(w, p);
   w.Key("traits").BeginObject();
   for (const auto& [k, v] : p.traits) w.Key(k).Raw(v.json);
   w.EndObject();
@@ -157,13 +162,7 @@ void RenderProfileJson(const Profile& p, const ProfileUpdater& updater, TimeMs n
 void RenderIdentitiesJson(const Profile& p, std::string* out) {
   JsonWriter w(out);
   w.BeginObject().Key("profile_id").String(p.id);
-  w.Key("identities").BeginObject();
-  for (const auto& [type, values] : p.identities) {
-    w.Key(type).BeginArray();
-    for (const auto& v : values) w.String(v);
-    w.EndArray();
-  }
-  w.EndObject();
+  RenderIdentities(w, p);
   w.Key("merged_ids").BeginArray();
   for (const auto& id : p.merged_ids) w.String(id);
   w.EndArray();
