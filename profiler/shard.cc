@@ -3,7 +3,6 @@
 #include <pthread.h>
 
 #include <algorithm>
-#include <cstring>
 #include <limits>
 #include <span>
 
@@ -98,7 +97,6 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
   batch_.Clear();
   dirty_.clear();
   dedup_writes_.clear();
-  batch_dedup_.clear();
   acks_.clear();
   outgoing_.clear();
   batch_error_ = absl::OkStatus();
@@ -159,10 +157,8 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
     // Keys go into the batch in key order: RocksDB then inserts each next to the previous one
     // (WriteOptions::memtable_insert_hint_per_batch) instead of searching its skip list from the
     // top, which was a quarter of a shard's time.
-    std::sort(dedup_writes_.begin(), dedup_writes_.end(), [](const auto& a, const auto& b) {
-      // Bytewise, as RocksDB orders keys (std::array<char>'s operator< compares signed chars).
-      return std::memcmp(a.first.data(), b.first.data(), kDedupKeySize) < 0;
-    });
+    std::sort(dedup_writes_.begin(), dedup_writes_.end(),
+              [](const auto& a, const auto& b) { return DedupKeyLess()(a.first, b.first); });
     std::string received;
     for (const auto& [key, at] : dedup_writes_) {
       received.clear();
@@ -296,7 +292,7 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
     }
     if (!batch_error_.ok()) return;
     dedup_writes_.emplace_back(dedup_key, event.received_at);  // written sorted at commit
-    batch_dedup_.insert(dedup_key);
+    dedup_known_.insert_or_assign(dedup_key, true);
   }
   updater_.Apply(*profile, event);
   if (rule_set_ && rule_set_->size() > 0) {
@@ -641,7 +637,7 @@ StatusOr<Profile*> Shard::LoadProfile(const std::string& profile_id, std::string
 }
 
 void Shard::PrefetchDedup(std::span<ShardTask* const> tasks) {
-  prefetched_.clear();
+  dedup_known_.clear();
   prefetch_keys_.clear();
   for (const ShardTask* task : tasks) {
     if (task->event.message_id.empty()) continue;
@@ -657,25 +653,21 @@ void Shard::PrefetchDedup(std::span<ShardTask* const> tasks) {
     prefetch_keys_.push_back(DedupKey(*partition, task->event.client_time, task->event.message_id));
   }
   if (prefetch_keys_.empty()) return;
-  std::sort(prefetch_keys_.begin(), prefetch_keys_.end(), [](const auto& a, const auto& b) {
-    return std::memcmp(a.data(), b.data(), kDedupKeySize) < 0;
-  });
+  std::sort(prefetch_keys_.begin(), prefetch_keys_.end(), DedupKeyLess());
   prefetch_views_.clear();
   for (const auto& k : prefetch_keys_) prefetch_views_.push_back(AsView(k));
   const Status s = store_.Exist(Cf::kDedup, prefetch_views_, &prefetch_exists_);
   if (!s.ok()) return;  // SeenMessage looks each key up alone and reports the error
   for (size_t i = 0; i < prefetch_keys_.size(); i++) {
-    prefetched_.emplace(prefetch_keys_[i], prefetch_exists_[i] != 0);
+    dedup_known_.emplace(prefetch_keys_[i], prefetch_exists_[i] != 0);
   }
 }
 
 bool Shard::SeenMessage(const DedupKeyBytes& dedup_key, uint32_t partition, const Event& event) {
-  // This batch's records are not in RocksDB yet; every earlier one is (a Bloom filter answers
-  // most misses without reading a block).
-  if (batch_dedup_.contains(dedup_key)) return true;
-  // Looked up for the whole batch at its start (everything committed before it is in RocksDB).
-  if (const auto it = prefetched_.find(dedup_key);
-      it != prefetched_.end() &&
+  // Looked up for the whole batch at its start (everything committed before it is in RocksDB),
+  // or written by this batch.
+  if (const auto it = dedup_known_.find(dedup_key);
+      it != dedup_known_.end() &&
       (it->second || event.received_at >= options_.legacy_dedup_until_ms)) {
     return it->second;
   }

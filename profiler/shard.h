@@ -146,7 +146,7 @@ class Shard {
   // *alias_to set if the profile was merged into another.
   StatusOr<Profile*> LoadProfile(const std::string& profile_id, std::string* alias_to = nullptr);
   bool SeenMessage(const DedupKeyBytes& dedup_key, uint32_t partition, const Event& event);
-  // Looks up the dedup keys of the batch's events in one MultiGet (into prefetched_).
+  // Looks up the dedup keys of the batch's events in one MultiGet (into dedup_known_).
   void PrefetchDedup(std::span<ShardTask* const> tasks);
   bool Owns(uint32_t partition) const;
   void Fail(const Status& status);
@@ -177,9 +177,9 @@ class Shard {
       return static_cast<size_t>(h);
     }
   };
-  absl::flat_hash_set<DedupKeyBytes, DedupKeyHasher> batch_dedup_;  // this batch's new records
-  // Per batch: whether each dedup key was in RocksDB when the batch started (PrefetchDedup).
-  absl::flat_hash_map<DedupKeyBytes, bool, DedupKeyHasher> prefetched_;
+  // Per batch: whether each dedup key exists, as looked up when the batch started (PrefetchDedup);
+  // true once the batch writes it.
+  absl::flat_hash_map<DedupKeyBytes, bool, DedupKeyHasher> dedup_known_;
   std::vector<DedupKeyBytes> prefetch_keys_;
   std::vector<std::string_view> prefetch_views_;
   std::vector<char> prefetch_exists_;

@@ -32,6 +32,12 @@ inline constexpr size_t kDedupKeySize = 5 + 8 + 16;
 using DedupKeyBytes = std::array<char, kDedupKeySize>;
 DedupKeyBytes DedupKey(uint32_t partition, int64_t event_time_ms, std::string_view message_id);
 inline std::string_view AsView(const DedupKeyBytes& key) { return {key.data(), key.size()}; }
+// Bytewise order, as RocksDB orders keys (std::array<char>'s operator< compares signed chars).
+struct DedupKeyLess {
+  bool operator()(const DedupKeyBytes& a, const DedupKeyBytes& b) const {
+    return AsView(a) < AsView(b);
+  }
+};
 // Schema 1's key, "<pppp>|<messageId>": still looked up for one dedup window after an upgrade.
 std::string LegacyDedupKey(uint32_t partition, std::string_view message_id);
 
