@@ -2,6 +2,7 @@
 
 #include <array>
 #include <functional>
+#include <initializer_list>
 #include <string>
 
 namespace ecrm {
@@ -18,36 +19,39 @@ struct UaClass {
   const char* type;
 };
 
+// Families in order of precedence: the first whose needles occur in the agent wins.
+struct Family {
+  const char* name;
+  std::initializer_list<std::string_view> needles;
+};
+
+const char* FirstFamily(std::string_view ua, std::initializer_list<Family> families,
+                        const char* none) {
+  for (const auto& f : families) {
+    for (std::string_view needle : f.needles) {
+      if (Has(ua, needle)) return f.name;
+    }
+  }
+  return none;
+}
+
 UaClass Classify(std::string_view ua) {
   UaClass c{};
-  if (Has(ua, "bot") || Has(ua, "Bot") || Has(ua, "spider") || Has(ua, "crawl")) {
-    c.browser = "bot";
-  } else if (Has(ua, "Edg/")) {
-    c.browser = "edge";
-  } else if (Has(ua, "OPR/") || Has(ua, "Opera")) {
-    c.browser = "opera";
-  } else if (Has(ua, "Firefox/")) {
-    c.browser = "firefox";
-  } else if (Has(ua, "Chrome/") || Has(ua, "CriOS/")) {
-    c.browser = "chrome";
-  } else if (Has(ua, "Safari/")) {
-    c.browser = "safari";
-  } else {
-    c.browser = "other";
-  }
-  if (Has(ua, "Android")) {
-    c.os = "android";
-  } else if (Has(ua, "iPhone") || Has(ua, "iPad") || Has(ua, "iPod")) {
-    c.os = "ios";
-  } else if (Has(ua, "Windows")) {
-    c.os = "windows";
-  } else if (Has(ua, "Mac OS X") || Has(ua, "Macintosh")) {
-    c.os = "macos";
-  } else if (Has(ua, "Linux")) {
-    c.os = "linux";
-  } else {
-    c.os = "";
-  }
+  c.browser = FirstFamily(ua,
+                          {{"bot", {"bot", "Bot", "spider", "crawl"}},
+                           {"edge", {"Edg/"}},
+                           {"opera", {"OPR/", "Opera"}},
+                           {"firefox", {"Firefox/"}},
+                           {"chrome", {"Chrome/", "CriOS/"}},
+                           {"safari", {"Safari/"}}},
+                          "other");
+  c.os = FirstFamily(ua,
+                     {{"android", {"Android"}},
+                      {"ios", {"iPhone", "iPad", "iPod"}},
+                      {"windows", {"Windows"}},
+                      {"macos", {"Mac OS X", "Macintosh"}},
+                      {"linux", {"Linux"}}},
+                     "");
   if (std::string_view(c.browser) == "bot") {
     c.type = "bot";
   } else if (Has(ua, "iPad") || Has(ua, "Tablet") || (Has(ua, "Android") && !Has(ua, "Mobile"))) {
