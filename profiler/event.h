@@ -75,6 +75,15 @@ struct Event {
   // Set for a record from another channel (profile import: "crm", "call-centre", ...): only its
   // identifiers and traits are applied (no stats, session or attribution); traits remember it.
   std::string channel;
+  // Where the event came from (docs/identity.md#trusted-identity). `source` scopes its messageId:
+  // the write key's id (KeyId of the key, never the key itself), or "" for events from Kafka
+  // producers other than ecrm's collector. `trusted`: sent with a server write key, by the import
+  // channel or by a Kafka producer, so every identifier it carries is a verified claim. An event of
+  // a browser key is not trusted; then `user_hash_valid` says whether its context.ecrm.user_hash
+  // matched hex(HMAC-SHA256(identity secret, userId)), which verifies its userId claim alone.
+  std::string source;
+  bool trusted = true;
+  bool user_hash_valid = false;
 
   // The key an event is routed by: the anonymous id, else the user id (as Kafka keys will be),
   // else the email, else its first other identifier.

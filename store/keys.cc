@@ -26,6 +26,22 @@ std::string IdentityKey(uint32_t partition, std::string_view type, std::string_v
   return key;
 }
 
+std::string EncodeIdentityRecord(std::string_view profile_id, bool verified) {
+  std::string value(profile_id);
+  if (!verified) value.push_back('u');
+  return value;
+}
+
+IdentityRecord DecodeIdentityRecord(std::string_view value) {
+  IdentityRecord record;
+  if (!value.empty() && value.back() == 'u') {
+    record.verified = false;
+    value.remove_suffix(1);
+  }
+  record.profile_id.assign(value);
+  return record;
+}
+
 DedupKeyBytes DedupKey(uint32_t partition, int64_t event_time_ms, std::string_view message_id) {
   DedupKeyBytes key;
   const uint64_t time = static_cast<uint64_t>(event_time_ms) ^ (1ULL << 63);

@@ -17,8 +17,19 @@ namespace ecrm {
 // "0007|" for partition 7.
 std::string PartitionPrefix(uint32_t partition);
 
-// identities CF: "<pppp>|<type>:<value>" -> profile id.
+// identities CF: "<pppp>|<type>:<value>" -> an identity record (below).
 std::string IdentityKey(uint32_t partition, std::string_view type, std::string_view value);
+
+// An identity record: the profile the identifier belongs to, and whether the claim that put it
+// there was verified (docs/identity.md#trusted-identity). Stored as the profile id, followed by
+// one byte 'u' when unverified (a plain id, as every record before schema 3, is verified).
+struct IdentityRecord {
+  std::string profile_id;
+  bool verified = true;
+  bool operator==(const IdentityRecord&) const = default;
+};
+std::string EncodeIdentityRecord(std::string_view profile_id, bool verified);
+IdentityRecord DecodeIdentityRecord(std::string_view value);
 
 // dedup CF (schema 2): the event's own time (8 bytes, big-endian, sign bit flipped so the order
 // is numeric; 0 when the event carries none), "<pppp>|", then the 128-bit XXH3 hash of the
