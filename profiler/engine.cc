@@ -13,10 +13,11 @@ namespace ecrm {
 
 namespace {
 
-// Per reader thread: identity key -> profile id. Sound because an identity record, once written, is
-// never changed or removed (ClaimIdentity only writes unclaimed identifiers). Whoever later lets
-// identity records change (profile merges) must invalidate this cache too. Only hits are cached: an
-// unknown visitor may appear at any moment. Tagged with the engine it belongs to.
+// Per reader thread: identity key -> profile id. Records do change (a merge repoints them to the
+// survivor, a verified claim takes one over from an unverified holder): a cached id of a merged
+// profile still leads to the survivor through its alias, and every erasure bumps the epoch, which
+// empties the caches, as does a batch that took a record over (IdentityRecordsMoved). Only hits are cached: an unknown visitor may appear at any moment. Tagged with the
+// engine it belongs to.
 struct ReaderIdentityCache {
   uint64_t engine = 0;
   uint64_t epoch = 0;
@@ -25,18 +26,22 @@ struct ReaderIdentityCache {
 constexpr size_t kReaderIdentityCacheCapacity = 100000;
 std::atomic<uint64_t> next_engine_instance{1};
 
-// Schema 1 kept the messageId itself in dedup keys; schema 2 keys them by event time and hash
-// (DedupKey), which cannot be computed from an old key. The old records are left to expire, and
+// Schemas 1 and 2 kept dedup records in the dedup CF, keyed per partition (1: the messageId; 2:
+// event time and hash, DedupKey); schema 3 keeps them in the profile, per source and visitor
+// (MessageHash), which cannot be computed from an old key. The old records are left to expire, and
 // shards also look up the old key until one dedup window after the upgrade (kMetaLegacyDedupUntil).
-Status UpgradeFromSchema1(KvStore& store) {
+// Schema 2's identity records (a plain profile id) are schema 3's verified ones; profiles of older
+// format versions are read as they are.
+Status UpgradeDedupFrom(KvStore& store, std::string_view old_schema) {
   std::string until;
   PutFixed64(&until, static_cast<uint64_t>(SystemClock().NowMs() + store.dedup_window_ms()));
   WriteBatch batch = store.NewBatch();
   batch.Put(Cf::kMeta, kMetaLegacyDedupUntil, until);
+  batch.Put(Cf::kMeta, kMetaLegacyDedupSchema, old_schema);
   batch.Put(Cf::kMeta, kMetaSchemaVersion, kCurrentSchemaVersion);
   RETURN_IF_ERROR(store.Write(batch));
-  spdlog::info("storage: upgraded from schema 1; old dedup records are consulted for {} s",
-               store.dedup_window_ms() / 1000);
+  spdlog::info("storage: upgraded from schema {} to {}; old dedup records are consulted for {} s",
+               old_schema, kCurrentSchemaVersion, store.dedup_window_ms() / 1000);
   return absl::OkStatus();
 }
 
@@ -61,8 +66,8 @@ StatusOr<std::unique_ptr<ProfileEngine>> ProfileEngine::Create(KvStore& store,
                                          "; the partition count cannot change");
   }
   ASSIGN_OR_RETURN(auto schema, store.Get(Cf::kMeta, kMetaSchemaVersion));
-  if (schema == "1") {
-    RETURN_IF_ERROR(UpgradeFromSchema1(store));
+  if (schema == "1" || schema == "2") {
+    RETURN_IF_ERROR(UpgradeDedupFrom(store, *schema));
     schema = std::string(kCurrentSchemaVersion);
   }
   if (!schema) {
@@ -74,10 +79,14 @@ StatusOr<std::unique_ptr<ProfileEngine>> ProfileEngine::Create(KvStore& store,
   }
   EngineOptions effective = options;
   ASSIGN_OR_RETURN(auto legacy_until, store.Get(Cf::kMeta, kMetaLegacyDedupUntil));
+  ASSIGN_OR_RETURN(auto legacy_schema, store.Get(Cf::kMeta, kMetaLegacyDedupSchema));
   if (legacy_until && legacy_until->size() == 8) {
     effective.shard.legacy_dedup_until_ms =
         static_cast<TimeMs>(DecodeFixed64(legacy_until->data()));
+    // Data dirs upgraded from schema 1 to 2 before schema 3 have no schema record: 1.
+    effective.shard.legacy_dedup_schema = legacy_schema == "2" ? 2 : 1;
   }
+  effective.shard.dedup_window_ms = store.dedup_window_ms();
   return std::unique_ptr<ProfileEngine>(new ProfileEngine(store, registry, effective));
 }
 
@@ -99,7 +108,34 @@ void ProfileEngine::Start() {
   if (started_) return;
   started_ = true;
   for (auto& s : shards_) s->Start();
+  ResumePendingMerges();
   accepting_ = true;
+}
+
+void ProfileEngine::ResumePendingMerges() {
+  std::vector<ShardTask> resumed;
+  const Status s = store_.Scan(Cf::kMeta, kMetaPendingMergePrefix,
+                               [&](std::string_view key, std::string_view value) {
+                                 auto absorb = DecodePendingMerge(value);
+                                 if (!absorb) {
+                                   spdlog::error("unreadable pending merge record {}", key);
+                                   return true;
+                                 }
+                                 resumed.push_back(*std::move(absorb));
+                                 return true;
+                               });
+  if (!s.ok()) spdlog::error("pending merges could not be read: {}", s.ToString());
+  if (resumed.empty()) return;
+  spdlog::info("resuming {} merges interrupted by a stop or crash", resumed.size());
+  metrics_.merges_resumed().Increment(static_cast<double>(resumed.size()));
+  for (auto& absorb : resumed) {
+    const auto partition = PartitionOfProfileId(absorb.profile_id);
+    if (!partition) continue;
+    absorb.ack = std::make_shared<AckGroup>(1, [](Status) {});
+    std::vector<ShardTask> one;
+    one.push_back(std::move(absorb));
+    Send(ShardOfPartition(*partition), std::move(one));
+  }
 }
 
 void ProfileEngine::Stop() {
@@ -160,6 +196,10 @@ Status ProfileEngine::Submit(std::vector<Event>&& events, AckGroup::Callback don
     task.kind = ShardTask::Kind::kEvent;
     task.partition = partitions[i];
     task.event = std::move(events[i]);
+    Event& e = task.event;
+    if (!e.message_id.empty() && e.message_hash == 0) {
+      e.message_hash = MessageHash(e.source, e.RoutingIdentityType(), e.RoutingKey(), e.message_id);
+    }
     task.ack = ack;
   }
   for (size_t s = 0; s < shards_.size(); s++) {
@@ -181,19 +221,20 @@ StatusOr<std::optional<Profile>> ProfileEngine::Lookup(std::string_view type,
     cache.epoch = epoch;
   }
   if (const auto it = cache.ids.find(key); it != cache.ids.end()) return LookupById(it->second);
-  ASSIGN_OR_RETURN(auto profile_id, store_.Get(Cf::kIdentities, key));
-  if (!profile_id) return std::optional<Profile>();
+  ASSIGN_OR_RETURN(auto record, store_.Get(Cf::kIdentities, key));
+  if (!record) return std::optional<Profile>();
+  std::string profile_id = DecodeIdentityRecord(*record).profile_id;
   if (cache.ids.size() >= kReaderIdentityCacheCapacity) cache.ids.clear();
-  cache.ids.emplace(std::move(key), *profile_id);
-  return LookupById(*profile_id);
+  cache.ids.emplace(std::move(key), profile_id);
+  return LookupById(profile_id);
 }
 
 StatusOr<std::string> ProfileEngine::DeleteProfile(std::string_view type, std::string_view value,
                                                    AckGroup::Callback done) {
   const uint32_t partition = PartitionForKey(value, options_.partitions);
-  ASSIGN_OR_RETURN(auto profile_id,
-                   store_.Get(Cf::kIdentities, IdentityKey(partition, type, value)));
-  if (!profile_id) return absl::NotFoundError("no profile for that identifier");
+  ASSIGN_OR_RETURN(auto record, store_.Get(Cf::kIdentities, IdentityKey(partition, type, value)));
+  if (!record) return absl::NotFoundError("no profile for that identifier");
+  std::optional<std::string> profile_id = DecodeIdentityRecord(*record).profile_id;
   // Follow aliases to the live profile (its shard follows them again if a merge is in flight).
   RETURN_IF_ERROR(FollowAliases(*profile_id).status());
   outstanding_.fetch_add(1);

@@ -13,7 +13,9 @@
 
 namespace ecrm {
 
-enum class EventType : uint8_t { kIdentify, kTrack, kPage, kScreen, kGroup, kAlias };
+// kMerge is ecrm's own: the rules run once with it on a profile that absorbed another (no client
+// sends it, and it changes no stats).
+enum class EventType : uint8_t { kIdentify, kTrack, kPage, kScreen, kGroup, kAlias, kMerge };
 
 const char* EventTypeName(EventType type);
 
@@ -82,6 +84,9 @@ struct Event {
   // a browser key is not trusted; then `user_hash_valid` says whether its context.ecrm.user_hash
   // matched hex(HMAC-SHA256(identity secret, userId)), which verifies its userId claim alone.
   std::string source;
+  // Set by ProfileEngine::Submit for an event with a messageId: a 64-bit hash of (source, the
+  // routing identifier's type and value, messageId), the event's dedup key. 0: no messageId.
+  uint64_t message_hash = 0;
   bool trusted = true;
   bool user_hash_valid = false;
 

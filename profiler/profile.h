@@ -112,6 +112,21 @@ struct Profile {
   std::vector<std::string> merged_ids;
   std::vector<MergeRecord> history;  // oldest first, at most kMaxHistory
   static constexpr size_t kMaxHistory = 50;
+  // Dedup (docs/identity.md#dedup): the message hashes (Event::message_hash) of this person's
+  // recent events with their received-at time, oldest first: at most kMaxRecentMessages, none older
+  // than the dedup window. Kept in the profile, so a retry is found wherever the profile moved and
+  // a merge unites both sets.
+  struct SeenMessage {
+    uint64_t hash = 0;
+    TimeMs received_at = 0;
+    bool operator==(const SeenMessage&) const = default;
+  };
+  std::vector<SeenMessage> recent_messages;
+  static constexpr size_t kMaxRecentMessages = 256;
+  bool SawMessage(uint64_t hash) const;
+  // Records a message; drops entries older than `window_ms` before `received_at`, then the oldest
+  // beyond kMaxRecentMessages.
+  void RememberMessage(uint64_t hash, TimeMs received_at, TimeMs window_ms);
 
   // Segment membership at `now` (expired segments are kept until the next write drops them).
   bool InSegment(const std::string& name, TimeMs now) const;

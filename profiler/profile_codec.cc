@@ -31,6 +31,11 @@ class Writer {
     Varint(s.size());
     out_->append(s);
   }
+  void Fixed64(uint64_t v) {
+    char buf[8];
+    std::memcpy(buf, &v, 8);
+    out_->append(buf, 8);
+  }
   void Touch(const ecrm::Touch& t) {
     Str(t.source);
     Str(t.medium);
@@ -69,6 +74,13 @@ class Reader {
     std::memcpy(&d, p_, 8);
     p_ += 8;
     return d;
+  }
+  uint64_t Fixed64() {
+    if (end_ - p_ < 8) return Fail();
+    uint64_t v;
+    std::memcpy(&v, p_, 8);
+    p_ += 8;
+    return v;
   }
   std::string Str() {
     const uint64_t n = Varint();
@@ -223,6 +235,13 @@ void EncodeProfile(const Profile& p, std::string* out) {
     w.Str(k);
     w.Str(v.source);
   }
+  w.Varint(p.recent_messages.size());
+  TimeMs previous = 0;
+  for (const auto& m : p.recent_messages) {
+    w.Fixed64(m.hash);
+    w.Signed(m.received_at - previous);  // deltas: a few bytes each
+    previous = m.received_at;
+  }
 }
 
 std::string EncodeAlias(std::string_view survivor_id) {
@@ -360,6 +379,16 @@ StatusOr<Profile> DecodeProfile(std::string_view data) {
       std::string key = r.Str();
       std::string source = r.Str();
       if (auto it = p.traits.find(key); it != p.traits.end()) it->second.source = std::move(source);
+    }
+  }
+  if (version >= 6) {
+    TimeMs previous = 0;
+    for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
+      Profile::SeenMessage m;
+      m.hash = r.Fixed64();
+      m.received_at = previous + r.Signed();
+      previous = m.received_at;
+      p.recent_messages.push_back(m);
     }
   }
   if (!r.ok()) return absl::DataLossError("profile: truncated or corrupt value");

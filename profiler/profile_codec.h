@@ -15,8 +15,8 @@ namespace ecrm {
 // 2: segments with expiry, offers, windowed counters, `once` rule state. Version 1 values (no
 // rule state, segments as a plain list) are still read.
 // 3: merged ids and merge history. 4: the source channel of traits. 5: session intervals.
-// Older versions are read.
-inline constexpr uint8_t kProfileFormatVersion = 5;
+// 6: the recent message hashes (dedup). Older versions are read.
+inline constexpr uint8_t kProfileFormatVersion = 6;
 
 // A profile merged into another is replaced by an alias record: this byte, then the survivor's id.
 inline constexpr uint8_t kAliasMarker = 0xA1;

@@ -1,5 +1,7 @@
 #include "profiler/profile_merge.h"
 
+#include <iterator>
+
 #include <algorithm>
 
 namespace ecrm {
@@ -111,8 +113,24 @@ void MergeProfiles(Profile& s, const Profile& a, const ProfileUpdater& updater) 
     if (!inserted) it->second = std::max(it->second, priority);
   }
   for (const auto& [rule, session] : a.rules_fired) s.rules_fired.emplace(rule, session);
-  s.merged_ids.push_back(a.id);
-  for (const auto& id : a.merged_ids) s.merged_ids.push_back(id);
+  // Dedup sets unite (by received-at, within the same bound), so a retry of an event applied to
+  // either profile is found on the survivor.
+  std::vector<Profile::SeenMessage> seen;
+  std::merge(s.recent_messages.begin(), s.recent_messages.end(), a.recent_messages.begin(),
+             a.recent_messages.end(), std::back_inserter(seen),
+             [](const auto& x, const auto& y) { return x.received_at < y.received_at; });
+  if (seen.size() > Profile::kMaxRecentMessages) {
+    seen.erase(seen.begin(), seen.end() - static_cast<long>(Profile::kMaxRecentMessages));
+  }
+  s.recent_messages = std::move(seen);
+  if (std::find(s.merged_ids.begin(), s.merged_ids.end(), a.id) == s.merged_ids.end()) {
+    s.merged_ids.push_back(a.id);
+  }
+  for (const auto& id : a.merged_ids) {
+    if (std::find(s.merged_ids.begin(), s.merged_ids.end(), id) == s.merged_ids.end()) {
+      s.merged_ids.push_back(id);
+    }
+  }
   for (const auto& h : a.history) AddHistory(s, h);
 }
 

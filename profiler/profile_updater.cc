@@ -17,6 +17,8 @@ const char* EventTypeName(EventType type) {
       return "screen";
     case EventType::kGroup:
       return "group";
+    case EventType::kMerge:
+      return "merge";
     case EventType::kAlias:
       return "alias";
   }
@@ -55,6 +57,26 @@ bool Profile::HasIdentity(const std::string& type, const std::string& value) con
   const auto it = identities.find(type);
   return it != identities.end() &&
          std::find(it->second.begin(), it->second.end(), value) != it->second.end();
+}
+
+bool Profile::SawMessage(uint64_t hash) const {
+  for (const auto& m : recent_messages) {
+    if (m.hash == hash) return true;
+  }
+  return false;
+}
+
+void Profile::RememberMessage(uint64_t hash, TimeMs received_at, TimeMs window_ms) {
+  auto& seen = recent_messages;
+  // Kept in received-at order; retries and Kafka replays arrive in roughly that order.
+  auto at = seen.end();
+  while (at != seen.begin() && (at - 1)->received_at > received_at) --at;
+  seen.insert(at, {hash, received_at});
+  const TimeMs horizon = seen.back().received_at - window_ms;
+  size_t drop = 0;
+  while (drop < seen.size() && seen[drop].received_at < horizon) drop++;
+  if (seen.size() - drop > kMaxRecentMessages) drop = seen.size() - kMaxRecentMessages;
+  seen.erase(seen.begin(), seen.begin() + static_cast<long>(drop));
 }
 
 bool Profile::AddIdentity(const std::string& type, const std::string& value) {

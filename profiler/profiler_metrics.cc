@@ -55,6 +55,14 @@ ProfilerMetrics::ProfilerMetrics(prometheus::Registry& registry, int shards) {
       counter("ecrm_profile_merges_total", "Profiles merged into another (identity resolution)");
   merges_refused_ = counter("ecrm_profile_merges_refused_total",
                             "Merges refused by merge protection (e.g. two different user ids)");
+  claims_refused_ = counter("ecrm_identity_claims_refused_total",
+                            "Unverified identity claims (browser keys) that would have joined or "
+                            "taken another profile's identifier, refused");
+  claims_taken_over_ = counter("ecrm_identity_claims_taken_over_total",
+                               "Identifiers held by an unverified claim and given to the profile "
+                               "with a verified claim for them");
+  merges_resumed_ = counter("ecrm_profile_merges_resumed_total",
+                            "Merges whose last step was re-sent at start-up after a crash");
   profiles_deleted_ = counter("ecrm_profiles_deleted_total",
                               "Profiles erased (with their identifiers and aliases)");
   corrupt_profiles_ =

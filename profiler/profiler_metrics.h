@@ -35,6 +35,9 @@ class ProfilerMetrics {
   prometheus::Counter& merges() { return *merges_; }
   prometheus::Counter& merges_refused() { return *merges_refused_; }
   prometheus::Counter& profiles_deleted() { return *profiles_deleted_; }
+  prometheus::Counter& claims_refused() { return *claims_refused_; }
+  prometheus::Counter& claims_taken_over() { return *claims_taken_over_; }
+  prometheus::Counter& merges_resumed() { return *merges_resumed_; }
   prometheus::Counter& corrupt_profiles() { return *corrupt_profiles_; }
 
  private:
@@ -48,6 +51,9 @@ class ProfilerMetrics {
   prometheus::Counter* merges_;
   prometheus::Counter* merges_refused_;
   prometheus::Counter* profiles_deleted_;
+  prometheus::Counter* claims_refused_ = nullptr;
+  prometheus::Counter* claims_taken_over_ = nullptr;
+  prometheus::Counter* merges_resumed_ = nullptr;
   prometheus::Counter* corrupt_profiles_;
 };
 

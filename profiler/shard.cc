@@ -14,6 +14,43 @@
 #include "store/keys.h"
 
 namespace ecrm {
+namespace {
+
+uint32_t OwnerPartition(std::string_view profile_id) {
+  const auto partition = PartitionOfProfileId(profile_id);
+  ECRM_CHECK(partition.has_value());  // ids come from MakeProfileId
+  return *partition;
+}
+
+}  // namespace
+
+std::string EncodePendingMerge(const ShardTask& absorb) {
+  std::string out;
+  for (const std::string* part : {&absorb.profile_id, &absorb.other_id, &absorb.link,
+                                  &absorb.message_id, &absorb.payload}) {
+    PutFixed64(&out, part->size());
+    out.append(*part);
+  }
+  PutFixed64(&out, static_cast<uint64_t>(absorb.at));
+  return out;
+}
+
+std::optional<ShardTask> DecodePendingMerge(std::string_view value) {
+  ShardTask absorb;
+  absorb.kind = ShardTask::Kind::kMergeAbsorb;
+  for (std::string* part : {&absorb.profile_id, &absorb.other_id, &absorb.link,
+                            &absorb.message_id, &absorb.payload}) {
+    if (value.size() < 8) return std::nullopt;
+    const uint64_t n = DecodeFixed64(value.data());
+    value.remove_prefix(8);
+    if (n > value.size()) return std::nullopt;
+    part->assign(value.substr(0, n));
+    value.remove_prefix(n);
+  }
+  if (value.size() != 8) return std::nullopt;
+  absorb.at = static_cast<TimeMs>(DecodeFixed64(value.data()));
+  return absorb;
+}
 
 Shard::Shard(int index, KvStore& store, const ProfileUpdater& updater, ShardRouter& router,
              ProfilerMetrics& metrics, const ShardOptions& options)
@@ -96,13 +133,12 @@ void Shard::Fail(const Status& status) {
 void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
   batch_.Clear();
   dirty_.clear();
-  dedup_writes_.clear();
   acks_.clear();
   outgoing_.clear();
   batch_error_ = absl::OkStatus();
+  records_moved_ = false;
   batch_events_ = 0;
   rule_set_ = options_.rules ? options_.rules->Current() : nullptr;
-  PrefetchDedup(tasks);
 
   for (ShardTask* const next : tasks) {
     ShardTask& task = *next;
@@ -138,6 +174,15 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
         case ShardTask::Kind::kDeleteAlias:
           DeleteAlias(task);
           break;
+        case ShardTask::Kind::kMergeDone:
+          batch_.Delete(Cf::kMeta, PendingMergeKey(task.other_id));
+          break;
+        case ShardTask::Kind::kDetachIdentity:
+          DetachIdentity(task);
+          break;
+        case ShardTask::Kind::kRecordRefusal:
+          RecordRefusal(task);
+          break;
         case ShardTask::Kind::kAttachIdentity:
           AttachIdentity(task.profile_id, task.id_type, task.id_value);
           break;
@@ -157,14 +202,6 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
     // Keys go into the batch in key order: RocksDB then inserts each next to the previous one
     // (WriteOptions::memtable_insert_hint_per_batch) instead of searching its skip list from the
     // top, which was a quarter of a shard's time.
-    std::sort(dedup_writes_.begin(), dedup_writes_.end(),
-              [](const auto& a, const auto& b) { return DedupKeyLess()(a.first, b.first); });
-    std::string received;
-    for (const auto& [key, at] : dedup_writes_) {
-      received.clear();
-      PutFixed64(&received, static_cast<uint64_t>(at));
-      batch_.Put(Cf::kDedup, AsView(key), received);
-    }
     dirty_sorted_.assign(dirty_.begin(), dirty_.end());
     std::sort(dirty_sorted_.begin(), dirty_sorted_.end());
     for (const auto& id : dirty_sorted_) {
@@ -180,6 +217,7 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
     probe_.profiles_written->Increment(static_cast<double>(dirty_.size()));
     if (batch_.Count() > 0) probe_.batches_written->Increment();
     probe_.batch_events->Observe(static_cast<double>(batch_events_));
+    if (records_moved_) router_.IdentityRecordsMoved();
     // Hand cross-shard work over, one inbox append per destination.
     std::vector<std::vector<ShardTask>> by_shard;
     for (auto& out : outgoing_) {
@@ -213,15 +251,19 @@ void Shard::HandleEvent(ShardTask& task) {
   const std::string identity_key = IdentityKey(task.partition, key_type, event.RoutingKey());
   auto resolved = ResolveIdentity(identity_key);
   if (!resolved.ok()) return Fail(resolved.status());
-  std::string profile_id = *std::move(resolved);
+  std::string profile_id = DecodeIdentityRecord(*resolved).profile_id;
   if (profile_id.empty()) {
     // Ids sort by creation (event time, then a counter), so a merge can pick the older profile
     // from the ids alone.
     const auto created =
         static_cast<uint64_t>(std::clamp<TimeMs>(event.timestamp, 0, (1LL << 48) - 1));
     profile_id = MakeProfileId(task.partition, (created << 16) | (profiles_created_++ & 0xffff));
-    batch_.Put(Cf::kIdentities, identity_key, profile_id);
-    identity_cache_[identity_key] = profile_id;
+    // The device's own id is its profile's; another type routed by an untrusted event is a claim.
+    const bool verified = key_type == "anonymous_id" || event.trusted ||
+                          (key_type == "user_id" && event.user_hash_valid);
+    const std::string record = EncodeIdentityRecord(profile_id, verified);
+    batch_.Put(Cf::kIdentities, identity_key, record);
+    identity_cache_[identity_key] = record;
     Profile fresh;
     fresh.id = profile_id;
     fresh.AddIdentity(key_type, event.RoutingKey());
@@ -259,15 +301,24 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
     forward.profile_id = alias_to;
     forward.event = std::move(event);
     forward.ack = ack;
-    SendTo(*PartitionOfProfileId(alias_to), std::move(forward));
+    SendTo(OwnerPartition(alias_to), std::move(forward));
     metrics_.events_forwarded().Increment();
     return;
   }
   Profile* profile = *loaded;
-  // Merge protection: an anonymous id that identifies as a second, different user goes on to that
-  // user's profile instead of merging the two users.
+  if (event.message_hash != 0 && SeenMessage(*profile, *partition, event)) {
+    // A retry or replay. Its first attempt may have stopped before its claims were durable (a
+    // crash between two shards' batches): claims are idempotent, so they are sent again.
+    metrics_.events_duplicate().Increment();
+    if (batch_error_.ok()) ClaimCarried(*profile, event, ack);
+    return;
+  }
+  if (!batch_error_.ok()) return;
+  // Merge protection: an anonymous id that identifies (verifiably) as a second, different user goes
+  // on to that user's profile instead of merging the two users.
   const auto user_ids = profile->identities.find("user_id");
-  if (!event.user_id.empty() && user_ids != profile->identities.end() &&
+  const bool user_verified = event.trusted || event.user_hash_valid;
+  if (user_verified && !event.user_id.empty() && user_ids != profile->identities.end() &&
       !user_ids->second.empty() && !profile->HasIdentity("user_id", event.user_id) &&
       static_cast<int>(user_ids->second.size()) >= UserIdLimit()) {
     AddHistory(*profile, {event.timestamp, false, "", "user_id:" + event.user_id, event.message_id,
@@ -284,17 +335,10 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
     SendTo(redirect.partition, std::move(redirect));
     return;
   }
-  if (!event.message_id.empty()) {
-    const DedupKeyBytes dedup_key = DedupKey(*partition, event.client_time, event.message_id);
-    if (SeenMessage(dedup_key, *partition, event)) {
-      metrics_.events_duplicate().Increment();
-      return;
-    }
-    if (!batch_error_.ok()) return;
-    dedup_writes_.emplace_back(dedup_key, event.received_at);  // written sorted at commit
-    dedup_known_.insert_or_assign(dedup_key, true);
-  }
   updater_.Apply(*profile, event);
+  if (event.message_hash != 0) {
+    profile->RememberMessage(event.message_hash, event.received_at, options_.dedup_window_ms);
+  }
   if (rule_set_ && rule_set_->size() > 0) {
     ProfileRuleTarget target(event, *profile, updater_, rule_scratch_);
     // Time the rules of one event in 64 (reading the clock per rule would cost more than a rule).
@@ -304,7 +348,11 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
   dirty_.insert(profile_id);
   batch_events_++;
   metrics_.events_applied().Increment();
+  ClaimCarried(*profile, event, ack);
+}
 
+void Shard::ClaimCarried(const Profile& profile, const Event& event,
+                         const std::shared_ptr<AckGroup>& ack) {
   struct Carried {
     const char* type;
     const std::string* value;
@@ -316,18 +364,39 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
                              // alias: previousId was an anonymous id or a user id
                              {"anonymous_id", &event.previous_id, false},
                              {"user_id", &event.previous_id, true}};
+  const auto user_ids = profile.identities.find("user_id");
+  const bool holds_user = user_ids != profile.identities.end() && !user_ids->second.empty();
   auto claim_if_new = [&](const char* type, const std::string* value, bool link_only) {
-    if (value->empty() || profile->HasIdentity(type, *value)) return;
+    if (value->empty() || profile.HasIdentity(type, *value)) return;
+    // Only a server key, the import channel, or a browser event's userId with a valid user hash
+    // verify a claim (docs/identity.md#trusted-identity).
+    const bool verified = event.trusted || (event.user_hash_valid && !link_only &&
+                                            value == &event.user_id);
+    if (!verified && holds_user && std::strcmp(type, "user_id") == 0 &&
+        static_cast<int>(user_ids->second.size()) >= UserIdLimit()) {
+      // An unverified second user id never joins a profile that has one.
+      metrics_.claims_refused().Increment();
+      ShardTask refusal;
+      refusal.kind = ShardTask::Kind::kRecordRefusal;
+      refusal.profile_id = profile.id;
+      refusal.link = std::string(type) + ":" + *value;
+      refusal.at = event.timestamp;
+      refusal.message_id = event.message_id;
+      refusal.reason = "an unverified claim of a second user_id";
+      RecordRefusal(refusal);
+      return;
+    }
     ShardTask claim;
     claim.kind = ShardTask::Kind::kClaimIdentity;
     claim.partition = PartitionForKey(*value, router_.partition_count());
-    claim.profile_id = profile_id;
+    claim.profile_id = profile.id;
     claim.id_type = type;
     claim.id_value = *value;
     claim.at = event.timestamp;
     claim.message_id = event.message_id;
     claim.explicit_link = event.type == EventType::kAlias;
     claim.link_only = link_only;
+    claim.verified = verified;
     claim.ack = ack;
     if (Owns(claim.partition)) {
       ClaimIdentity(claim);
@@ -344,7 +413,7 @@ int Shard::UserIdLimit() const {
   return it == options_.identifier_limits.end() ? std::numeric_limits<int>::max() : it->second;
 }
 
-void Shard::SendTo(uint32_t partition, ShardTask task) {
+void Shard::SendTo(uint32_t partition, ShardTask&& task) {
   task.ack->Add(1);
   outgoing_.push_back({router_.ShardOfPartition(partition), std::move(task)});
 }
@@ -353,17 +422,51 @@ void Shard::ClaimIdentity(ShardTask& task) {
   const std::string identity_key = IdentityKey(task.partition, task.id_type, task.id_value);
   auto resolved = ResolveIdentity(identity_key);
   if (!resolved.ok()) return Fail(resolved.status());
-  if (!resolved->empty() && *resolved != task.profile_id) {
-    // Owned by another profile: the two are one person, unless merge protection says no.
-    metrics_.identity_conflicts().Increment();
-    task.link = task.id_type + ":" + task.id_value;
-    StartMerge(task.profile_id, *resolved, task);
+  const IdentityRecord held = DecodeIdentityRecord(*resolved);
+  if (!held.profile_id.empty() && held.profile_id != task.profile_id) {
+    if (task.verified && held.verified) {
+      // Owned by another profile: the two are one person, unless merge protection says no.
+      metrics_.identity_conflicts().Increment();
+      task.link = task.id_type + ":" + task.id_value;
+      StartMerge(task.profile_id, held.profile_id, task);
+      return;
+    }
+    if (!task.verified) {
+      // An unverified claim never joins two profiles: the holder keeps the identifier.
+      ShardTask refusal;
+      refusal.kind = ShardTask::Kind::kRecordRefusal;
+      refusal.profile_id = task.profile_id;
+      refusal.other_id = held.profile_id;
+      refusal.link = task.id_type + ":" + task.id_value;
+      refusal.at = task.at;
+      refusal.message_id = task.message_id;
+      refusal.reason = "an unverified claim of an identifier that another profile holds";
+      refusal.ack = task.ack;
+      SendTo(OwnerPartition(task.profile_id), std::move(refusal));
+      return;
+    }
+    if (task.link_only) return;
+    // A verified claim of an identifier that another profile holds only by an unverified claim
+    // (squatting): the identifier goes to the verified claimant, the squatter keeps its history.
+    metrics_.claims_taken_over().Increment();
+    records_moved_ = true;
+    ShardTask detach;
+    detach.kind = ShardTask::Kind::kDetachIdentity;
+    detach.profile_id = held.profile_id;
+    detach.id_type = task.id_type;
+    detach.id_value = task.id_value;
+    detach.other_id = task.profile_id;
+    detach.at = task.at;
+    detach.message_id = task.message_id;
+    detach.ack = task.ack;
+    SendTo(OwnerPartition(held.profile_id), std::move(detach));
+  } else if (task.link_only) {
     return;
   }
-  if (task.link_only) return;
-  if (resolved->empty()) {
-    batch_.Put(Cf::kIdentities, identity_key, task.profile_id);
-    identity_cache_[identity_key] = task.profile_id;
+  if (held.profile_id != task.profile_id || (task.verified && !held.verified)) {
+    const std::string record = EncodeIdentityRecord(task.profile_id, task.verified);
+    batch_.Put(Cf::kIdentities, identity_key, record);
+    identity_cache_[identity_key] = record;
   }
   // Also when the record already points here: the attach is idempotent and repairs a profile whose
   // attach was lost with a failed batch.
@@ -383,6 +486,47 @@ void Shard::ClaimIdentity(ShardTask& task) {
   SendTo(*owner_partition, std::move(attach));
 }
 
+void Shard::DetachIdentity(ShardTask& task) {
+  std::string alias_to;
+  auto loaded = LoadProfile(task.profile_id, &alias_to);
+  if (!loaded.ok()) return Fail(loaded.status());
+  if (!alias_to.empty()) {
+    ShardTask follow = task;
+    follow.profile_id = alias_to;
+    SendTo(OwnerPartition(alias_to), std::move(follow));
+    return;
+  }
+  Profile& p = **loaded;
+  auto it = p.identities.find(task.id_type);
+  if (it == p.identities.end()) return;
+  std::erase(it->second, task.id_value);
+  if (it->second.empty()) p.identities.erase(it);
+  AddHistory(p, {task.at, false, task.other_id, task.id_type + ":" + task.id_value,
+                 task.message_id, "held by an unverified claim; given to a verified one"});
+  dirty_.insert(task.profile_id);
+}
+
+void Shard::RecordRefusal(ShardTask& task) {
+  std::string alias_to;
+  auto loaded = LoadProfile(task.profile_id, &alias_to);
+  if (!loaded.ok()) return Fail(loaded.status());
+  if (!alias_to.empty()) {
+    ShardTask follow = task;
+    follow.profile_id = alias_to;
+    SendTo(OwnerPartition(alias_to), std::move(follow));
+    return;
+  }
+  Profile& p = **loaded;
+  // Not a refusal if the holder was merged into this profile meanwhile.
+  if (!task.other_id.empty() &&
+      std::find(p.merged_ids.begin(), p.merged_ids.end(), task.other_id) != p.merged_ids.end()) {
+    return;
+  }
+  if (!task.other_id.empty()) metrics_.claims_refused().Increment();
+  AddHistory(p, {task.at, false, task.other_id, task.link, task.message_id, task.reason});
+  dirty_.insert(task.profile_id);
+}
+
 // Profile ids sort by creation (event time, then a per-shard counter): the older one survives
 // (or the newer, with --merge-survivor newest).
 void Shard::StartMerge(const std::string& a, const std::string& b, const ShardTask& cause) {
@@ -398,7 +542,7 @@ void Shard::StartMerge(const std::string& a, const std::string& b, const ShardTa
   check.message_id = cause.message_id;
   check.explicit_link = cause.explicit_link;
   check.ack = cause.ack;
-  SendTo(*PartitionOfProfileId(check.profile_id), std::move(check));
+  SendTo(OwnerPartition(check.profile_id), std::move(check));
 }
 
 void Shard::MergeCheck(ShardTask& task) {
@@ -414,7 +558,7 @@ void Shard::MergeCheck(ShardTask& task) {
     for (const auto& v : values->second) send.user_ids.push_back(type + ":" + v);
   }
   send.kind = ShardTask::Kind::kMergeSend;
-  SendTo(*PartitionOfProfileId(send.other_id), std::move(send));
+  SendTo(OwnerPartition(send.other_id), std::move(send));
 }
 
 void Shard::MergeSend(ShardTask& task) {
@@ -472,13 +616,17 @@ void Shard::MergeSend(ShardTask& task) {
       SendTo(repoint.partition, std::move(repoint));
     }
   }
-  // The loser becomes an alias: later events and reads by its id land on the survivor.
+  // The loser becomes an alias: later events and reads by its id land on the survivor. Until the
+  // survivor has absorbed it, its content is also kept in a pending record in the same batch, so a
+  // crash between the two shards' batches resumes the merge instead of losing the loser's history
+  // (ProfileEngine::Start re-sends the absorb).
   batch_.Put(Cf::kProfiles, loser_id, EncodeAlias(task.profile_id));
+  batch_.Put(Cf::kMeta, PendingMergeKey(loser_id), EncodePendingMerge(absorb));
   dirty_.erase(loser_id);
   cache_.Erase(loser_id);
   aliases_[loser_id] = task.profile_id;
   metrics_.merges().Increment();
-  SendTo(*PartitionOfProfileId(task.profile_id), std::move(absorb));
+  SendTo(OwnerPartition(task.profile_id), std::move(absorb));
 }
 
 void Shard::MergeAbsorb(ShardTask& task) {
@@ -488,23 +636,48 @@ void Shard::MergeAbsorb(ShardTask& task) {
   if (!alias_to.empty()) {  // the survivor was itself merged meanwhile: follow it
     ShardTask follow = task;
     follow.profile_id = alias_to;
-    SendTo(*PartitionOfProfileId(alias_to), std::move(follow));
+    SendTo(OwnerPartition(alias_to), std::move(follow));
     return;
   }
-  auto absorbed = DecodeProfile(task.payload);
-  ECRM_CHECK(absorbed.ok());  // encoded by a shard of this process a moment ago
-  MergeProfiles(**loaded, *absorbed, updater_);
-  AddHistory(**loaded, {task.at, true, task.other_id, task.link, task.message_id, ""});
-  dirty_.insert(task.profile_id);
+  Profile& survivor = **loaded;
+  // Absorbed already (the absorb was re-sent after a crash): do not count the loser twice.
+  if (std::find(survivor.merged_ids.begin(), survivor.merged_ids.end(), task.other_id) ==
+      survivor.merged_ids.end()) {
+    auto absorbed = DecodeProfile(task.payload);
+    ECRM_CHECK(absorbed.ok());  // encoded by a shard of this process (or its pending record)
+    MergeProfiles(survivor, *absorbed, updater_);
+    AddHistory(survivor, {task.at, true, task.other_id, task.link, task.message_id, ""});
+    RerunRules(survivor, task.at);
+    dirty_.insert(task.profile_id);
+  }
+  ShardTask done;
+  done.kind = ShardTask::Kind::kMergeDone;
+  done.other_id = task.other_id;
+  done.ack = task.ack;
+  SendTo(OwnerPartition(task.other_id), std::move(done));
+}
+
+void Shard::RerunRules(Profile& profile, TimeMs at) {
+  if (!rule_set_ || rule_set_->size() == 0) return;
+  // A merge is an event of type "merge" at the linking event's time: rules that run on every event
+  // or on merges see the merged profile at once.
+  Event merge;
+  merge.type = EventType::kMerge;
+  merge.timestamp = at;
+  merge.received_at = at;
+  ProfileRuleTarget target(merge, profile, updater_, rule_scratch_);
+  ApplyRules(*rule_set_, EventTypeName(merge.type), merge.event, target, false);
 }
 
 void Shard::RepointIdentity(ShardTask& task) {
   const std::string key = IdentityKey(task.partition, task.id_type, task.id_value);
   auto resolved = ResolveIdentity(key);
   if (!resolved.ok()) return Fail(resolved.status());
-  if (!resolved->empty() && *resolved != task.other_id) return;  // moved on meanwhile
-  batch_.Put(Cf::kIdentities, key, task.profile_id);
-  identity_cache_[key] = task.profile_id;
+  const IdentityRecord held = DecodeIdentityRecord(*resolved);
+  if (!held.profile_id.empty() && held.profile_id != task.other_id) return;  // moved on meanwhile
+  const std::string record = EncodeIdentityRecord(task.profile_id, held.verified);
+  batch_.Put(Cf::kIdentities, key, record);
+  identity_cache_[key] = record;
 }
 
 void Shard::DeleteProfile(ShardTask& task) {
@@ -514,7 +687,7 @@ void Shard::DeleteProfile(ShardTask& task) {
   if (!alias_to.empty()) {
     ShardTask follow = task;
     follow.profile_id = alias_to;
-    SendTo(*PartitionOfProfileId(alias_to), std::move(follow));
+    SendTo(OwnerPartition(alias_to), std::move(follow));
     return;
   }
   const Profile& p = **loaded;
@@ -538,7 +711,7 @@ void Shard::DeleteProfile(ShardTask& task) {
     drop.kind = ShardTask::Kind::kDeleteAlias;
     drop.profile_id = merged;
     drop.ack = task.ack;
-    SendTo(*PartitionOfProfileId(merged), std::move(drop));
+    SendTo(OwnerPartition(merged), std::move(drop));
   }
   batch_.Delete(Cf::kProfiles, task.profile_id);
   dirty_.erase(task.profile_id);
@@ -550,7 +723,8 @@ void Shard::DeleteIdentity(ShardTask& task) {
   const std::string key = IdentityKey(task.partition, task.id_type, task.id_value);
   auto resolved = ResolveIdentity(key);
   if (!resolved.ok()) return Fail(resolved.status());
-  if (std::find(task.user_ids.begin(), task.user_ids.end(), *resolved) == task.user_ids.end()) {
+  const std::string holder = DecodeIdentityRecord(*resolved).profile_id;
+  if (std::find(task.user_ids.begin(), task.user_ids.end(), holder) == task.user_ids.end()) {
     return;  // leads elsewhere now
   }
   batch_.Delete(Cf::kIdentities, key);
@@ -559,6 +733,7 @@ void Shard::DeleteIdentity(ShardTask& task) {
 
 void Shard::DeleteAlias(ShardTask& task) {
   batch_.Delete(Cf::kProfiles, task.profile_id);
+  batch_.Delete(Cf::kMeta, PendingMergeKey(task.profile_id));
   aliases_.erase(task.profile_id);
   cache_.Erase(task.profile_id);
   dirty_.erase(task.profile_id);
@@ -636,45 +811,15 @@ StatusOr<Profile*> Shard::LoadProfile(const std::string& profile_id, std::string
   return cache_.Insert(*std::move(decoded));
 }
 
-void Shard::PrefetchDedup(std::span<ShardTask* const> tasks) {
-  dedup_known_.clear();
-  prefetch_keys_.clear();
-  for (const ShardTask* task : tasks) {
-    if (task->event.message_id.empty()) continue;
-    // The profile's partition: a forwarded event names its profile; a new event's profile is
-    // almost always in the partition of its routing key (else SeenMessage looks the key up alone).
-    std::optional<uint32_t> partition;
-    if (task->kind == ShardTask::Kind::kEvent) {
-      partition = task->partition;
-    } else if (task->kind == ShardTask::Kind::kForwardedEvent) {
-      partition = PartitionOfProfileId(task->profile_id);
-    }
-    if (!partition) continue;
-    prefetch_keys_.push_back(DedupKey(*partition, task->event.client_time, task->event.message_id));
-  }
-  if (prefetch_keys_.empty()) return;
-  std::sort(prefetch_keys_.begin(), prefetch_keys_.end(), DedupKeyLess());
-  prefetch_views_.clear();
-  for (const auto& k : prefetch_keys_) prefetch_views_.push_back(AsView(k));
-  const Status s = store_.Exist(Cf::kDedup, prefetch_views_, &prefetch_exists_);
-  if (!s.ok()) return;  // SeenMessage looks each key up alone and reports the error
-  for (size_t i = 0; i < prefetch_keys_.size(); i++) {
-    dedup_known_.emplace(prefetch_keys_[i], prefetch_exists_[i] != 0);
-  }
-}
-
-bool Shard::SeenMessage(const DedupKeyBytes& dedup_key, uint32_t partition, const Event& event) {
-  // Looked up for the whole batch at its start (everything committed before it is in RocksDB),
-  // or written by this batch.
-  if (const auto it = dedup_known_.find(dedup_key);
-      it != dedup_known_.end() &&
-      (it->second || event.received_at >= options_.legacy_dedup_until_ms)) {
-    return it->second;
-  }
-  auto stored = store_.Get(Cf::kDedup, AsView(dedup_key));
-  if (stored.ok() && !stored->has_value() && event.received_at < options_.legacy_dedup_until_ms) {
-    stored = store_.Get(Cf::kDedup, LegacyDedupKey(partition, event.message_id));
-  }
+bool Shard::SeenMessage(const Profile& profile, uint32_t partition, const Event& event) {
+  if (profile.SawMessage(event.message_hash)) return true;
+  if (event.received_at >= options_.legacy_dedup_until_ms) return false;
+  // Within one dedup window of an upgrade: the event may have been recorded in the dedup CF.
+  const std::string legacy = options_.legacy_dedup_schema == 1
+                                 ? LegacyDedupKey(partition, event.message_id)
+                                 : std::string(AsView(DedupKey(partition, event.client_time,
+                                                               event.message_id)));
+  auto stored = store_.Get(Cf::kDedup, legacy);
   if (!stored.ok()) {
     Fail(stored.status());
     return false;

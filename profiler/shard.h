@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -50,6 +51,10 @@ struct ShardTask {
     kMergeSend,        // at the loser's shard: check protection, alias it, send its content
     kMergeAbsorb,      // at the survivor's shard: fold `payload` (the loser) into it
     kRepointIdentity,  // at the identity's shard: (id_type, id_value) -> profile_id if -> other_id
+    kMergeDone,        // at the loser's shard: `other_id` was absorbed; drop its pending record
+    // Trusted identity (docs/identity.md#trusted-identity).
+    kDetachIdentity,  // at profile_id's shard: an unverified hold on (id_type, id_value) ended
+    kRecordRefusal,   // at profile_id's shard: a claim of `link` was refused (`reason`)
     // Erasure (DELETE /v1/profiles): the profile, then its identifiers and aliases.
     kDeleteProfile,   // at the owner's shard: delete profile_id, send the two below
     kDeleteIdentity,  // at the identity's shard: drop (id_type, id_value) if it leads to user_ids
@@ -72,8 +77,15 @@ struct ShardTask {
   std::string payload;
   bool explicit_link = false;  // an alias call: the user said these are one person
   bool link_only = false;      // kClaimIdentity: merge if owned elsewhere, never claim
+  bool verified = true;        // kClaimIdentity: the claim may merge or take over (see Event)
+  std::string reason;          // kRecordRefusal
   std::shared_ptr<AckGroup> ack;
 };
+
+// The pending record of a merge (meta "merge|<loser id>"): the kMergeAbsorb task, so that it can
+// be re-sent after a crash.
+std::string EncodePendingMerge(const ShardTask& absorb);
+std::optional<ShardTask> DecodePendingMerge(std::string_view value);
 
 class ShardRouter {
  public:
@@ -83,6 +95,9 @@ class ShardRouter {
   virtual void Send(int shard, std::vector<ShardTask> tasks) = 0;
   // A shard has fully processed `n` tasks, including handing over their follow-ups.
   virtual void Finished(size_t n) = 0;
+  // A committed batch moved an identity record from one profile to another without a merge (a
+  // verified claim took it over): cached reads of identity records must start afresh.
+  virtual void IdentityRecordsMoved() {}
 };
 
 struct ShardOptions {
@@ -96,9 +111,13 @@ struct ShardOptions {
   std::map<std::string, int> identifier_limits = {{"user_id", 1}};
   // Which of two merged profiles survives: the older (created first) or the newer one.
   bool newer_survives = false;
-  // After an upgrade from schema 1: until this time (compared with events' received-at), a dedup
-  // miss also looks up the schema-1 key. Set by ProfileEngine::Create from the meta CF.
+  // How long a messageId is remembered in its profile (Profile::recent_messages).
+  TimeMs dedup_window_ms = 24LL * 3600 * 1000;
+  // After an upgrade from schema 1 or 2, whose dedup records were rows of the dedup CF: until this
+  // time (compared with events' received-at), a dedup miss also looks up the old key.
+  // Set by ProfileEngine::Create from the meta CF.
   TimeMs legacy_dedup_until_ms = 0;
+  int legacy_dedup_schema = 0;  // 1 or 2: which old key
 };
 
 class Shard {
@@ -107,6 +126,8 @@ class Shard {
         ProfilerMetrics& metrics, const ShardOptions& options);
   ~Shard();
 
+  // Re-sends the last step of merges that a crash interrupted (their pending records), then starts
+  // the thread.
   void Start();
   // Processes everything already queued, then stops the thread.
   void Stop();
@@ -130,11 +151,21 @@ class Shard {
   void MergeSend(ShardTask& task);
   void MergeAbsorb(ShardTask& task);
   void RepointIdentity(ShardTask& task);
+  // Runs the active rules on a profile that just absorbed another (docs/identity.md#rules).
+  void RerunRules(Profile& profile, TimeMs at);
+  void DetachIdentity(ShardTask& task);
+  void RecordRefusal(ShardTask& task);
+  // Sends the identifier claims an applied (or duplicate) event carries for `profile`.
+  void ClaimCarried(const Profile& profile, const Event& event,
+                    const std::shared_ptr<AckGroup>& ack);
   void DeleteProfile(ShardTask& task);
   void DeleteIdentity(ShardTask& task);
   void DeleteAlias(ShardTask& task);
   // Queues a follow-up task for the shard owning `partition` (this one included), under `ack`.
-  void SendTo(uint32_t partition, ShardTask task);
+  // `task` is taken by reference so that `partition` may be computed from the task's own fields in
+  // the same call: a by-value parameter could be move-constructed first (argument evaluation order
+  // is unspecified), leaving the fields empty; merges went to the wrong shard that way.
+  void SendTo(uint32_t partition, ShardTask&& task);
   int UserIdLimit() const;
   // The id `profile_id` was merged into (following aliases), or "" if it is not an alias.
   StatusOr<std::string> AliasTarget(const std::string& profile_id);
@@ -145,9 +176,9 @@ class Shard {
   // The profile, loaded into the cache if needed; created empty if absent. Null with
   // *alias_to set if the profile was merged into another.
   StatusOr<Profile*> LoadProfile(const std::string& profile_id, std::string* alias_to = nullptr);
-  bool SeenMessage(const DedupKeyBytes& dedup_key, uint32_t partition, const Event& event);
-  // Looks up the dedup keys of the batch's events in one MultiGet (into dedup_known_).
-  void PrefetchDedup(std::span<ShardTask* const> tasks);
+  // Whether the profile already had this event: its message hash, or within the upgrade window
+  // the dedup CF record of schema 1 or 2.
+  bool SeenMessage(const Profile& profile, uint32_t partition, const Event& event);
   bool Owns(uint32_t partition) const;
   void Fail(const Status& status);
 
@@ -169,20 +200,6 @@ class Shard {
   // Shard-thread state.
   ProfileCache cache_;
   absl::flat_hash_map<std::string, std::string> identity_cache_;
-  // Dedup keys end in 16 random hash bytes: their first 8 serve as the set's hash.
-  struct DedupKeyHasher {
-    size_t operator()(const DedupKeyBytes& key) const {
-      uint64_t h;
-      std::memcpy(&h, key.data() + 13, sizeof(h));
-      return static_cast<size_t>(h);
-    }
-  };
-  // Per batch: whether each dedup key exists, as looked up when the batch started (PrefetchDedup);
-  // true once the batch writes it.
-  absl::flat_hash_map<DedupKeyBytes, bool, DedupKeyHasher> dedup_known_;
-  std::vector<DedupKeyBytes> prefetch_keys_;
-  std::vector<std::string_view> prefetch_views_;
-  std::vector<char> prefetch_exists_;
   std::mt19937_64 rng_;
   uint64_t profiles_created_ = 0;                          // low bits of new profile ids
   absl::flat_hash_map<std::string, std::string> aliases_;  // merged-away id -> survivor
@@ -190,10 +207,10 @@ class Shard {
   WriteBatch batch_;
   absl::flat_hash_set<std::string> dirty_;
   std::vector<std::string> dirty_sorted_;                       // dirty_ in key order, at commit
-  std::vector<std::pair<DedupKeyBytes, TimeMs>> dedup_writes_;  // new dedup records, unsorted
   std::vector<std::shared_ptr<AckGroup>> acks_;
   std::vector<Outgoing> outgoing_;
   Status batch_error_;
+  bool records_moved_ = false;  // this batch took an identity record over (IdentityRecordsMoved)
   int64_t batch_events_ = 0;
   std::shared_ptr<const RuleSet> rule_set_;  // this batch's rule set: one version per event
   RuleJsonScratch rule_scratch_;

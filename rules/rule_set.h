@@ -73,9 +73,9 @@ struct RuleError {
   std::string message;
 };
 
-// The event types rules are indexed by (Segment's), in a fixed order.
-inline constexpr std::array<std::string_view, 6> kRuleEventTypes = {"identify", "track", "page",
-                                                                    "screen",   "group", "alias"};
+// The event types rules are indexed by (Segment's, and ecrm's "merge"), in a fixed order.
+inline constexpr std::array<std::string_view, 7> kRuleEventTypes = {
+    "identify", "track", "page", "screen", "group", "alias", "merge"};
 
 class RuleSet {
  public:

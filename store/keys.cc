@@ -56,6 +56,25 @@ DedupKeyBytes DedupKey(uint32_t partition, int64_t event_time_ms, std::string_vi
   return key;
 }
 
+uint64_t MessageHash(std::string_view source, std::string_view routing_type,
+                     std::string_view routing_value, std::string_view message_id) {
+  // Length-prefixed parts: no separator inside a value can make two different tuples collide.
+  std::string buf;
+  buf.reserve(32 + source.size() + routing_type.size() + routing_value.size() + message_id.size());
+  for (std::string_view part : {source, routing_type, routing_value, message_id}) {
+    PutFixed64(&buf, part.size());
+    buf.append(part);
+  }
+  const uint64_t h = XXH3_64bits(buf.data(), buf.size());
+  return h == 0 ? 1 : h;
+}
+
+std::string PendingMergeKey(std::string_view loser_id) {
+  std::string key(kMetaPendingMergePrefix);
+  key.append(loser_id);
+  return key;
+}
+
 std::string LegacyDedupKey(uint32_t partition, std::string_view message_id) {
   std::string key = PartitionPrefix(partition);
   key.append(message_id);

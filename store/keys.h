@@ -52,6 +52,12 @@ struct DedupKeyLess {
 // Schema 1's key, "<pppp>|<messageId>": still looked up for one dedup window after an upgrade.
 std::string LegacyDedupKey(uint32_t partition, std::string_view message_id);
 
+// The dedup key of schema 3, kept in the profile (Profile::recent_messages): a 64-bit hash of who
+// sent the event (the write key's id), the visitor (its routing identifier) and the messageId, so
+// the same messageId from another source or visitor is another event. Never 0.
+uint64_t MessageHash(std::string_view source, std::string_view routing_type,
+                     std::string_view routing_value, std::string_view message_id);
+
 // Profile ids are "<pppp>-<16 hex>": the owning partition, then a unique number. The profiles CF
 // key is the id itself.
 std::string MakeProfileId(uint32_t partition, uint64_t unique);
@@ -60,10 +66,18 @@ std::optional<uint32_t> PartitionOfProfileId(std::string_view profile_id);
 // meta CF keys.
 inline constexpr std::string_view kMetaPartitionCount = "partition_count";
 inline constexpr std::string_view kMetaSchemaVersion = "schema_version";
-// 1: dedup keys held the messageId itself; 2: time and hash (DedupKey). See ProfileEngine::Create.
-inline constexpr std::string_view kCurrentSchemaVersion = "2";
-// fixed64 millis: until then shards also look up schema-1 dedup keys (written by the upgrade).
+// 1: dedup keys held the messageId itself; 2: time and hash (DedupKey), per partition;
+// 3: dedup by source and visitor inside the profile (MessageHash), identity records with a
+// verified flag. See ProfileEngine::Create.
+inline constexpr std::string_view kCurrentSchemaVersion = "3";
+// fixed64 millis: until then shards also look up the dedup CF keys of the schema that was upgraded
+// from ("1" or "2", kMetaLegacyDedupSchema). Written by the upgrade.
 inline constexpr std::string_view kMetaLegacyDedupUntil = "legacy_dedup_until";
+inline constexpr std::string_view kMetaLegacyDedupSchema = "legacy_dedup_schema";
+// "merge|<loser id>" -> a merge whose loser is already an alias but whose survivor may not have
+// absorbed it yet (the loser's content and the link); dropped once it has (Shard::MergeAbsorb).
+std::string PendingMergeKey(std::string_view loser_id);
+inline constexpr std::string_view kMetaPendingMergePrefix = "merge|";
 // "corrupt|<profile id>" -> the unreadable value, kept when a profile had to be restarted.
 inline constexpr std::string_view kMetaCorruptPrefix = "corrupt|";
 

@@ -1,0 +1,425 @@
+// The identity reference-model test (docs/identity.md#how-order-independence-is-tested): seeded
+// random histories of visitors, devices, logins, emails, aliases, CRM records and duplicates are
+// sent to a real ProfileEngine in a random arrival order, split over random requests (several in
+// flight at once), 1, 2 or 4 shards and restarts. Every profile, read by each of its identifiers,
+// must equal what the reference model gives: all events sorted by event time, each connected
+// component of the identity graph folded with the same ProfileUpdater. A failing history is shrunk
+// to a minimal one and printed as a scenario file for tests/identity/scenarios/.
+//
+// ECRM_MODEL_HISTORIES (default 1500) and ECRM_MODEL_SEED (default 1) set the run; the long form is
+// bench/identity/model.sh (100,000 histories).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <future>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "profiler/engine.h"
+#include "profiler/profile_codec.h"
+#include "profiler/profile_updater.h"
+#include "tests/testutil/temp_dir.h"
+
+namespace ecrm {
+namespace {
+
+constexpr TimeMs kT0 = 1'790'000'000'000;
+
+struct History {
+  std::vector<Event> events;       // distinct events, each with a unique messageId
+  std::vector<size_t> arrival;     // indices into events, in arrival order (duplicates repeat)
+  std::vector<size_t> request_end;  // arrival positions where a request ends (ascending)
+  std::vector<size_t> restart_after;  // request numbers after which the engine restarts
+  int shards = 2;
+  int in_flight = 1;  // requests submitted at once
+};
+
+// A person has devices, maybe a user id and maybe an email; no device or identifier is shared, so
+// no merge-protection rule ever applies and the components are determined by the links alone.
+History Generate(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint64_t>(n)); };
+  History h;
+  const int people = 1 + pick(4);
+  struct Person {
+    std::vector<std::string> devices;
+    std::string user, email;
+  };
+  std::vector<Person> persons(static_cast<size_t>(people));
+  for (int p = 0; p < people; p++) {
+    Person& person = persons[static_cast<size_t>(p)];
+    const int devices = 1 + pick(3);
+    for (int d = 0; d < devices; d++) {
+      person.devices.push_back("a" + std::to_string(p) + "-" + std::to_string(d));
+    }
+    if (pick(10) < 8) person.user = "u" + std::to_string(p);
+    if (pick(10) < 5) person.email = "p" + std::to_string(p) + "@example.com";
+  }
+  const int n = 2 + pick(14);
+  for (int i = 0; i < n; i++) {
+    const Person& person = persons[static_cast<size_t>(pick(people))];
+    const std::string& device = person.devices[static_cast<size_t>(pick(
+        static_cast<int>(person.devices.size())))];
+    Event e;
+    e.message_id = "m" + std::to_string(i);
+    e.timestamp = kT0 + static_cast<TimeMs>(pick(600)) * 60'000 + pick(1000);
+    e.received_at = e.timestamp;
+    e.client_time = e.timestamp;
+    const int kind = pick(10);
+    const std::string trait = "\"v" + std::to_string(pick(100)) + "\"";
+    if (kind <= 2) {  // a track or page on a device
+      e.type = kind == 2 ? EventType::kPage : EventType::kTrack;
+      e.anonymous_id = device;
+      if (kind == 1) {
+        e.event = "Order Completed";
+        e.revenue = 10 + pick(90);
+        e.has_revenue = true;
+      } else if (kind == 0) {
+        e.event = "Clicked";
+      }
+    } else if (kind <= 5) {  // identify on a device: a login, maybe with an email
+      e.type = EventType::kIdentify;
+      e.anonymous_id = device;
+      e.user_id = person.user;
+      if (pick(2) == 0) e.email = person.email;
+      e.traits = {{"plan", trait}};
+    } else if (kind == 6 && !person.user.empty()) {  // a server-side event by user id only
+      e.type = pick(2) ? EventType::kTrack : EventType::kIdentify;
+      if (e.type == EventType::kTrack) e.event = "Clicked";
+      if (e.type == EventType::kIdentify) e.traits = {{"plan", trait}};
+      e.user_id = person.user;
+    } else if (kind == 7 && !person.user.empty()) {  // alias: this device is that user
+      e.type = EventType::kAlias;
+      e.previous_id = device;
+      e.user_id = person.user;
+    } else if (kind == 8 && (!person.user.empty() || !person.email.empty())) {  // a CRM record
+      e.type = EventType::kIdentify;
+      e.channel = "crm";
+      e.user_id = person.user;
+      e.email = person.email;
+      e.traits = {{"tier", trait}};
+    } else {
+      e.type = EventType::kTrack;
+      e.event = "Clicked";
+      e.anonymous_id = device;
+    }
+    h.events.push_back(std::move(e));
+  }
+  for (size_t i = 0; i < h.events.size(); i++) h.arrival.push_back(i);
+  std::shuffle(h.arrival.begin(), h.arrival.end(), rng);
+  for (int d = pick(3); d > 0; d--) {  // retries: a later copy of an earlier arrival
+    const size_t at = static_cast<size_t>(pick(static_cast<int>(h.arrival.size())));
+    h.arrival.insert(h.arrival.begin() + static_cast<long>(at + 1 + static_cast<size_t>(pick(
+                         static_cast<int>(h.arrival.size() - at)))),
+                     h.arrival[at]);
+  }
+  for (size_t pos = 0; pos < h.arrival.size();) {
+    pos = std::min(h.arrival.size(), pos + 1 + static_cast<size_t>(pick(4)));
+    h.request_end.push_back(pos);
+  }
+  const int shard_choice[] = {1, 2, 4};
+  h.shards = shard_choice[pick(3)];
+  h.in_flight = 1 + pick(4);
+  if (pick(4) == 0) h.restart_after.push_back(static_cast<size_t>(pick(
+      static_cast<int>(h.request_end.size()))));
+  return h;
+}
+
+// The identifiers an event links, as "type:value".
+std::vector<std::string> Links(const Event& e) {
+  std::vector<std::string> out;
+  if (!e.anonymous_id.empty()) out.push_back("anonymous_id:" + e.anonymous_id);
+  if (!e.user_id.empty()) out.push_back("user_id:" + e.user_id);
+  if (!e.email.empty()) out.push_back("email:" + e.email);
+  if (!e.previous_id.empty()) out.push_back("anonymous_id:" + e.previous_id);
+  return out;
+}
+
+struct Expected {
+  std::set<std::string> identifiers;
+  Profile profile;
+};
+
+// The reference model: union the identifiers of each event, then fold each component's events in
+// event-time order.
+std::vector<Expected> Model(const History& h, const ProfileUpdater& updater) {
+  std::map<std::string, std::string> parent;
+  std::function<std::string(const std::string&)> find = [&](const std::string& x) {
+    auto it = parent.find(x);
+    if (it == parent.end() || it->second == x) return x;
+    return it->second = find(it->second);
+  };
+  for (const Event& e : h.events) {
+    const auto links = Links(e);
+    for (const auto& l : links) parent.emplace(l, l);
+    for (size_t i = 1; i < links.size(); i++) parent[find(links[i])] = find(links[0]);
+  }
+  std::map<std::string, Expected> by_root;
+  for (const auto& [id, _] : parent) by_root[find(id)].identifiers.insert(id);
+  std::vector<const Event*> sorted;
+  for (const Event& e : h.events) sorted.push_back(&e);
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [](const Event* a, const Event* b) { return a->timestamp < b->timestamp; });
+  for (const Event* e : sorted) updater.Apply(by_root[find(Links(*e).front())].profile, *e);
+  std::vector<Expected> out;
+  for (auto& [_, x] : by_root) out.push_back(std::move(x));
+  return out;
+}
+
+class Runner {
+ public:
+  explicit Runner(const History& h) : h_(h) {}
+
+  // Runs the history; returns the differences from the model (empty: it holds).
+  std::vector<std::string> Run() {
+    testing::TempDir dir;
+    if (std::getenv("ECRM_TRACE")) std::fprintf(stderr, "---- run: %zu events\n", h_.events.size());
+    Open(dir.Sub("db"));
+    std::vector<std::string> problems;
+    size_t start = 0;
+    for (size_t r = 0; r < h_.request_end.size(); r += static_cast<size_t>(h_.in_flight)) {
+      std::vector<std::future<Status>> pending;
+      std::vector<std::shared_ptr<std::promise<Status>>> promises;
+      for (size_t k = r; k < std::min(h_.request_end.size(), r + h_.in_flight); k++) {
+        std::vector<Event> request;
+        for (size_t pos = start; pos < h_.request_end[k]; pos++) {
+          request.push_back(h_.events[h_.arrival[pos]]);
+        }
+        start = h_.request_end[k];
+        auto promise = std::make_shared<std::promise<Status>>();
+        pending.push_back(promise->get_future());
+        const Status s =
+            engine_->Submit(std::move(request), [promise](Status st) { promise->set_value(st); });
+        if (!s.ok()) promise->set_value(s);
+      }
+      for (auto& f : pending) {
+        const Status s = f.get();
+        if (!s.ok()) problems.push_back("request failed: " + s.ToString());
+      }
+      for (size_t after : h_.restart_after) {
+        if (after >= r && after < r + static_cast<size_t>(h_.in_flight)) Open(dir.Sub("db"));
+      }
+    }
+    const ProfileUpdater updater(ProfilerConfig{});
+    for (const Expected& x : Model(h_, updater)) Compare(x, problems);
+    if (!problems.empty() && std::getenv("ECRM_MODEL_DUMP")) Dump(problems);
+    engine_.reset();
+    store_.reset();
+    return problems;
+  }
+
+ private:
+  void Open(const std::string& path) {
+    engine_.reset();
+    store_.reset();
+    auto store = KvStore::Open({.path = path, .block_cache_bytes = 1 << 20});
+    ECRM_CHECK(store.ok());
+    store_ = *std::move(store);
+    registry_ = std::make_shared<prometheus::Registry>();
+    EngineOptions options;
+    options.shards = h_.shards;
+    options.partitions = 16;
+    auto engine = ProfileEngine::Create(*store_, *registry_, options);
+    ECRM_CHECK(engine.ok());
+    engine_ = *std::move(engine);
+    engine_->Start();
+  }
+
+  void Compare(const Expected& x, std::vector<std::string>& problems) {
+    std::string first_id;
+    for (const std::string& identifier : x.identifiers) {
+      const auto colon = identifier.find(':');
+      auto got = engine_->Lookup(identifier.substr(0, colon), identifier.substr(colon + 1));
+      if (!got.ok() || !got->has_value()) {
+        problems.push_back(identifier + ": no profile");
+        continue;
+      }
+      const Profile& p = **got;
+      if (first_id.empty()) first_id = p.id;
+      if (p.id != first_id) {
+        problems.push_back(identifier + ": profile " + p.id + ", not " + first_id +
+                           " like the rest of its component");
+        continue;
+      }
+      if (identifier != *x.identifiers.begin()) continue;  // the content is checked once
+      const Profile& want = x.profile;
+      auto expect = [&](const std::string& what, auto got_value, auto want_value) {
+        if (got_value != want_value) {
+          std::ostringstream s;
+          s << identifier << ": " << what << " " << got_value << ", want " << want_value;
+          problems.push_back(s.str());
+        }
+      };
+      expect("stats.events", p.stats.events, want.stats.events);
+      expect("stats.page_views", p.stats.page_views, want.stats.page_views);
+      expect("stats.orders", p.stats.orders, want.stats.orders);
+      expect("stats.revenue", p.stats.revenue, want.stats.revenue);
+      expect("stats.sessions", p.stats.sessions, want.stats.sessions);
+      expect("stats.first_seen", p.stats.first_seen, want.stats.first_seen);
+      expect("stats.last_seen", p.stats.last_seen, want.stats.last_seen);
+      for (const auto& [key, value] : want.traits) {
+        const auto it = p.traits.find(key);
+        expect("traits." + key, it == p.traits.end() ? "(none)" : it->second.json, value.json);
+      }
+      std::set<std::string> listed;
+      for (const auto& [type, values] : p.identities) {
+        for (const auto& v : values) listed.insert(type + ":" + v);
+      }
+      if (listed != x.identifiers) {
+        std::string got_ids, want_ids;
+        for (const auto& s : listed) got_ids += s + " ";
+        for (const auto& s : x.identifiers) want_ids += s + " ";
+        problems.push_back(identifier + ": identities [" + got_ids + "], want [" + want_ids + "]");
+      }
+    }
+  }
+
+  // The store's identity records and profiles, for a failing history (ECRM_MODEL_DUMP=1).
+  void Dump(std::vector<std::string>& problems) {
+    (void)store_->Scan(Cf::kIdentities, "", [&](std::string_view k, std::string_view v) {
+      problems.push_back("record " + std::string(k) + " -> " + std::string(v));
+      return true;
+    });
+    (void)store_->Scan(Cf::kProfiles, "", [&](std::string_view k, std::string_view v) {
+      std::string line = "profile " + std::string(k);
+      if (auto alias = DecodeAlias(v)) {
+        line += " alias of " + *alias;
+      } else if (auto p = DecodeProfile(v); p.ok()) {
+        line += " events " + std::to_string(p->stats.events) + " ids";
+        for (const auto& [t, vs] : p->identities) {
+          for (const auto& x : vs) line += " " + t + ":" + x;
+        }
+        line += " merged";
+        for (const auto& m : p->merged_ids) line += " " + m;
+        for (const auto& hst : p->history) line += " | " + hst.identifier + " " + hst.reason;
+      }
+      problems.push_back(line);
+      return true;
+    });
+    (void)store_->Scan(Cf::kMeta, "merge|", [&](std::string_view k, std::string_view) {
+      problems.push_back("pending " + std::string(k));
+      return true;
+    });
+  }
+
+  const History& h_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<KvStore> store_;
+  std::unique_ptr<ProfileEngine> engine_;
+};
+
+// With concurrency a failure may not repeat: a candidate counts as failing if any of a few runs
+// fails.
+bool Fails(const History& h, std::vector<std::string>* problems = nullptr) {
+  for (int attempt = 0; attempt < (h.in_flight > 1 ? 3 : 1); attempt++) {
+    auto p = Runner(h).Run();
+    if (!p.empty()) {
+      if (problems) *problems = std::move(p);
+      return true;
+    }
+  }
+  return false;
+}
+
+// Removes events (with their duplicates), then requests' splits, while the history still fails.
+History Shrink(History h) {
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (size_t victim = 0; victim < h.events.size() && h.events.size() > 1; victim++) {
+      History c = h;
+      c.events.erase(c.events.begin() + static_cast<long>(victim));
+      std::vector<size_t> arrival, ends;
+      size_t start = 0;
+      for (size_t end : h.request_end) {
+        for (size_t pos = start; pos < end; pos++) {
+          if (h.arrival[pos] == victim) continue;
+          arrival.push_back(h.arrival[pos] - (h.arrival[pos] > victim ? 1 : 0));
+        }
+        if (ends.empty() || ends.back() != arrival.size()) ends.push_back(arrival.size());
+        start = end;
+      }
+      c.arrival = arrival;
+      c.request_end = ends;
+      c.restart_after.clear();
+      for (size_t r : h.restart_after) {
+        if (r < c.request_end.size()) c.restart_after.push_back(r);
+      }
+      if (Fails(c)) {
+        h = std::move(c);
+        progress = true;
+        break;
+      }
+    }
+  }
+  return h;
+}
+
+std::string ScenarioJson(const History& h) {
+  std::ostringstream s;
+  s << "{\"comment\": \"shrunk by identity_model_test (" << h.shards << " shards, " << h.in_flight
+    << " requests in flight)\",\n \"events\": [\n";
+  for (size_t i = 0; i < h.arrival.size(); i++) {
+    const Event& e = h.events[h.arrival[i]];
+    s << "  {\"type\": \"" << EventTypeName(e.type) << "\", \"messageId\": \"" << e.message_id
+      << "\", \"timestamp\": " << e.timestamp;
+    if (!e.anonymous_id.empty()) s << ", \"anonymousId\": \"" << e.anonymous_id << "\"";
+    if (!e.user_id.empty()) s << ", \"userId\": \"" << e.user_id << "\"";
+    if (!e.previous_id.empty()) s << ", \"previousId\": \"" << e.previous_id << "\"";
+    if (!e.event.empty()) s << ", \"event\": \"" << e.event << "\"";
+    if (!e.channel.empty()) s << ", \"channel\": \"" << e.channel << "\"";
+    s << ", \"traits\": {";
+    bool first = true;
+    if (!e.email.empty()) {
+      s << "\"email\": \"" << e.email << "\"";
+      first = false;
+    }
+    for (const auto& [k, v] : e.traits) {
+      s << (first ? "" : ", ") << "\"" << k << "\": " << v;
+      first = false;
+    }
+    s << "}";
+    if (e.has_revenue) s << ", \"properties\": {\"revenue\": " << e.revenue << "}";
+    s << "}" << (i + 1 < h.arrival.size() ? "," : "") << "\n";
+  }
+  s << " ],\n \"requests_end_at\": [";
+  for (size_t i = 0; i < h.request_end.size(); i++) s << (i ? ", " : "") << h.request_end[i];
+  s << "]}\n";
+  return s.str();
+}
+
+int EnvInt(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+
+TEST(IdentityModel, EveryProfileEqualsTheReferenceModel) {
+  const int histories = EnvInt("ECRM_MODEL_HISTORIES", 1500);
+  const uint64_t seed = static_cast<uint64_t>(EnvInt("ECRM_MODEL_SEED", 1));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(EnvInt(
+                            "ECRM_MODEL_SECONDS", 75));
+  int run = EnvInt("ECRM_MODEL_FIRST", 0);
+  for (; run < histories && std::chrono::steady_clock::now() < deadline; run++) {
+    const History h = Generate(seed * 1'000'003 + static_cast<uint64_t>(run));
+    std::vector<std::string> problems;
+    if (!Fails(h, &problems)) continue;
+    const History small = Shrink(h);
+    std::vector<std::string> small_problems;
+    if (!Fails(small, &small_problems)) small_problems = problems;
+    std::string report;
+    for (const auto& p : small_problems) report += "  " + p + "\n";
+    FAIL() << "history " << run << " (seed " << seed << ") differs from the model:\n"
+           << report << "shrunk to " << small.events.size() << " events:\n"
+           << ScenarioJson(small);
+  }
+  std::printf("identity model: %d histories held\n", run);
+  EXPECT_GE(run, std::min(histories, 200));  // a run that checked (almost) nothing fails
+}
+
+}  // namespace
+}  // namespace ecrm
