@@ -1,10 +1,12 @@
-// ecrm: the command-line entry point. `ecrm serve [flags]` runs the service until SIGINT/SIGTERM.
+// ecrm: the command-line entry point. `ecrm serve [flags]` runs the service until SIGINT/SIGTERM;
+// `ecrm check [flags]` checks a stopped service's identity graph.
 #include <malloc.h>
 #include <signal.h>
 
 #include <cstring>
 #include <iostream>
 
+#include "app/check.h"
 #include "app/config.h"
 #include "app/credentials.h"
 #include "app/service.h"
@@ -15,6 +17,8 @@ namespace {
 void Usage() {
   std::cout << "ecrm — real-time clickstream profiling\n\n"
                "usage: ecrm serve [flags]    run the service (ecrm serve --help for flags)\n"
+               "       ecrm check [flags]    check a stopped service's identity graph\n"
+               "                             (ecrm check --help for flags)\n"
                "       ecrm version          print the version\n";
 }
 
@@ -89,6 +93,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (std::strcmp(argv[1], "serve") == 0) return Serve(argc - 1, argv + 1);
+  if (std::strcmp(argv[1], "check") == 0)
+    return ecrm::RunCheck(argc - 1, argv + 1, std::cout, std::cerr);
   std::cerr << "ecrm: unknown command '" << argv[1] << "'\n";
   Usage();
   return 2;

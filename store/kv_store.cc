@@ -1,8 +1,14 @@
 #include "store/kv_store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+
 #include "rocksdb/cache.h"
 #include "rocksdb/compaction_filter.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
 #include "rocksdb/perf_level.h"
@@ -36,6 +42,29 @@ class DedupExpiryFilter final : public rocksdb::CompactionFilter {
 };
 
 const SystemClock kSystemClock;
+
+// Drops RocksDB's info log. A read-only open would otherwise rotate the running database's LOG
+// file (LOG -> LOG.old.<time>): an offline check should leave the data dir as it found it.
+class DiscardLogger final : public rocksdb::Logger {
+ public:
+  void Logv(const char* /*format*/, va_list /*ap*/) override {}
+  void Logv(const rocksdb::InfoLogLevel /*level*/, const char* /*format*/,
+            va_list /*ap*/) override {}
+};
+
+// Whether another process holds RocksDB's lock on the database at `path`. RocksDB takes it with
+// fcntl(F_SETLK, F_WRLCK) on <path>/LOCK; F_GETLK reports such a lock without taking one.
+bool LockedByAnotherProcess(const std::string& path) {
+  const std::string lock_file = (std::filesystem::path(path) / "LOCK").string();
+  const int fd = ::open(lock_file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct flock f = {};
+  f.l_type = F_WRLCK;
+  f.l_whence = SEEK_SET;
+  const bool locked = ::fcntl(fd, F_GETLK, &f) == 0 && f.l_type != F_UNLCK;
+  ::close(fd);
+  return locked;
+}
 
 }  // namespace
 
@@ -128,7 +157,22 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const StoreOptions& options) {
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
-  RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(db_options, options.path, cfs, &handles, &db)));
+  if (options.read_only) {
+    db_options.info_log = std::make_shared<DiscardLogger>();
+    std::error_code ec;
+    if (!std::filesystem::exists(std::filesystem::path(options.path) / "CURRENT", ec)) {
+      return absl::NotFoundError("no database at " + options.path);
+    }
+    if (LockedByAnotherProcess(options.path)) {
+      return absl::FailedPreconditionError("the database at " + options.path +
+                                           " is in use by another process (a running ecrm?)");
+    }
+    RETURN_IF_ERROR(
+        FromRocks(rocksdb::DB::OpenForReadOnly(db_options, options.path, cfs, &handles, &db,
+                                               /*error_if_wal_file_exists=*/false)));
+  } else {
+    RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(db_options, options.path, cfs, &handles, &db)));
+  }
   store->db_.reset(db);
   store->default_handle_ = handles[0];
   for (int i = 0; i < kNumCfs; i++) store->handles_[i] = handles[static_cast<size_t>(i) + 1];

@@ -37,6 +37,11 @@ struct StoreOptions {
   bool sync_writes = false;              // fsync the WAL on every write (machine-crash durability)
   int64_t dedup_window_ms = 24LL * 3600 * 1000;  // dedup records older than this are compacted away
   const Clock* clock = nullptr;  // for the dedup expiry; must outlive the store (null = system)
+  // Open with RocksDB's DB::OpenForReadOnly, for offline tools (`ecrm check`): takes no write
+  // lock and never creates anything; Write and Put fail. Fails with NotFound when `path` holds no
+  // database, and with FailedPrecondition while another process (a running ecrm) holds the
+  // database's lock, because what it reads then could be missing writes still in flight.
+  bool read_only = false;
 };
 
 // A set of writes applied atomically by KvStore::Write. Not thread-safe; owned by one writer.

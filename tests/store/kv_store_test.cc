@@ -1,6 +1,14 @@
 #include "store/kv_store.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <vector>
 
 #include "store/keys.h"
 #include "tests/testutil/temp_dir.h"
@@ -87,6 +95,65 @@ TEST(Keys, LayoutCarriesThePartition) {
   std::string f;
   PutFixed64(&f, 0x0102030405060708ULL);
   EXPECT_EQ(DecodeFixed64(f.data()), 0x0102030405060708ULL);
+}
+
+TEST(KvStore, ReadOnlyOpenReadsWithoutWritingAnything) {
+  testing::TempDir dir;
+  auto missing = KvStore::Open({.path = dir.Sub("none"), .read_only = true});
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("none")));
+  {
+    auto store = KvStore::Open({.path = dir.path()});
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Put(Cf::kMeta, "k", "v").ok());
+  }
+  const auto files = [&] {
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+      names.push_back(e.path().filename());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  const auto before = files();
+  {
+    auto store = KvStore::Open({.path = dir.path(), .read_only = true});
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ(*(*store)->Get(Cf::kMeta, "k").value(), "v");  // from the WAL
+    EXPECT_FALSE((*store)->Put(Cf::kMeta, "k", "w").ok());
+  }
+  EXPECT_EQ(files(), before);  // not even the info log was rotated
+}
+
+// RocksDB's lock is a POSIX record lock, which another process sees but this one does not: the
+// child takes it as a running ecrm would.
+TEST(KvStore, ReadOnlyOpenRefusesADatabaseInUseByAnotherProcess) {
+  testing::TempDir dir;
+  { ASSERT_TRUE(KvStore::Open({.path = dir.path()}).ok()); }
+  int locked[2], release[2];
+  ASSERT_EQ(::pipe(locked), 0);
+  ASSERT_EQ(::pipe(release), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const int fd = ::open((dir.path() + "/LOCK").c_str(), O_RDWR);
+    struct flock f = {};
+    f.l_type = F_WRLCK;
+    f.l_whence = SEEK_SET;
+    char c = ::fcntl(fd, F_SETLK, &f) == 0 ? 'y' : 'n';
+    if (::write(locked[1], &c, 1) != 1 || ::read(release[0], &c, 1) < 0) _exit(1);
+    _exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(locked[0], &c, 1), 1);
+  ASSERT_EQ(c, 'y');
+  auto store = KvStore::Open({.path = dir.path(), .read_only = true});
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition) << store.status();
+  ASSERT_EQ(::write(release[1], "x", 1), 1);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  for (const int fd : {locked[0], locked[1], release[0], release[1]}) ::close(fd);
+  EXPECT_TRUE(KvStore::Open({.path = dir.path(), .read_only = true}).ok());
 }
 
 }  // namespace
