@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "common/strings.h"
 #include "ingest/gzip.h"
+#include "ingest/key_id.h"
 #include "prometheus/text_serializer.h"
 
 namespace ecrm {
@@ -49,6 +50,12 @@ constexpr CollectRoute kCollectRoutes[] = {
     {"/v1/b", std::nullopt},
     {"/b", std::nullopt},
 };
+
+std::vector<std::string> AllWriteKeys(const ApiOptions& options) {
+  std::vector<std::string> keys = options.write_keys;
+  keys.insert(keys.end(), options.browser_write_keys.begin(), options.browser_write_keys.end());
+  return keys;
+}
 
 }  // namespace
 
@@ -129,10 +136,17 @@ ApiService::ApiService(ProfileEngine& engine, prometheus::Registry& registry, co
       clock_(clock),
       options_(std::move(options)),
       metrics_(registry),
-      write_keys_(options_.write_keys.begin(), options_.write_keys.end()),
+      identity_trust_(std::move(options_.identity_secret)),
       read_keys_(options_.read_keys.begin(), options_.read_keys.end()),
-      rate_limiter_(options_.write_keys, options_.rate_limit_events, clock,
+      rate_limiter_(AllWriteKeys(options_), options_.rate_limit_events, clock,
                     static_cast<int64_t>(options_.limits.max_batch_events)) {
+  options_.identity_secret.clear();  // IdentityTrust holds the only copy
+  for (const auto& key : options_.write_keys) {
+    write_keys_[key] = {WriteKeyKind::kServer, KeyId(key)};
+  }
+  for (const auto& key : options_.browser_write_keys) {  // in both lists (a config error): browser
+    write_keys_[key] = {WriteKeyKind::kBrowser, KeyId(key)};
+  }
   ImportOptions import_options;
   import_options.records.identifier_types = options_.identifier_types;
   import_options.records.limits = options_.limits.event;
@@ -336,6 +350,8 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
     return send(respond, Reject({429, "rate_limited",
                                  "this write key is over its event rate; retry after the delay"}));
   }
+  // Every event (and, in Kafka mode, its envelope) gets the key's id and trust.
+  identity_trust_.Mark(write_keys_.at(key), parsed);
 
   std::array<double, 6> by_type{};
   for (const auto& e : parsed.events) by_type[static_cast<size_t>(e.type)]++;

@@ -1,6 +1,7 @@
 // ApiService: every HTTP route of ecrm — the Segment/RudderStack-compatible collector, the profile
 // and personalization reads, settings for browser clients, metrics and health. It authenticates,
-// parses and validates, hands events to the ProfileEngine and answers once they are durable.
+// parses and validates, marks each event with its write key's trust (IdentityTrust), hands the
+// events to the ProfileEngine and answers once they are durable.
 //
 // Ownership: owned by the app; the engine, registry and clock must outlive it. Threading: Handle is
 // called concurrently from the HTTP io threads; per-thread parsers are thread_local; everything
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "api/api_metrics.h"
 #include "api/http_types.h"
@@ -19,6 +21,7 @@
 #include "api/rules_api.h"
 #include "common/clock.h"
 #include "ingest/collector_parser.h"
+#include "ingest/identity_trust.h"
 #include "ingest/kafka_producer.h"
 #include "profiler/engine.h"
 #include "profiler/profile_json.h"
@@ -27,9 +30,14 @@
 namespace ecrm {
 
 struct ApiOptions {
-  std::vector<std::string> write_keys;  // collector keys (HTTP Basic user or body writeKey)
-  std::vector<std::string> read_keys;   // personalization keys (Bearer)
-  std::string admin_token;              // profile reads (Bearer); also allowed to personalize
+  std::vector<std::string> write_keys;  // server collector keys (HTTP Basic user or body writeKey)
+  // Browser collector keys: their events are untrusted (ingest/identity_trust.h). Disjoint from
+  // write_keys.
+  std::vector<std::string> browser_write_keys;
+  // The HMAC key that verifies a browser event's context.ecrm.user_hash; "" = none. Never logged.
+  std::string identity_secret;
+  std::vector<std::string> read_keys;  // personalization keys (Bearer)
+  std::string admin_token;             // profile reads (Bearer); also allowed to personalize
   CollectorLimits limits;
   int64_t rate_limit_events = 0;  // events per second per write key; 0 = unlimited
   PersonalizeOptions personalize;
@@ -69,7 +77,8 @@ class ApiService final : public HttpHandler {
   const Clock& clock_;
   ApiOptions options_;
   ApiMetrics metrics_;
-  absl::flat_hash_set<std::string> write_keys_;
+  absl::flat_hash_map<std::string, WriteKeyInfo> write_keys_;  // both kinds
+  IdentityTrust identity_trust_;
   absl::flat_hash_set<std::string> read_keys_;
   RateLimiter rate_limiter_;
   std::unique_ptr<RulesApi> rules_api_;

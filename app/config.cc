@@ -1,6 +1,11 @@
 #include "app/config.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -33,6 +38,42 @@ Status FromYaml(const YAML::Node& node, const std::string& key, T& out) {
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError("key '" + key + "' has the wrong type");
   }
+  return absl::OkStatus();
+}
+
+// Fills c.identity_secret from identity_secret_file or ECRM_IDENTITY_SECRET. Errors name the
+// file's path, never any of its content.
+Status LoadIdentitySecret(Config& c) {
+  const char* env = std::getenv("ECRM_IDENTITY_SECRET");
+  const bool from_env = env != nullptr && *env != '\0';
+  if (c.identity_secret_file.empty()) {
+    c.identity_secret = from_env ? env : "";
+    return absl::OkStatus();
+  }
+  if (from_env) {
+    return absl::InvalidArgumentError(
+        "identity_secret_file: ECRM_IDENTITY_SECRET is set as well; give only one");
+  }
+  const std::string& path = c.identity_secret_file;
+  constexpr size_t kMaxBytes = 64 * 1024;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::InvalidArgumentError("identity_secret_file: cannot read " + path);
+  std::string secret;
+  char buf[4096];
+  ssize_t n = 0;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0 && secret.size() <= kMaxBytes) {
+    secret.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  explicit_bzero(buf, sizeof(buf));
+  if (n < 0) return absl::InvalidArgumentError("identity_secret_file: cannot read " + path);
+  if (secret.size() > kMaxBytes) {
+    return absl::InvalidArgumentError("identity_secret_file: " + path + " is larger than 64 KiB");
+  }
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty())
+    return absl::InvalidArgumentError("identity_secret_file: " + path + " is empty");
+  c.identity_secret = std::move(secret);
   return absl::OkStatus();
 }
 
@@ -70,6 +111,14 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   add("--write-key", "write_keys", "ECRM_WRITE_KEYS", c.write_keys,
       "Collector write key (repeatable; env: comma-separated)")
       ->delimiter(',');
+  add("--browser-write-key", "browser_write_keys", "ECRM_BROWSER_WRITE_KEYS", c.browser_write_keys,
+      "Collector write key for web pages and apps: identity claims need a user_hash "
+      "(repeatable; env: comma-separated)")
+      ->delimiter(',');
+  add("--identity-secret-file", "identity_secret_file", "ECRM_IDENTITY_SECRET_FILE",
+      c.identity_secret_file,
+      "File holding the identity secret that verifies context.ecrm.user_hash (env "
+      "ECRM_IDENTITY_SECRET gives the secret itself)");
   add("--read-key", "read_keys", "ECRM_READ_KEYS", c.read_keys,
       "Personalization read key (repeatable; env: comma-separated)")
       ->delimiter(',');
@@ -259,6 +308,17 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       return absl::InvalidArgumentError("write_keys: a key must be non-empty and contain no ':'");
     }
   }
+  for (const auto& k : c.browser_write_keys) {
+    if (k.empty() || k.find(':') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          "browser_write_keys: a key must be non-empty and contain no ':'");
+    }
+    if (std::find(c.write_keys.begin(), c.write_keys.end(), k) != c.write_keys.end()) {
+      return absl::InvalidArgumentError(  // the key itself is not named: it is a secret
+          "write_keys/browser_write_keys: a key is configured as both a server and a browser key");
+    }
+  }
+  RETURN_IF_ERROR(LoadIdentitySecret(c));
   return c;
 }
 

@@ -16,7 +16,7 @@ struct Config {
   std::string http_host = "127.0.0.1";  // from --http-addr HOST:PORT (default 127.0.0.1:8080)
   uint16_t http_port = 8080;
   std::string data_dir = "./data";        // --data-dir: RocksDB and generated credentials
-  std::vector<std::string> write_keys;    // --write-key (repeatable); generated if none
+  std::vector<std::string> write_keys;    // --write-key (repeatable): server keys; generated
   std::vector<std::string> read_keys;     // --read-key (repeatable): personalization
   std::string admin_token;                // --admin-token; generated if none
   int workers = 0;                        // --workers: shard threads (0 = one per core)
@@ -50,6 +50,15 @@ struct Config {
       "phone", "crm_id"};  // besides the built-in three         // merge protection: distinct user
                            // ids one profile may hold
   int64_t rate_limit = 200000;  // --rate-limit: events/s per write key (0 = off), then 429
+  // --browser-write-key (repeatable): keys for web pages and apps, whose identity claims are not
+  // trusted (docs/identity.md#write-keys-and-identity-verification); generated with a server key
+  // when no key of either kind is configured. Disjoint from write_keys.
+  std::vector<std::string> browser_write_keys;
+  std::string identity_secret_file;  // --identity-secret-file: holds the identity secret
+  // The HMAC key that verifies a browser event's context.ecrm.user_hash: the content of
+  // identity_secret_file (trailing line breaks stripped) or ECRM_IDENTITY_SECRET; "" if neither.
+  // A secret: never logged or printed.
+  std::string identity_secret;
 };
 
 // Parses argv (after the `serve` word) plus environment plus the config file. On --help, prints

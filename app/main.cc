@@ -52,10 +52,17 @@ int Serve(int argc, const char* const* argv) {
     return 2;
   }
   if (generated) {
-    std::cout << "Generated credentials (stored in " << config.data_dir << "/credentials.yaml):\n"
-              << "  write key:   " << config.write_keys.front() << "\n"
-              << "  admin token: " << config.admin_token << "\n"
-              << "  read key:    " << config.read_keys.front() << "\n"
+    std::cout << "Generated credentials (stored in " << config.data_dir << "/credentials.yaml):\n";
+    if (!config.browser_write_keys.empty()) {
+      std::cout << "  browser write key: " << config.browser_write_keys.front()
+                << "   (web pages and apps)\n";
+    }
+    if (!config.write_keys.empty()) {
+      std::cout << "  server write key:  " << config.write_keys.front()
+                << "   (the shop's servers only)\n";
+    }
+    std::cout << "  admin token:       " << config.admin_token << "\n"
+              << "  read key:          " << config.read_keys.front() << "\n"
               << std::flush;
   }
 

@@ -107,6 +107,14 @@ Status Service::Start() {
 
   ApiOptions api_options;
   api_options.write_keys = config_.write_keys;
+  api_options.browser_write_keys = config_.browser_write_keys;
+  api_options.identity_secret = config_.identity_secret;
+  if (!config_.browser_write_keys.empty() && config_.identity_secret.empty() &&
+      config_.role != "processor") {
+    spdlog::warn(
+        "browser write keys without an identity secret (--identity-secret-file): no userId claim "
+        "sent with a browser key can be verified");
+  }
   api_options.read_keys = config_.read_keys;
   api_options.admin_token = config_.admin_token;
   api_options.limits.max_request_bytes = config_.max_request_bytes;

@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "common/json_writer.h"
+#include "common/status.h"
 #include "common/time_format.h"
 
 namespace ecrm {
@@ -62,7 +64,58 @@ size_t MinifiedSize(simdjson::dom::element e) {
   return 0;
 }
 
+// The trust marks of a Kafka message's events: its top-level `ecrm` object (StampEnvelope), or
+// the defaults (trusted, no source) for messages of other producers.
+struct EnvelopeTrust {
+  std::string_view source;
+  bool trusted = true;
+  bool user_hash_valid = false;
+
+  void Apply(Event& event) const {
+    event.source.assign(source);
+    event.trusted = trusted;
+    event.user_hash_valid = user_hash_valid;
+    event.user_hash.clear();
+  }
+};
+
+std::optional<Rejection> ReadEnvelopeTrust(simdjson::dom::object top, EnvelopeTrust& out) {
+  simdjson::dom::element e;
+  if (top.at_key("ecrm").get(e) != simdjson::SUCCESS || e.is_null()) return std::nullopt;
+  simdjson::dom::object ecrm;
+  if (e.get_object().get(ecrm) != simdjson::SUCCESS) {
+    return Make("invalid_field_type", "ecrm must be an object");
+  }
+  simdjson::dom::element v;
+  if (ecrm.at_key("source").get(v) == simdjson::SUCCESS && !v.is_null() &&
+      v.get_string().get(out.source) != simdjson::SUCCESS) {
+    return Make("invalid_field_type", "ecrm.source must be a string");
+  }
+  if (ecrm.at_key("trusted").get(v) == simdjson::SUCCESS && !v.is_null() &&
+      v.get_bool().get(out.trusted) != simdjson::SUCCESS) {
+    return Make("invalid_field_type", "ecrm.trusted must be a boolean");
+  }
+  if (ecrm.at_key("userHashValid").get(v) == simdjson::SUCCESS && !v.is_null() &&
+      v.get_bool().get(out.user_hash_valid) != simdjson::SUCCESS) {
+    return Make("invalid_field_type", "ecrm.userHashValid must be a boolean");
+  }
+  return std::nullopt;
+}
+
 }  // namespace
+
+void StampEnvelope(const Event& event, RawEventMessage& message) {
+  ECRM_CHECK(!message.value.empty() && message.value.back() == '}');
+  message.value.pop_back();
+  message.value += R"(,"ecrm":)";
+  JsonWriter w(&message.value);
+  w.BeginObject();
+  w.Key("source").String(event.source);
+  w.Key("trusted").Bool(event.trusted);
+  w.Key("userHashValid").Bool(event.user_hash_valid);
+  w.EndObject();
+  message.value += '}';
+}
 
 CollectorParser::CollectorParser(const CollectorLimits& limits)
     : limits_(limits), parser_(limits.max_request_bytes + 64) {}
@@ -127,6 +180,7 @@ std::optional<Rejection> CollectorParser::ParseImpl(std::string_view body,
   simdjson::dom::element batch_el;
   const bool has_batch =
       top.at_key("batch").get(batch_el) == simdjson::SUCCESS && !batch_el.is_null();
+  EnvelopeTrust trust;
   if (kafka) {
     if (simdjson::dom::element r; top.at_key("receivedAt").get(r) == simdjson::SUCCESS) {
       std::string_view text;
@@ -136,6 +190,8 @@ std::optional<Rejection> CollectorParser::ParseImpl(std::string_view body,
       }
       ctx.received_at = *at;
     }
+    // Only here: the HTTP collector never reads a client's `ecrm` (its envelopes get their own).
+    if (auto rejection = ReadEnvelopeTrust(top, trust)) return rejection;
   }
 
   if (path_type || (kafka && !has_batch)) {
@@ -147,6 +203,7 @@ std::optional<Rejection> CollectorParser::ParseImpl(std::string_view body,
     Rejection rejection;
     if (!BuildEvent(root, ctx, limits_.event, event, rejection)) return rejection;
     if (keep_raw_) KeepRaw(root, event, path_type.has_value(), {}, {}, out);
+    if (kafka) trust.Apply(event);
     out.events.push_back(std::move(event));
     return std::nullopt;
   }
@@ -195,6 +252,7 @@ std::optional<Rejection> CollectorParser::ParseImpl(std::string_view body,
       return rejection;
     }
     if (keep_raw_) KeepRaw(item, event, false, context_json, sent_at_text, out);
+    if (kafka) trust.Apply(event);
     out.events.push_back(std::move(event));
     index++;
   }

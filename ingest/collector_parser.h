@@ -33,6 +33,12 @@ struct RawEventMessage {
   std::string value;
 };
 
+// Adds the ecrm-owned envelope field to `message` (built by the parser, not yet stamped): the
+// event's trust marks, computed by the collector once it knows the request's write key,
+// `"ecrm":{"source":"<key id>","trusted":<bool>,"userHashValid":<bool>}`. ParseKafkaMessage puts
+// them back on every event of the message (docs/kafka.md#message-format).
+void StampEnvelope(const Event& event, RawEventMessage& message);
+
 struct CollectorRequest {
   std::vector<Event> events;
   std::string body_write_key;        // `writeKey` from the body (top level), if any
@@ -44,13 +50,17 @@ class CollectorParser {
   explicit CollectorParser(const CollectorLimits& limits);
 
   // `path_type` is set for the single-event endpoints and unset for the batch endpoints.
-  // On success fills `out` and returns nullopt; on failure returns the rejection.
+  // On success fills `out` and returns nullopt; on failure returns the rejection. The events keep
+  // the defaults source "", trusted, and their user_hash: the caller marks them once it knows the
+  // write key (IdentityTrust::Mark). A top-level `ecrm` field of the body is ignored.
   std::optional<Rejection> Parse(std::string_view body, std::optional<EventType> path_type,
                                  TimeMs received_at, CollectorRequest& out);
 
   // A Kafka message value: one event with its `type`, or a batch envelope {"batch": [...]}. An
   // envelope's top-level `receivedAt` (set by ecrm's collector) is trusted as the receipt time;
-  // otherwise `consumed_at` is.
+  // otherwise `consumed_at` is. A top-level `ecrm` object (StampEnvelope) gives every event its
+  // source, trusted and user_hash_valid; without one, events are trusted with source "" (the
+  // topic's other producers are trusted like server keys). user_hash is cleared.
   std::optional<Rejection> ParseKafkaMessage(std::string_view body, TimeMs consumed_at,
                                              CollectorRequest& out);
 

@@ -80,16 +80,17 @@ struct EventFields {
 // The `context` fields BuildEvent reads, from the item's context, each falling back to the batch's
 // context.
 struct ContextFields {
-  std::optional<element> campaign, page, device, os, library, user_agent, traits;
+  std::optional<element> campaign, page, device, os, library, user_agent, traits, ecrm;
 
   ContextFields(std::optional<object> item_context, const EventContext& ctx) {
-    const std::array<FieldSlot, 7> slots = {{{"campaign", &campaign},
+    const std::array<FieldSlot, 8> slots = {{{"campaign", &campaign},
                                              {"page", &page},
                                              {"device", &device},
                                              {"os", &os},
                                              {"library", &library},
                                              {"userAgent", &user_agent},
-                                             {"traits", &traits}}};
+                                             {"traits", &traits},
+                                             {"ecrm", &ecrm}}};
     if (item_context) FillFields(*item_context, slots);
     object batch;
     if (ctx.has_batch_context && ctx.batch_context.get_object().get(batch) == simdjson::SUCCESS) {
@@ -347,6 +348,23 @@ bool BuildEvent(element item, const EventContext& ctx, const EventLimits& limits
   }
 
   const ContextFields c(context, ctx);
+  // context.ecrm.user_hash: the shop server's HMAC of the userId, checked by the collector.
+  if (c.ecrm) {
+    object ecrm;
+    if (c.ecrm->get_object().get(ecrm) != simdjson::SUCCESS) {
+      return Reject(r, "invalid_field_type", "context.ecrm must be an object");
+    }
+    std::string_view user_hash;
+    if (!OptionalString(Field(ecrm, "user_hash"), "context.ecrm.user_hash", user_hash, r)) {
+      return false;
+    }
+    if (user_hash.size() > limits.max_user_hash) {
+      return Reject(r, "invalid_field_type",
+                    "context.ecrm.user_hash must be at most " +
+                        std::to_string(limits.max_user_hash) + " bytes");
+    }
+    event.user_hash.assign(user_hash);
+  }
   if (event.type == EventType::kIdentify) {
     // Traits: context.traits (where RudderStack's browser SDK puts them), overridden by top-level.
     object context_traits;

@@ -29,6 +29,7 @@ struct EventContext {
 struct EventLimits {
   size_t max_message_id = 100;
   size_t max_identifier = 1024;
+  size_t max_user_hash = 128;  // context.ecrm.user_hash
   // Identifier values (userId, anonymousId, previousId, email) treated as absent besides the
   // built-in ones (empty, "null", "undefined"); compared trimmed and case-insensitively.
   std::vector<std::string> blocked_identifiers;

@@ -89,6 +89,9 @@ struct Event {
   uint64_t message_hash = 0;
   bool trusted = true;
   bool user_hash_valid = false;
+  // context.ecrm.user_hash as sent (a string of at most 128 bytes), only until the collector has
+  // checked it (IdentityTrust::Mark, which clears it); always empty once the event reaches a shard.
+  std::string user_hash;
 
   // The key an event is routed by: the anonymous id, else the user id (as Kafka keys will be),
   // else the email, else its first other identifier.

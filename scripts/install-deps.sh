@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   librocksdb-dev libsimdjson-dev libboost-dev prometheus-cpp-dev libabsl-dev
-  libjemalloc-dev libxxhash-dev libcli11-dev libyaml-cpp-dev libspdlog-dev libfmt-dev zlib1g-dev librdkafka-dev libre2-dev
+  libjemalloc-dev libxxhash-dev libcli11-dev libyaml-cpp-dev libspdlog-dev libfmt-dev zlib1g-dev librdkafka-dev libre2-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm prometheus curl python3 python3-venv
   kcat openjdk-17-jdk-headless maven clang-format

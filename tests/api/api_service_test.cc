@@ -31,6 +31,8 @@ class ApiTest : public ::testing::Test {
     engine_->Start();
     ApiOptions api;
     api.write_keys = {"wk"};
+    api.browser_write_keys = {"bk"};
+    api.identity_secret = "s3cret";
     api.read_keys = {"rk"};
     api.admin_token = "admin";
     api.limits.max_request_bytes = 4096;
@@ -199,6 +201,28 @@ TEST_F(ApiTest, SettingsForBrowserClients) {
             std::string::npos)
       << r.body;
   ExpectError(Get("/v1/projects/nope/settings", ""), 404, "invalid_write_key");
+}
+
+TEST_F(ApiTest, BrowserKeysCollectAndLoadSettingsLikeServerKeys) {
+  // The trust marks themselves are tested with IdentityTrust (tests/ingest/identity_trust_test.cc).
+  EXPECT_EQ(Post("/v1/track", R"({"anonymousId":"b1","event":"E"})", "bk").status, 200);
+  EXPECT_EQ(Post("/v1/p", R"({"anonymousId":"b1","writeKey":"bk"})", "").status, 200);
+  // A client's top-level `ecrm` field is ignored, and a user_hash is checked, not required.
+  EXPECT_EQ(Post("/v1/batch",
+                 R"({"ecrm":{"trusted":true},"batch":[{"type":"identify","anonymousId":"b1",
+                     "userId":"u9","context":{"ecrm":{"user_hash":"not-a-valid-hash"}}}]})",
+                 "bk")
+                .status,
+            200);
+  ExpectError(
+      Post("/v1/batch",
+           R"({"batch":[{"type":"identify","userId":"u9","context":{"ecrm":{"user_hash":1}}}]})",
+           "bk"),
+      400, "invalid_field_type");
+  auto profile = Get("/v1/profiles/anonymous_id:b1");
+  EXPECT_NE(profile.body.find(R"("events":3)"), std::string::npos) << profile.body;
+  Call c{"GET", "/v1/projects/bk/settings", "", {{"Host", "127.0.0.1:9999"}}};
+  EXPECT_EQ(Do(c).status, 200);
 }
 
 TEST_F(ApiTest, HealthAndUnknownRoutes) {

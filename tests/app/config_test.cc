@@ -115,5 +115,101 @@ TEST(Config, ErrorsNameTheKey) {
   EXPECT_EQ(c->identifier_types, (std::vector<std::string>{"loyalty_id"}));
 }
 
+TEST(Config, BrowserWriteKeysFromFlagsEnvironmentAndFile) {
+  auto c = Parse({"--browser-write-key", "b1", "--browser-write-key", "b2", "--write-key", "s1"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->browser_write_keys, (std::vector<std::string>{"b1", "b2"}));
+  EXPECT_EQ(c->write_keys, (std::vector<std::string>{"s1"}));
+
+  ::setenv("ECRM_BROWSER_WRITE_KEYS", "x,y", 1);
+  c = Parse({});
+  ::unsetenv("ECRM_BROWSER_WRITE_KEYS");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->browser_write_keys, (std::vector<std::string>{"x", "y"}));
+  EXPECT_TRUE(c->write_keys.empty());
+
+  testing::TempDir dir;
+  const std::string file = dir.Sub("ecrm.yaml");
+  std::ofstream(file) << "browser_write_keys: [fb]\nwrite_keys: [fs]\n";
+  c = Parse({"--config", file.c_str()});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->browser_write_keys, (std::vector<std::string>{"fb"}));
+  EXPECT_EQ(c->write_keys, (std::vector<std::string>{"fs"}));
+  c = Parse({"--config", file.c_str(), "--browser-write-key", "flag"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->browser_write_keys, (std::vector<std::string>{"flag"}));
+}
+
+TEST(Config, AKeyCannotBeBothKinds) {
+  auto c = Parse({"--write-key", "same", "--browser-write-key", "same"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("browser_write_keys"), std::string::npos);
+  EXPECT_EQ(std::string(c.status().message()).find("same"), std::string::npos);  // not named
+  ::setenv("ECRM_WRITE_KEYS", "k", 1);
+  c = Parse({"--browser-write-key", "k"});
+  ::unsetenv("ECRM_WRITE_KEYS");
+  EXPECT_FALSE(c.ok());
+  c = Parse({"--browser-write-key", "a:b"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("browser_write_keys"), std::string::npos);
+}
+
+TEST(Config, IdentitySecretFromAFileOrTheEnvironment) {
+  testing::TempDir dir;
+  const std::string path = dir.Sub("secret");
+  std::ofstream(path) << "correct horse\n";
+  auto c = Parse({"--identity-secret-file", path.c_str()});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->identity_secret, "correct horse");  // the trailing newline stripped
+  EXPECT_EQ(c->identity_secret_file, path);
+
+  ::setenv("ECRM_IDENTITY_SECRET_FILE", path.c_str(), 1);
+  c = Parse({});
+  ::unsetenv("ECRM_IDENTITY_SECRET_FILE");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->identity_secret, "correct horse");
+
+  const std::string file = dir.Sub("ecrm.yaml");
+  std::ofstream(file) << "identity_secret_file: " << path << "\n";
+  c = Parse({"--config", file.c_str()});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->identity_secret, "correct horse");
+
+  ::setenv("ECRM_IDENTITY_SECRET", "direct", 1);
+  c = Parse({});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->identity_secret, "direct");
+  c = Parse({"--identity-secret-file", path.c_str()});  // two sources: which one was meant?
+  ::unsetenv("ECRM_IDENTITY_SECRET");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(std::string(c.status().message()).find("correct"), std::string::npos);
+
+  c = Parse({});
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->identity_secret, "");  // none: no browser claim verifies
+}
+
+TEST(Config, AnUnreadableOrEmptySecretFileNamesThePathOnly) {
+  testing::TempDir dir;
+  const std::string missing = dir.Sub("missing");
+  auto c = Parse({"--identity-secret-file", missing.c_str()});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("identity_secret_file"), std::string::npos);
+  EXPECT_NE(std::string(c.status().message()).find(missing), std::string::npos);
+  c = Parse({"--identity-secret-file", dir.path().c_str()});  // a directory
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find(dir.path()), std::string::npos);
+  const std::string empty = dir.Sub("empty");
+  std::ofstream(empty) << "\n";
+  c = Parse({"--identity-secret-file", empty.c_str()});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("is empty"), std::string::npos);
+  const std::string big = dir.Sub("big");
+  std::ofstream(big) << std::string(70000, 'x');
+  c = Parse({"--identity-secret-file", big.c_str()});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(std::string(c.status().message()).find("xxx"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ecrm

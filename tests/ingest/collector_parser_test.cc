@@ -322,5 +322,115 @@ TEST(KafkaMessages, PlainEventsAndEnvelopesFromOtherProducers) {
   EXPECT_EQ(r->code, "invalid_timestamp");
 }
 
+TEST_F(ParserTest, ReadsTheUserHashFromContextEcrm) {
+  const std::string hash(64, 'a');
+  ASSERT_FALSE(Batch(R"({"context":{"ecrm":{"user_hash":"batch"}},"batch":[
+      {"type":"identify","userId":"u1","context":{"ecrm":{"user_hash":")" +
+                     hash + R"("}}},
+      {"type":"identify","userId":"u2"},
+      {"type":"identify","userId":"u3","context":{"ecrm":{"user_hash":null}}}]})")
+                   .has_value());
+  ASSERT_EQ(out_.events.size(), 3u);
+  EXPECT_EQ(out_.events[0].user_hash, hash);
+  EXPECT_EQ(out_.events[1].user_hash, "batch");  // the batch context is the fallback
+  EXPECT_EQ(out_.events[2].user_hash, "");
+  EXPECT_TRUE(out_.events[0].trusted);  // marked later, by the caller that knows the key
+  EXPECT_EQ(out_.events[0].source, "");
+  ASSERT_FALSE(
+      Batch(R"({"batch":[{"type":"page","anonymousId":"a","context":{"ecrm":{}}}]})").has_value());
+
+  ExpectRejected(R"({"batch":[{"type":"page","anonymousId":"a"},
+      {"type":"identify","userId":"u","context":{"ecrm":{"user_hash":42}}}]})",
+                 "invalid_field_type", 1);
+  ExpectRejected(R"({"batch":[{"type":"identify","userId":"u","context":{"ecrm":{"user_hash":")" +
+                     std::string(129, 'a') + R"("}}}]})",
+                 "invalid_field_type", 0);
+  ExpectRejected(R"({"batch":[{"type":"identify","userId":"u","context":{"ecrm":"x"}}]})",
+                 "invalid_field_type", 0);
+  EXPECT_FALSE(
+      Batch(R"({"batch":[{"type":"identify","userId":"u","context":{"ecrm":{"user_hash":")" +
+            std::string(128, 'a') + R"("}}}]})")
+          .has_value());
+}
+
+TEST(KafkaMessages, TheEcrmEnvelopeFieldMarksEveryEvent) {
+  CollectorParser consumer{CollectorLimits{}};
+  CollectorRequest got;
+  // Without the field (another producer): trusted, no source; a user_hash is dropped.
+  ASSERT_FALSE(
+      consumer
+          .ParseKafkaMessage(
+              R"({"batch":[{"type":"identify","userId":"u","context":{"ecrm":{"user_hash":"h"}}},
+                                    {"type":"page","anonymousId":"a"}]})",
+              kNow, got)
+          .has_value());
+  ASSERT_EQ(got.events.size(), 2u);
+  for (const auto& e : got.events) {
+    EXPECT_TRUE(e.trusted);
+    EXPECT_EQ(e.source, "");
+    EXPECT_FALSE(e.user_hash_valid);
+    EXPECT_EQ(e.user_hash, "");
+  }
+  ASSERT_FALSE(
+      consumer.ParseKafkaMessage(R"({"type":"page","anonymousId":"a"})", kNow, got).has_value());
+  EXPECT_TRUE(got.events[0].trusted);
+
+  // With it: onto every event of the message, in either form.
+  ASSERT_FALSE(
+      consumer
+          .ParseKafkaMessage(
+              R"({"batch":[{"type":"identify","userId":"u"},{"type":"page","anonymousId":"a"}],
+                  "ecrm":{"source":"0123456789abcdef","trusted":false,"userHashValid":true}})",
+              kNow, got)
+          .has_value());
+  ASSERT_EQ(got.events.size(), 2u);
+  for (const auto& e : got.events) {
+    EXPECT_FALSE(e.trusted);
+    EXPECT_EQ(e.source, "0123456789abcdef");
+    EXPECT_TRUE(e.user_hash_valid);
+  }
+  ASSERT_FALSE(consumer
+                   .ParseKafkaMessage(
+                       R"({"type":"page","anonymousId":"a","ecrm":{"source":"s","trusted":false}})",
+                       kNow, got)
+                   .has_value());
+  EXPECT_FALSE(got.events[0].trusted);
+  EXPECT_EQ(got.events[0].source, "s");
+  EXPECT_FALSE(got.events[0].user_hash_valid);
+
+  for (const char* bad :
+       {R"({"batch":[{"type":"page","anonymousId":"a"}],"ecrm":"server"})",
+        R"({"batch":[{"type":"page","anonymousId":"a"}],"ecrm":{"trusted":"yes"}})",
+        R"({"batch":[{"type":"page","anonymousId":"a"}],"ecrm":{"source":1}})",
+        R"({"batch":[{"type":"page","anonymousId":"a"}],"ecrm":{"userHashValid":1}})"}) {
+    auto r = consumer.ParseKafkaMessage(bad, kNow, got);
+    ASSERT_TRUE(r.has_value()) << bad;
+    EXPECT_EQ(r->code, "invalid_field_type") << bad;
+    EXPECT_TRUE(got.events.empty());
+  }
+}
+
+TEST(KafkaMessages, StampedEnvelopesParseBackWithTheirMarks) {
+  CollectorParser http{CollectorLimits{}};
+  http.set_keep_raw(true);
+  CollectorRequest sent;
+  ASSERT_FALSE(
+      http.Parse(R"({"userId":"u","event":"E"})", EventType::kTrack, kNow, sent).has_value());
+  sent.events[0].source = "k\"ey";  // escaped in the envelope
+  sent.events[0].trusted = false;
+  sent.events[0].user_hash_valid = true;
+  StampEnvelope(sent.events[0], sent.raw[0]);
+  EXPECT_TRUE(sent.raw[0].value.ends_with(
+      R"(,"ecrm":{"source":"k\"ey","trusted":false,"userHashValid":true}})"))
+      << sent.raw[0].value;
+  CollectorParser consumer{CollectorLimits{}};
+  CollectorRequest got;
+  ASSERT_FALSE(consumer.ParseKafkaMessage(sent.raw[0].value, kNow, got).has_value());
+  EXPECT_EQ(got.events[0].source, "k\"ey");
+  EXPECT_FALSE(got.events[0].trusted);
+  EXPECT_TRUE(got.events[0].user_hash_valid);
+  EXPECT_EQ(Encode(got.events[0]), Encode(sent.events[0]));
+}
+
 }  // namespace
 }  // namespace ecrm
