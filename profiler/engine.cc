@@ -16,8 +16,8 @@ namespace {
 // Per reader thread: identity key -> profile id. Records do change (a merge repoints them to the
 // survivor, a verified claim takes one over from an unverified holder): a cached id of a merged
 // profile still leads to the survivor through its alias, and every erasure bumps the epoch, which
-// empties the caches, as does a batch that took a record over (IdentityRecordsMoved). Only hits are cached: an unknown visitor may appear at any moment. Tagged with the
-// engine it belongs to.
+// empties the caches, as does a batch that took a record over (IdentityRecordsMoved). Only hits are
+// cached: an unknown visitor may appear at any moment. Tagged with the engine it belongs to.
 struct ReaderIdentityCache {
   uint64_t engine = 0;
   uint64_t epoch = 0;

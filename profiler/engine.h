@@ -85,9 +85,7 @@ class ProfileEngine final : public ShardRouter {
   // Re-sends the absorb step of every merge a crash interrupted (meta "merge|" records).
   void ResumePendingMerges();
   void Finished(size_t n) override { outstanding_.fetch_sub(n); }
-  void IdentityRecordsMoved() override {
-    identity_epoch_->fetch_add(1, std::memory_order_release);
-  }
+  void IdentityRecordsMoved() override { identity_epoch_->fetch_add(1, std::memory_order_release); }
 
   KvStore& store_;
   const EngineOptions options_;

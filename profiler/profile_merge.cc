@@ -1,8 +1,7 @@
 #include "profiler/profile_merge.h"
 
-#include <iterator>
-
 #include <algorithm>
+#include <iterator>
 
 namespace ecrm {
 namespace {

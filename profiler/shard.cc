@@ -26,8 +26,8 @@ uint32_t OwnerPartition(std::string_view profile_id) {
 
 std::string EncodePendingMerge(const ShardTask& absorb) {
   std::string out;
-  for (const std::string* part : {&absorb.profile_id, &absorb.other_id, &absorb.link,
-                                  &absorb.message_id, &absorb.payload}) {
+  for (const std::string* part :
+       {&absorb.profile_id, &absorb.other_id, &absorb.link, &absorb.message_id, &absorb.payload}) {
     PutFixed64(&out, part->size());
     out.append(*part);
   }
@@ -38,8 +38,8 @@ std::string EncodePendingMerge(const ShardTask& absorb) {
 std::optional<ShardTask> DecodePendingMerge(std::string_view value) {
   ShardTask absorb;
   absorb.kind = ShardTask::Kind::kMergeAbsorb;
-  for (std::string* part : {&absorb.profile_id, &absorb.other_id, &absorb.link,
-                            &absorb.message_id, &absorb.payload}) {
+  for (std::string* part :
+       {&absorb.profile_id, &absorb.other_id, &absorb.link, &absorb.message_id, &absorb.payload}) {
     if (value.size() < 8) return std::nullopt;
     const uint64_t n = DecodeFixed64(value.data());
     value.remove_prefix(8);
@@ -184,7 +184,7 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
           RecordRefusal(task);
           break;
         case ShardTask::Kind::kAttachIdentity:
-          AttachIdentity(task.profile_id, task.id_type, task.id_value);
+          AttachIdentity(task.profile_id, task.id_type, task.id_value, task.ack);
           break;
         case ShardTask::Kind::kSourceOffset: {
           std::string value;
@@ -310,7 +310,7 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
     // A retry or replay. Its first attempt may have stopped before its claims were durable (a
     // crash between two shards' batches): claims are idempotent, so they are sent again.
     metrics_.events_duplicate().Increment();
-    if (batch_error_.ok()) ClaimCarried(*profile, event, ack);
+    if (batch_error_.ok()) ClaimCarried(*profile, event, ack, /*retry=*/true);
     return;
   }
   if (!batch_error_.ok()) return;
@@ -351,8 +351,8 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
   ClaimCarried(*profile, event, ack);
 }
 
-void Shard::ClaimCarried(const Profile& profile, const Event& event,
-                         const std::shared_ptr<AckGroup>& ack) {
+void Shard::ClaimCarried(Profile& profile, const Event& event, const std::shared_ptr<AckGroup>& ack,
+                         bool retry) {
   struct Carried {
     const char* type;
     const std::string* value;
@@ -364,14 +364,15 @@ void Shard::ClaimCarried(const Profile& profile, const Event& event,
                              // alias: previousId was an anonymous id or a user id
                              {"anonymous_id", &event.previous_id, false},
                              {"user_id", &event.previous_id, true}};
-  const auto user_ids = profile.identities.find("user_id");
-  const bool holds_user = user_ids != profile.identities.end() && !user_ids->second.empty();
   auto claim_if_new = [&](const char* type, const std::string* value, bool link_only) {
-    if (value->empty() || profile.HasIdentity(type, *value)) return;
+    if (value->empty() || (!retry && profile.HasIdentity(type, *value))) return;
+    const auto user_ids = profile.identities.find("user_id");
+    const bool holds_user = user_ids != profile.identities.end() && !user_ids->second.empty() &&
+                            !profile.HasIdentity("user_id", *value);
     // Only a server key, the import channel, or a browser event's userId with a valid user hash
     // verify a claim (docs/identity.md#trusted-identity).
-    const bool verified = event.trusted || (event.user_hash_valid && !link_only &&
-                                            value == &event.user_id);
+    const bool verified =
+        event.trusted || (event.user_hash_valid && !link_only && value == &event.user_id);
     if (!verified && holds_user && std::strcmp(type, "user_id") == 0 &&
         static_cast<int>(user_ids->second.size()) >= UserIdLimit()) {
       // An unverified second user id never joins a profile that has one.
@@ -398,6 +399,10 @@ void Shard::ClaimCarried(const Profile& profile, const Event& event,
     claim.link_only = link_only;
     claim.verified = verified;
     claim.ack = ack;
+    if (!link_only && options_.identifier_limits.contains(type) &&
+        profile.AddIdentity(type, *value)) {
+      dirty_.insert(profile.id);
+    }
     if (Owns(claim.partition)) {
       ClaimIdentity(claim);
     } else {
@@ -473,7 +478,7 @@ void Shard::ClaimIdentity(ShardTask& task) {
   const auto owner_partition = PartitionOfProfileId(task.profile_id);
   ECRM_CHECK(owner_partition.has_value());
   if (Owns(*owner_partition)) {
-    AttachIdentity(task.profile_id, task.id_type, task.id_value);
+    AttachIdentity(task.profile_id, task.id_type, task.id_value, task.ack);
     return;
   }
   ShardTask attach;
@@ -499,10 +504,12 @@ void Shard::DetachIdentity(ShardTask& task) {
   Profile& p = **loaded;
   auto it = p.identities.find(task.id_type);
   if (it == p.identities.end()) return;
-  std::erase(it->second, task.id_value);
+  if (std::erase(it->second, task.id_value) == 0) return;
   if (it->second.empty()) p.identities.erase(it);
-  AddHistory(p, {task.at, false, task.other_id, task.id_type + ":" + task.id_value,
-                 task.message_id, "held by an unverified claim; given to a verified one"});
+  if (!task.other_id.empty()) {  // a takeover (a refused merge has its history entry already)
+    AddHistory(p, {task.at, false, task.other_id, task.id_type + ":" + task.id_value,
+                   task.message_id, "held by an unverified claim; given to a verified one"});
+  }
   dirty_.insert(task.profile_id);
 }
 
@@ -522,7 +529,17 @@ void Shard::RecordRefusal(ShardTask& task) {
       std::find(p.merged_ids.begin(), p.merged_ids.end(), task.other_id) != p.merged_ids.end()) {
     return;
   }
-  if (!task.other_id.empty()) metrics_.claims_refused().Increment();
+  if (!task.other_id.empty()) {
+    metrics_.claims_refused().Increment();
+    // Listed when it was claimed (a limited type): the holder keeps it.
+    if (const auto colon = task.link.find(':'); colon != std::string::npos) {
+      auto it = p.identities.find(task.link.substr(0, colon));
+      if (it != p.identities.end()) {
+        std::erase(it->second, task.link.substr(colon + 1));
+        if (it->second.empty()) p.identities.erase(it);
+      }
+    }
+  }
   AddHistory(p, {task.at, false, task.other_id, task.link, task.message_id, task.reason});
   dirty_.insert(task.profile_id);
 }
@@ -541,6 +558,7 @@ void Shard::StartMerge(const std::string& a, const std::string& b, const ShardTa
   check.at = cause.at;
   check.message_id = cause.message_id;
   check.explicit_link = cause.explicit_link;
+  check.claimer = cause.claimer.empty() ? a : cause.claimer;
   check.ack = cause.ack;
   SendTo(OwnerPartition(check.profile_id), std::move(check));
 }
@@ -590,6 +608,18 @@ void Shard::MergeSend(ShardTask& task) {
                           "both profiles have a different " + type});
       dirty_.insert(loser_id);
       metrics_.merges_refused().Increment();
+      // The claimer listed the linking identifier when it claimed it; it stays with its holder.
+      if (const auto colon = task.link.find(':'); colon != std::string::npos) {
+        ShardTask detach;
+        detach.kind = ShardTask::Kind::kDetachIdentity;
+        detach.profile_id = task.claimer;
+        detach.id_type = task.link.substr(0, colon);
+        detach.id_value = task.link.substr(colon + 1);
+        detach.at = task.at;
+        detach.message_id = task.message_id;
+        detach.ack = task.ack;
+        SendTo(OwnerPartition(detach.profile_id), std::move(detach));
+      }
       return;
     }
   }
@@ -740,20 +770,21 @@ void Shard::DeleteAlias(ShardTask& task) {
 }
 
 void Shard::AttachIdentity(const std::string& profile_id, const std::string& type,
-                           const std::string& value) {
+                           const std::string& value, const std::shared_ptr<AckGroup>& ack) {
   std::string alias_to;
   auto loaded = LoadProfile(profile_id, &alias_to);
   if (!loaded.ok()) return Fail(loaded.status());
   if (!alias_to.empty()) {
-    // Merged meanwhile: the survivor takes the identifier (its record is repointed by the merge).
+    // Merged meanwhile: the survivor lists the identifier (its record names the merged-away id,
+    // whose alias leads there).
     const auto owner = PartitionOfProfileId(alias_to);
-    if (Owns(*owner)) return AttachIdentity(alias_to, type, value);
+    if (Owns(*owner)) return AttachIdentity(alias_to, type, value, ack);
     ShardTask attach;
     attach.kind = ShardTask::Kind::kAttachIdentity;
     attach.profile_id = alias_to;
     attach.id_type = type;
     attach.id_value = value;
-    attach.ack = std::make_shared<AckGroup>(1, [](Status) {});
+    attach.ack = ack;  // the claim's request is answered once the survivor lists it
     SendTo(*owner, std::move(attach));
     return;
   }
@@ -815,10 +846,10 @@ bool Shard::SeenMessage(const Profile& profile, uint32_t partition, const Event&
   if (profile.SawMessage(event.message_hash)) return true;
   if (event.received_at >= options_.legacy_dedup_until_ms) return false;
   // Within one dedup window of an upgrade: the event may have been recorded in the dedup CF.
-  const std::string legacy = options_.legacy_dedup_schema == 1
-                                 ? LegacyDedupKey(partition, event.message_id)
-                                 : std::string(AsView(DedupKey(partition, event.client_time,
-                                                               event.message_id)));
+  const std::string legacy =
+      options_.legacy_dedup_schema == 1
+          ? LegacyDedupKey(partition, event.message_id)
+          : std::string(AsView(DedupKey(partition, event.client_time, event.message_id)));
   auto stored = store_.Get(Cf::kDedup, legacy);
   if (!stored.ok()) {
     Fail(stored.status());

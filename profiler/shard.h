@@ -79,6 +79,9 @@ struct ShardTask {
   bool link_only = false;      // kClaimIdentity: merge if owned elsewhere, never claim
   bool verified = true;        // kClaimIdentity: the claim may merge or take over (see Event)
   std::string reason;          // kRecordRefusal
+  // Merges: the profile whose claim of `link` started the merge (it lists the identifier already
+  // when its type is limited; a refused merge takes it off again).
+  std::string claimer;
   std::shared_ptr<AckGroup> ack;
 };
 
@@ -156,8 +159,12 @@ class Shard {
   void DetachIdentity(ShardTask& task);
   void RecordRefusal(ShardTask& task);
   // Sends the identifier claims an applied (or duplicate) event carries for `profile`.
-  void ClaimCarried(const Profile& profile, const Event& event,
-                    const std::shared_ptr<AckGroup>& ack);
+  // Identifiers of a limited type (user_id) are listed in the profile at once, before the claim
+  // is confirmed, so that merge protection sees them for the next event of the same batch; a
+  // refused claim takes them off again. `retry`: claim every carried identifier, even the listed
+  // ones (a duplicate: its first attempt's claims may have been lost in a crash).
+  void ClaimCarried(Profile& profile, const Event& event, const std::shared_ptr<AckGroup>& ack,
+                    bool retry = false);
   void DeleteProfile(ShardTask& task);
   void DeleteIdentity(ShardTask& task);
   void DeleteAlias(ShardTask& task);
@@ -170,7 +177,7 @@ class Shard {
   // The id `profile_id` was merged into (following aliases), or "" if it is not an alias.
   StatusOr<std::string> AliasTarget(const std::string& profile_id);
   void AttachIdentity(const std::string& profile_id, const std::string& type,
-                      const std::string& value);
+                      const std::string& value, const std::shared_ptr<AckGroup>& ack);
   // The profile id an identifier maps to, from the cache or the store; empty if none.
   StatusOr<std::string> ResolveIdentity(const std::string& key);
   // The profile, loaded into the cache if needed; created empty if absent. Null with
@@ -206,7 +213,7 @@ class Shard {
   // Per batch.
   WriteBatch batch_;
   absl::flat_hash_set<std::string> dirty_;
-  std::vector<std::string> dirty_sorted_;                       // dirty_ in key order, at commit
+  std::vector<std::string> dirty_sorted_;  // dirty_ in key order, at commit
   std::vector<std::shared_ptr<AckGroup>> acks_;
   std::vector<Outgoing> outgoing_;
   Status batch_error_;

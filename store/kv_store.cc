@@ -68,6 +68,14 @@ bool LockedByAnotherProcess(const std::string& path) {
 
 }  // namespace
 
+class MemoryEnv {
+ public:
+  MemoryEnv() : env(rocksdb::NewMemEnv(rocksdb::Env::Default())) {}
+  std::unique_ptr<rocksdb::Env> env;
+};
+
+std::shared_ptr<MemoryEnv> NewMemoryEnv() { return std::make_shared<MemoryEnv>(); }
+
 WriteBatch::WriteBatch() : batch_(std::make_unique<rocksdb::WriteBatch>()) {}
 WriteBatch::~WriteBatch() = default;
 WriteBatch::WriteBatch(WriteBatch&&) noexcept = default;
@@ -111,6 +119,7 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const StoreOptions& options) {
   // Only tickers are exported (app/store_metrics.cc); histograms would cost every Get and Write.
   store->stats_->set_stats_level(rocksdb::StatsLevel::kExceptHistogramOrTimers);
   db_options.statistics = store->stats_;
+  if (options.memory_env) db_options.env = options.memory_env->env.get();
 
   // Index and filter blocks live in the block cache (bounded memory) with high priority, in a
   // pool that data blocks cannot evict them from.

@@ -31,6 +31,12 @@ namespace ecrm {
 enum class Cf : int { kProfiles = 0, kIdentities = 1, kDedup = 2, kMeta = 3 };
 inline constexpr int kNumCfs = 4;
 
+// An in-memory file system for tests (RocksDB's MemEnv): a store opened on it writes no file, and
+// a later Open with the same env and path sees what an earlier one wrote, as after a restart.
+// Opaque; shared by the stores opened on it, which it must outlive.
+class MemoryEnv;
+std::shared_ptr<MemoryEnv> NewMemoryEnv();
+
 struct StoreOptions {
   std::string path;                      // database directory; created if missing
   size_t block_cache_bytes = 256 << 20;  // shared LRU block cache
@@ -42,6 +48,7 @@ struct StoreOptions {
   // database, and with FailedPrecondition while another process (a running ecrm) holds the
   // database's lock, because what it reads then could be missing writes still in flight.
   bool read_only = false;
+  std::shared_ptr<MemoryEnv> memory_env;  // tests only: keep the database in memory (null: disk)
 };
 
 // A set of writes applied atomically by KvStore::Write. Not thread-safe; owned by one writer.
