@@ -585,8 +585,28 @@ void Shard::MergeSend(ShardTask& task) {
   auto loaded = LoadProfile(loser_id, &alias_to);
   if (!loaded.ok()) return Fail(loaded.status());
   if (!alias_to.empty()) {
-    if (alias_to != task.profile_id) StartMerge(task.profile_id, alias_to, task);
-    return;  // already merged (into the survivor, or now being merged with its survivor)
+    if (alias_to != task.profile_id) {
+      StartMerge(task.profile_id, alias_to, task);  // being merged with its survivor
+      return;
+    }
+    // Merged into the survivor already. The claim that led here may be a retry whose first
+    // attempt's attach was lost in a crash, with the record still naming the merged-away id: the
+    // survivor lists the linking identifier, and its record leads there directly.
+    if (const auto colon = task.link.find(':'); colon != std::string::npos) {
+      ShardTask attach;
+      attach.kind = ShardTask::Kind::kAttachIdentity;
+      attach.profile_id = task.profile_id;
+      attach.id_type = task.link.substr(0, colon);
+      attach.id_value = task.link.substr(colon + 1);
+      attach.ack = task.ack;
+      ShardTask repoint = attach;
+      repoint.kind = ShardTask::Kind::kRepointIdentity;
+      repoint.partition = PartitionForKey(repoint.id_value, router_.partition_count());
+      repoint.other_id = loser_id;
+      SendTo(OwnerPartition(attach.profile_id), std::move(attach));
+      SendTo(repoint.partition, std::move(repoint));
+    }
+    return;
   }
   Profile* loser = *loaded;
   // Merge protection: no identifier type over its limit in the merged profile, unless an alias

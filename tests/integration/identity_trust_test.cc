@@ -52,9 +52,8 @@ class IdentityTrustTest : public ::testing::Test {
     auto store = KvStore::Open({.path = config_.data_dir + "/db", .read_only = true});
     ASSERT_TRUE(store.ok()) << store.status();
     std::string violations;
-    auto counts = CheckIdentityGraph(**store, [&](const GraphViolation& v) {
-      violations += v.message + "\n";
-    });
+    auto counts = CheckIdentityGraph(
+        **store, [&](const GraphViolation& v) { violations += v.message + "\n"; });
     ASSERT_TRUE(counts.ok()) << counts.status();
     EXPECT_EQ(violations, "");
   }
@@ -70,8 +69,8 @@ class IdentityTrustTest : public ::testing::Test {
 
   void Send(const std::string& events,
             const std::vector<std::pair<std::string, std::string>>& headers = kServer) {
-    auto r = HttpCall(service_->port(), "POST", "/v1/batch", "{\"batch\":[" + events + "]}",
-                      headers);
+    auto r =
+        HttpCall(service_->port(), "POST", "/v1/batch", "{\"batch\":[" + events + "]}", headers);
     ASSERT_EQ(r.status, 200) << r.body << " for " << events;
   }
   // The profile JSON for an identifier ("" if 404).
@@ -177,7 +176,8 @@ TEST_F(IdentityTrustTest, AHundredConcurrentMergesInOneRequestLoseNothing) {
     for (const std::string& e :
          {Ev("track", a, "", "2026-11-01T10:00:00Z"), Ev("track", a, "", "2026-11-01T10:00:01Z"),
           Ev("track", b, "", "2026-11-01T10:00:02Z"), Ev("identify", a, u, "2026-11-01T10:00:03Z"),
-          Ev("track", "", u, "2026-11-01T10:00:04Z"), Ev("identify", b, u, "2026-11-01T10:00:05Z")}) {
+          Ev("track", "", u, "2026-11-01T10:00:04Z"),
+          Ev("identify", b, u, "2026-11-01T10:00:05Z")}) {
       batch += (batch.empty() ? "" : ",") + e;
     }
   }
@@ -208,9 +208,10 @@ TEST_F(IdentityTrustTest, ForgedClaimsFromABrowserKeyLinkNothing) {
           R"(,"traits":{"email":"victim@example.com"})"),
        kBrowser);
   Send(Ev("identify", "attacker", "victim", "2026-11-01T12:01:00Z"), kBrowser);
-  Send(R"({"type":"alias","anonymousId":"attacker","previousId":"victim-device","userId":"mallory",)"
-       R"("timestamp":"2026-11-01T12:02:00Z"})",
-       kBrowser);
+  Send(
+      R"({"type":"alias","anonymousId":"attacker","previousId":"victim-device","userId":"mallory",)"
+      R"("timestamp":"2026-11-01T12:02:00Z"})",
+      kBrowser);
   EXPECT_NE(Id("anonymous_id:attacker"), victim);
   EXPECT_EQ(Id("user_id:victim"), victim);
   EXPECT_EQ(Id("email:victim@example.com"), victim);

@@ -6,6 +6,7 @@
 #include <future>
 
 #include "common/murmur2.h"
+#include "profiler/profile_codec.h"
 #include "store/keys.h"
 #include "tests/testutil/temp_dir.h"
 
@@ -172,8 +173,8 @@ TEST_F(EngineTest, Schema1DedupRecordsCountForOneWindowAfterUpgrade) {
   EXPECT_EQ(Events("anonymous_id", "a"), 3);
 }
 
-// Retries and replays repeat an event's client time; the same messageId at another client time
-// is a different key, and events without a client time dedup by messageId alone.
+// Retries and replays repeat an event's messageId: it is a duplicate whatever its received-at, also
+// after a restart (the hashes are in the stored profile).
 TEST_F(EngineTest, DuplicatesMatchOnMessageIdAndClientTime) {
   Event e = MakeEvent(EventType::kTrack, "a", "", "m1");
   e.client_time = 1'790'000'000'000;
@@ -184,6 +185,74 @@ TEST_F(EngineTest, DuplicatesMatchOnMessageIdAndClientTime) {
   Open();  // from RocksDB, not the in-memory sets
   ASSERT_TRUE(SubmitAndWait({retry, untimed}).ok());
   EXPECT_EQ(Events("anonymous_id", "a"), 2);
+}
+
+TEST_F(EngineTest, Schema2DedupRecordsCountForOneWindowAfterUpgrade) {
+  ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kTrack, "a", "", "m0")}).ok());
+  auto profile = engine_->Lookup("anonymous_id", "a");
+  ASSERT_TRUE(profile.ok() && profile->has_value());
+  const uint32_t partition = *PartitionOfProfileId((*profile)->id);
+  engine_.reset();
+  // Turn the store back into schema 2: time-ordered records per partition.
+  constexpr TimeMs kClientTime = 1'790'000'000'000;
+  std::string ts;
+  PutFixed64(&ts, kClientTime);
+  WriteBatch batch = store_->NewBatch();
+  batch.Put(Cf::kDedup, AsView(DedupKey(partition, kClientTime, "m1")), ts);
+  batch.Put(Cf::kDedup, AsView(DedupKey(partition, kClientTime, "m2")), ts);
+  batch.Put(Cf::kMeta, kMetaSchemaVersion, "2");
+  ASSERT_TRUE(store_->Write(batch).ok());
+
+  Open();
+  EXPECT_EQ(*store_->Get(Cf::kMeta, kMetaSchemaVersion), std::string(kCurrentSchemaVersion));
+  EXPECT_EQ(*store_->Get(Cf::kMeta, kMetaLegacyDedupSchema), std::string("2"));
+  auto until = store_->Get(Cf::kMeta, kMetaLegacyDedupUntil);
+  ASSERT_TRUE(until.ok() && until->has_value() && (*until)->size() == 8);
+  Event m1 = MakeEvent(EventType::kTrack, "a", "", "m1");
+  m1.client_time = kClientTime;
+  m1.received_at = static_cast<TimeMs>(DecodeFixed64((*until)->data())) - 1;
+  Event m3 = MakeEvent(EventType::kTrack, "a", "", "m3");
+  m3.received_at = m1.received_at;
+  ASSERT_TRUE(SubmitAndWait({m1, m3}).ok());
+  EXPECT_EQ(Events("anonymous_id", "a"), 2);  // m1 was a duplicate of the old record
+  Event m2 = MakeEvent(EventType::kTrack, "a", "", "m2");
+  m2.client_time = kClientTime;
+  m2.received_at = static_cast<TimeMs>(DecodeFixed64((*until)->data())) + 1;
+  ASSERT_TRUE(SubmitAndWait({m2}).ok());
+  EXPECT_EQ(Events("anonymous_id", "a"), 3);  // past the window
+}
+
+// A crash between a merge's two batches (the loser aliased, the survivor not yet updated) leaves a
+// pending merge record; the next start finishes the merge.
+TEST_F(EngineTest, AMergeInterruptedByACrashResumesAtStart) {
+  ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kTrack, "a", "", "m0"),
+                             MakeEvent(EventType::kTrack, "b", "", "m1"),
+                             MakeEvent(EventType::kTrack, "b", "", "m2")})
+                  .ok());
+  auto a = engine_->Lookup("anonymous_id", "a");
+  auto b = engine_->Lookup("anonymous_id", "b");
+  ASSERT_TRUE(a.ok() && a->has_value() && b.ok() && b->has_value());
+  engine_.reset();
+  // What the loser's batch of a merge of b into a writes: the alias and the pending record.
+  ShardTask absorb;
+  absorb.profile_id = (*a)->id;
+  absorb.other_id = (*b)->id;
+  absorb.link = "user_id:u";
+  absorb.at = 1'790'000'000'000;
+  EncodeProfile(**b, &absorb.payload);
+  WriteBatch batch = store_->NewBatch();
+  batch.Put(Cf::kProfiles, (*b)->id, EncodeAlias((*a)->id));
+  batch.Put(Cf::kMeta, PendingMergeKey((*b)->id), EncodePendingMerge(absorb));
+  ASSERT_TRUE(store_->Write(batch).ok());
+
+  Open();
+  engine_->Stop();  // Start re-sent the absorb; Stop waits until it is done
+  EXPECT_EQ(Events("anonymous_id", "b"), 3);
+  EXPECT_EQ(Events("anonymous_id", "a"), 3);
+  EXPECT_FALSE(store_->Get(Cf::kMeta, PendingMergeKey((*b)->id))->has_value());
+  // A second start has nothing to resume, and the absorb is not applied twice.
+  Open();
+  EXPECT_EQ(Events("anonymous_id", "a"), 3);
 }
 
 // A data dir written by a newer ecrm is refused rather than misread.
