@@ -21,6 +21,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/time_format.h"
 #include "profiler/engine.h"
 #include "profiler/graph_check.h"
 #include "profiler/profile_codec.h"
@@ -53,7 +54,7 @@ History Generate(uint64_t seed, bool shared_devices = false) {
   const int people = 1 + pick(4);
   struct Person {
     std::vector<std::string> devices;
-    std::string user, email;
+    std::string user, email, crm_id;
   };
   std::vector<Person> persons(static_cast<size_t>(people));
   for (int p = 0; p < people; p++) {
@@ -64,6 +65,7 @@ History Generate(uint64_t seed, bool shared_devices = false) {
     }
     if (pick(10) < 8) person.user = "u" + std::to_string(p);
     if (pick(10) < 5) person.email = "p" + std::to_string(p) + "@example.com";
+    if (pick(10) < 4) person.crm_id = "C-" + std::to_string(p);
   }
   const int n = 2 + pick(14);
   for (int i = 0; i < n; i++) {
@@ -111,6 +113,7 @@ History Generate(uint64_t seed, bool shared_devices = false) {
       e.channel = "crm";
       e.user_id = person.user;
       e.email = person.email;
+      if (!person.crm_id.empty()) e.identifiers = {{"crm_id", person.crm_id}};
       e.traits = {{"tier", trait}};
     } else {
       e.type = EventType::kTrack;
@@ -157,6 +160,7 @@ std::vector<std::string> Links(const Event& e) {
   if (!e.user_id.empty()) out.push_back("user_id:" + e.user_id);
   if (!e.email.empty()) out.push_back("email:" + e.email);
   if (!e.previous_id.empty()) out.push_back("anonymous_id:" + e.previous_id);
+  for (const auto& [type, value] : e.identifiers) out.push_back(type + ":" + value);
   return out;
 }
 
@@ -474,39 +478,65 @@ History Shrink(History h) {
   return h;
 }
 
+// A failing history as a scenario file for tests/identity/scenarios/ (one event or import record
+// per request, in arrival order; the model's components as same_profile, its counts as expect).
 std::string ScenarioJson(const History& h) {
   std::ostringstream s;
-  s << "{\"comment\": \"shrunk by identity_model_test (" << h.shards << " shards, " << h.in_flight
-    << " requests in flight)\",\n \"events\": [\n";
+  s << "{\"description\": \"shrunk by identity_model_test (" << h.shards << " shards, "
+    << h.in_flight << " requests in flight";
+  for (const auto& [r, id] : h.erase_after) s << "; " << id << " erased after request " << r;
+  for (size_t r : h.restart_after) s << "; restarted after request " << r;
+  s << ")\"";
+  std::string open_key;
   for (size_t i = 0; i < h.arrival.size(); i++) {
     const Event& e = h.events[h.arrival[i]];
-    s << "  {\"type\": \"" << EventTypeName(e.type) << "\", \"messageId\": \"" << e.message_id
-      << "\", \"timestamp\": " << e.timestamp;
+    const std::string key = e.channel.empty() ? "events" : "import";
+    if (key != open_key) {
+      s << (open_key.empty() ? "" : "]") << ",\n \"" << key << "\": [";
+      open_key = key;
+    } else {
+      s << ",";
+    }
+    s << "\n  {";
+    std::string traits;
+    if (!e.email.empty()) traits += "\"email\": \"" + e.email + "\"";
+    for (const auto& [k, v] : e.traits) traits += (traits.empty() ? "\"" : ", \"") + k + "\": " + v;
+    if (!e.channel.empty()) {  // an import record
+      s << "\"channel\": \"" << e.channel << "\", \"updated_at\": \"" << FormatIso8601(e.timestamp)
+        << "\", \"identifiers\": {";
+      std::string ids;
+      if (!e.user_id.empty()) ids += "\"user_id\": \"" + e.user_id + "\"";
+      if (!e.email.empty())
+        ids += std::string(ids.empty() ? "" : ", ") + "\"email\": \"" + e.email + "\"";
+      for (const auto& [type, value] : e.identifiers) {
+        ids += std::string(ids.empty() ? "" : ", ") + "\"" + type + "\": \"" + value + "\"";
+      }
+      s << ids << "}, \"traits\": {" << traits << "}}";
+      continue;
+    }
+    s << "\"type\": \"" << EventTypeName(e.type) << "\", \"messageId\": \"" << e.message_id
+      << "\", \"timestamp\": \"" << FormatIso8601(e.timestamp) << "\"";
     if (!e.anonymous_id.empty()) s << ", \"anonymousId\": \"" << e.anonymous_id << "\"";
     if (!e.user_id.empty()) s << ", \"userId\": \"" << e.user_id << "\"";
     if (!e.previous_id.empty()) s << ", \"previousId\": \"" << e.previous_id << "\"";
     if (!e.event.empty()) s << ", \"event\": \"" << e.event << "\"";
-    if (!e.channel.empty()) s << ", \"channel\": \"" << e.channel << "\"";
-    s << ", \"traits\": {";
-    bool first = true;
-    if (!e.email.empty()) {
-      s << "\"email\": \"" << e.email << "\"";
-      first = false;
-    }
-    for (const auto& [k, v] : e.traits) {
-      s << (first ? "" : ", ") << "\"" << k << "\": " << v;
-      first = false;
-    }
-    s << "}";
+    if (!traits.empty()) s << ", \"traits\": {" << traits << "}";
     if (e.has_revenue) s << ", \"properties\": {\"revenue\": " << e.revenue << "}";
-    s << "}" << (i + 1 < h.arrival.size() ? "," : "") << "\n";
+    s << "}";
   }
-  s << " ],\n \"requests_end_at\": [";
-  for (size_t i = 0; i < h.request_end.size(); i++) s << (i ? ", " : "") << h.request_end[i];
-  s << "]";
-  for (const auto& [r, id] : h.erase_after)
-    s << ",\n \"erase_after_request\": [" << r << ", \"" << id << "\"]";
-  for (size_t r : h.restart_after) s << ",\n \"restart_after_request\": " << r;
+  if (!open_key.empty()) s << "]";
+  if (!h.shared_devices) {
+    const ProfileUpdater updater(ProfilerConfig{});
+    std::string same, expect;
+    for (const Expected& x : Model(h, updater)) {
+      std::string group;
+      for (const auto& id : x.identifiers) group += (group.empty() ? "\"" : ", \"") + id + "\"";
+      same += (same.empty() ? "[" : ", [") + group + "]";
+      expect += (expect.empty() ? "\"" : ", \"") + *x.identifiers.begin() +
+                "\": {\"stats\": {\"events\": " + std::to_string(x.profile.stats.events) + "}}";
+    }
+    s << ",\n \"same_profile\": [" << same << "],\n \"expect\": {" << expect << "}";
+  }
   s << "}\n";
   return s.str();
 }
