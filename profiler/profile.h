@@ -134,6 +134,8 @@ struct Profile {
   bool HasIdentity(const std::string& type, const std::string& value) const;
   // Adds the identity if absent; returns true if it was added.
   bool AddIdentity(const std::string& type, const std::string& value);
+  // Removes the identity if present; returns true if it was removed.
+  bool RemoveIdentity(const std::string& type, const std::string& value);
 };
 
 }  // namespace ecrm

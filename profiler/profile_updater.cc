@@ -85,6 +85,13 @@ bool Profile::AddIdentity(const std::string& type, const std::string& value) {
   return true;
 }
 
+bool Profile::RemoveIdentity(const std::string& type, const std::string& value) {
+  const auto it = identities.find(type);
+  if (it == identities.end() || std::erase(it->second, value) == 0) return false;
+  if (it->second.empty()) identities.erase(it);
+  return true;
+}
+
 double ProfileUpdater::DecayedScore(const Interest& interest, TimeMs at) const {
   const double dt = static_cast<double>(at - interest.updated_at);
   return interest.score * std::exp2(-dt / static_cast<double>(config_.interest_half_life_ms));

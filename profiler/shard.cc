@@ -492,20 +492,11 @@ void Shard::ClaimIdentity(ShardTask& task) {
 }
 
 void Shard::DetachIdentity(ShardTask& task) {
-  std::string alias_to;
-  auto loaded = LoadProfile(task.profile_id, &alias_to);
+  auto loaded = LoadOrFollow(task);
   if (!loaded.ok()) return Fail(loaded.status());
-  if (!alias_to.empty()) {
-    ShardTask follow = task;
-    follow.profile_id = alias_to;
-    SendTo(OwnerPartition(alias_to), std::move(follow));
-    return;
-  }
+  if (*loaded == nullptr) return;
   Profile& p = **loaded;
-  auto it = p.identities.find(task.id_type);
-  if (it == p.identities.end()) return;
-  if (std::erase(it->second, task.id_value) == 0) return;
-  if (it->second.empty()) p.identities.erase(it);
+  if (!p.RemoveIdentity(task.id_type, task.id_value)) return;
   if (!task.other_id.empty()) {  // a takeover (a refused merge has its history entry already)
     AddHistory(p, {task.at, false, task.other_id, task.id_type + ":" + task.id_value,
                    task.message_id, "held by an unverified claim; given to a verified one"});
@@ -514,15 +505,9 @@ void Shard::DetachIdentity(ShardTask& task) {
 }
 
 void Shard::RecordRefusal(ShardTask& task) {
-  std::string alias_to;
-  auto loaded = LoadProfile(task.profile_id, &alias_to);
+  auto loaded = LoadOrFollow(task);
   if (!loaded.ok()) return Fail(loaded.status());
-  if (!alias_to.empty()) {
-    ShardTask follow = task;
-    follow.profile_id = alias_to;
-    SendTo(OwnerPartition(alias_to), std::move(follow));
-    return;
-  }
+  if (*loaded == nullptr) return;
   Profile& p = **loaded;
   // Not a refusal if the holder was merged into this profile meanwhile.
   if (!task.other_id.empty() &&
@@ -533,11 +518,7 @@ void Shard::RecordRefusal(ShardTask& task) {
     metrics_.claims_refused().Increment();
     // Listed when it was claimed (a limited type): the holder keeps it.
     if (const auto colon = task.link.find(':'); colon != std::string::npos) {
-      auto it = p.identities.find(task.link.substr(0, colon));
-      if (it != p.identities.end()) {
-        std::erase(it->second, task.link.substr(colon + 1));
-        if (it->second.empty()) p.identities.erase(it);
-      }
+      p.RemoveIdentity(task.link.substr(0, colon), task.link.substr(colon + 1));
     }
   }
   AddHistory(p, {task.at, false, task.other_id, task.link, task.message_id, task.reason});
@@ -680,15 +661,9 @@ void Shard::MergeSend(ShardTask& task) {
 }
 
 void Shard::MergeAbsorb(ShardTask& task) {
-  std::string alias_to;
-  auto loaded = LoadProfile(task.profile_id, &alias_to);
+  auto loaded = LoadOrFollow(task);  // the survivor may have been merged meanwhile
   if (!loaded.ok()) return Fail(loaded.status());
-  if (!alias_to.empty()) {  // the survivor was itself merged meanwhile: follow it
-    ShardTask follow = task;
-    follow.profile_id = alias_to;
-    SendTo(OwnerPartition(alias_to), std::move(follow));
-    return;
-  }
+  if (*loaded == nullptr) return;
   Profile& survivor = **loaded;
   // Absorbed already (the absorb was re-sent after a crash): do not count the loser twice.
   if (std::find(survivor.merged_ids.begin(), survivor.merged_ids.end(), task.other_id) ==
@@ -733,15 +708,9 @@ void Shard::RepointIdentity(ShardTask& task) {
 }
 
 void Shard::DeleteProfile(ShardTask& task) {
-  std::string alias_to;
-  auto loaded = LoadProfile(task.profile_id, &alias_to);
+  auto loaded = LoadOrFollow(task);
   if (!loaded.ok()) return Fail(loaded.status());
-  if (!alias_to.empty()) {
-    ShardTask follow = task;
-    follow.profile_id = alias_to;
-    SendTo(OwnerPartition(alias_to), std::move(follow));
-    return;
-  }
+  if (*loaded == nullptr) return;
   const Profile& p = **loaded;
   // Identifier records are dropped only if they still lead to this profile or one merged into it.
   std::vector<std::string> ids = p.merged_ids;
@@ -824,6 +793,16 @@ StatusOr<std::string> Shard::ResolveIdentity(const std::string& key) {
   if (identity_cache_.size() >= options_.identity_cache_capacity) identity_cache_.clear();
   identity_cache_[key] = *stored;
   return *std::move(stored);
+}
+
+StatusOr<Profile*> Shard::LoadOrFollow(const ShardTask& task) {
+  std::string alias_to;
+  auto loaded = LoadProfile(task.profile_id, &alias_to);
+  if (!loaded.ok() || alias_to.empty()) return loaded;
+  ShardTask follow = task;
+  follow.profile_id = alias_to;
+  SendTo(OwnerPartition(alias_to), std::move(follow));
+  return nullptr;
 }
 
 StatusOr<Profile*> Shard::LoadProfile(const std::string& profile_id, std::string* alias_to) {

@@ -183,6 +183,9 @@ class Shard {
   // The profile, loaded into the cache if needed; created empty if absent. Null with
   // *alias_to set if the profile was merged into another.
   StatusOr<Profile*> LoadProfile(const std::string& profile_id, std::string* alias_to = nullptr);
+  // task.profile_id's profile; null if it was merged into another, after sending a copy of the
+  // task to the survivor's shard.
+  StatusOr<Profile*> LoadOrFollow(const ShardTask& task);
   // Whether the profile already had this event: its message hash, or within the upgrade window
   // the dedup CF record of schema 1 or 2.
   bool SeenMessage(const Profile& profile, uint32_t partition, const Event& event);

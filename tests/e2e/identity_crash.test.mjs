@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { mulberry32 } from './lib/prng.mjs';
 import { ECRM_BIN, randomId, startServer } from './lib/server.mjs';
 
 let srv;
@@ -16,16 +17,6 @@ const RUN = randomId('c');
 const GROUPS = 1500;
 const KILLS = Number(process.env.ECRM_E2E_KILLS || 6);
 const SEED = Number(process.env.ECRM_E2E_SEED || (Date.now() & 0x7fffffff));
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = mulberry32(SEED);
 
 // Each group is one person: two devices, a user id and an email; six events that merge them.

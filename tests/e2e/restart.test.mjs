@@ -3,6 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { mulberry32 } from './lib/prng.mjs';
 import { randomId, startServer } from './lib/server.mjs';
 
 let srv;
@@ -13,17 +14,6 @@ const RUN = randomId('r');
 const VISITORS = Array.from({ length: 30 }, (_, i) => `restart-${RUN}-v${String(i).padStart(2, '0')}`);
 const BATCH_SIZE = 50;
 
-// Deterministic PRNG so that a failure can be replayed (seed printed on failure).
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const SEED = Number(process.env.ECRM_E2E_SEED || (Date.now() & 0x7fffffff));
 const rand = mulberry32(SEED);
 
