@@ -6,6 +6,7 @@
 
 #include "CLI/CLI.hpp"
 #include "profiler/graph_check.h"
+#include "store/keys.h"
 #include "store/kv_store.h"
 
 namespace ecrm {
@@ -48,6 +49,16 @@ int RunCheck(int argc, const char* const* argv, std::ostream& out, std::ostream&
   if (!counts.ok()) {
     err << "ecrm check: " << options.path << ": " << counts.status().message() << "\n";
     return 2;
+  }
+  // Merges a crash cut short: their identifiers show as violations until a start finishes them.
+  uint64_t pending = 0;
+  (void)(*store)->Scan(Cf::kMeta, kMetaPendingMergePrefix, [&](std::string_view, std::string_view) {
+    pending++;
+    return true;
+  });
+  if (pending > 0) {
+    out << pending << " merges were cut short by a crash and finish at the next start: start ecrm "
+        << "once, stop it, and check again\n";
   }
   out << "checked " << counts->profiles << " profiles, " << counts->aliases << " aliases, "
       << counts->identity_records << " identity records: " << counts->violations << " violations";

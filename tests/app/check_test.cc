@@ -166,6 +166,20 @@ TEST_F(CheckCommandTest, EngineWrittenDataDirPassesUntilARecordIsCorrupted) {
   EXPECT_EQ(std::count(limited.output.begin(), limited.output.end(), '\n'), 2);
 }
 
+// A merge cut short by a crash is named, so the operator starts ecrm once before trusting a clean
+// or a failing check.
+TEST_F(CheckCommandTest, SaysWhenMergesAwaitTheNextStart) {
+  WriteWithEngine();
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Put(Cf::kMeta, PendingMergeKey(MakeProfileId(1, 0x77)), "x").ok());
+  }
+  const Result r = RunInProcess({"--data-dir", dir_.path().c_str()});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("1 merges were cut short by a crash"), std::string::npos) << r.output;
+}
+
 TEST_F(CheckCommandTest, RefusesADataDirInUse) {
   WriteWithEngine();
   auto store = OpenStore();  // holds the lock, as a running ecrm does

@@ -255,6 +255,29 @@ TEST_F(EngineTest, AMergeInterruptedByACrashResumesAtStart) {
   EXPECT_EQ(Events("anonymous_id", "a"), 3);
 }
 
+TEST(PendingMerge, RoundTripsAndRejectsTruncatedValues) {
+  ShardTask absorb;
+  absorb.profile_id = "0001-0000000000000001";
+  absorb.other_id = "0002-0000000000000002";
+  absorb.link = "user_id:u";
+  absorb.message_id = "m-1";
+  absorb.payload = std::string("\x06\x00binary", 8);
+  absorb.at = 1'790'000'000'123;
+  const std::string value = EncodePendingMerge(absorb);
+  auto decoded = DecodePendingMerge(value);
+  ASSERT_TRUE(decoded.has_value());
+  EXPECT_EQ(decoded->kind, ShardTask::Kind::kMergeAbsorb);
+  EXPECT_EQ(decoded->profile_id, absorb.profile_id);
+  EXPECT_EQ(decoded->other_id, absorb.other_id);
+  EXPECT_EQ(decoded->link, absorb.link);
+  EXPECT_EQ(decoded->message_id, absorb.message_id);
+  EXPECT_EQ(decoded->payload, absorb.payload);
+  EXPECT_EQ(decoded->at, absorb.at);
+  for (size_t n = 0; n < value.size(); n++) {
+    EXPECT_FALSE(DecodePendingMerge(value.substr(0, n)).has_value()) << n;
+  }
+}
+
 // A data dir written by a newer ecrm is refused rather than misread.
 TEST_F(EngineTest, NewerSchemaIsRefused) {
   engine_.reset();

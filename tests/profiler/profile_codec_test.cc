@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace ecrm {
 namespace {
 
@@ -31,6 +33,7 @@ Profile Sample() {
   p.merged_ids = {"0002-00000000000000bb"};
   p.history.push_back({1800, true, "0002-00000000000000bb", "user_id:u", "m1", ""});
   p.traits["plan"] = {R"("gold")", 1700, "crm"};
+  p.recent_messages = {{0xfedcba9876543210ULL, 1'790'000'000'000}, {7, 1'790'000'000'500}};
   return p;
 }
 
@@ -70,7 +73,34 @@ TEST(ProfileCodec, RoundTripsEveryField) {
   ASSERT_EQ(decoded->history.size(), 1u);
   EXPECT_EQ(decoded->history[0].identifier, "user_id:u");
   EXPECT_EQ(decoded->traits.at("plan").source, "crm");
+  EXPECT_EQ(decoded->recent_messages, p.recent_messages);
   ExpectSame(*decoded, p);
+}
+
+// Dedup state (docs/identity.md#dedup): the window and the bound on the hashes a profile keeps.
+TEST(RecentMessages, KeepAtMostTheBoundWithinTheWindow) {
+  Profile p;
+  constexpr TimeMs kWindow = 24LL * 3600 * 1000;
+  constexpr TimeMs kT = 1'790'000'000'000;
+  p.RememberMessage(1, kT, kWindow);
+  p.RememberMessage(2, kT + 10, kWindow);
+  EXPECT_TRUE(p.SawMessage(1));
+  EXPECT_FALSE(p.SawMessage(3));
+  p.RememberMessage(3, kT + kWindow + 20, kWindow);  // 1 and 2 fall out of the window
+  EXPECT_FALSE(p.SawMessage(1));
+  EXPECT_FALSE(p.SawMessage(2));
+  EXPECT_TRUE(p.SawMessage(3));
+  for (uint64_t h = 100; h < 100 + Profile::kMaxRecentMessages; h++) {
+    p.RememberMessage(h, kT + kWindow + 30, kWindow);
+  }
+  EXPECT_EQ(p.recent_messages.size(), Profile::kMaxRecentMessages);
+  EXPECT_FALSE(p.SawMessage(3));  // the oldest beyond the bound
+  EXPECT_TRUE(p.SawMessage(100));
+  // A late arrival is kept in received-at order.
+  p.RememberMessage(9, kT + kWindow + 25, kWindow);
+  EXPECT_TRUE(
+      std::is_sorted(p.recent_messages.begin(), p.recent_messages.end(),
+                     [](const auto& a, const auto& b) { return a.received_at < b.received_at; }));
 }
 
 // A value written by the first format (version 1: segments as a plain list, no rule state).

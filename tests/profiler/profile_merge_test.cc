@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "profiler/profile_codec.h"
 
 namespace ecrm {
@@ -96,6 +98,30 @@ TEST(MergeProfiles, HistoryIsBoundedAndOrderedByTime) {
   EXPECT_TRUE(std::is_sorted(p.history.begin(), p.history.end(),
                              [](const auto& a, const auto& b) { return a.at < b.at; }));
   EXPECT_EQ(p.history.back().at, 70);
+}
+
+// A retry of an event applied to either profile is found on the survivor; a merge applied twice
+// (re-sent after a crash) lists the loser once.
+TEST(MergeProfiles, UnitesTheDedupSetsAndMergedIdsOnce) {
+  Profile a = A(), b = B();
+  a.recent_messages = {{1, 10}, {3, 30}};
+  b.recent_messages = {{2, 20}};
+  const ProfileUpdater updater(ProfilerConfig{});
+  MergeProfiles(a, b, updater);
+  EXPECT_TRUE(a.SawMessage(1) && a.SawMessage(2) && a.SawMessage(3));
+  EXPECT_EQ(a.recent_messages[1].received_at, 20);  // in received-at order
+  MergeProfiles(a, b, updater);
+  EXPECT_EQ(std::count(a.merged_ids.begin(), a.merged_ids.end(), b.id), 1);
+  // The bound holds for the united set.
+  Profile big = A(), other = B();
+  for (uint64_t h = 1; h <= Profile::kMaxRecentMessages; h++) {
+    big.recent_messages.push_back({h, static_cast<TimeMs>(h)});
+    other.recent_messages.push_back({h + 1000, static_cast<TimeMs>(h) + 1});
+  }
+  MergeProfiles(big, other, updater);
+  EXPECT_EQ(big.recent_messages.size(), Profile::kMaxRecentMessages);
+  EXPECT_TRUE(big.SawMessage(1000 + Profile::kMaxRecentMessages));  // the newest are kept
+  EXPECT_FALSE(big.SawMessage(1));
 }
 
 TEST(ProfileCodec, AliasRecordsAreNotProfiles) {
