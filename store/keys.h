@@ -1,8 +1,9 @@
 // The on-disk key layout (see docs/storage.md). Profiles and identities start with their partition
 // as 4 lower-case hex digits ("pppp-" for profile ids, "pppp|" for identities), so a partition's
 // lasting state is one contiguous key range per column family that can be copied or dropped when
-// partition ownership moves. Dedup records, which expire within a day, are ordered by time
-// instead (see DedupKey). Pure functions, thread-safe.
+// partition ownership moves; since schema 3 the dedup state is inside the profiles. The old dedup
+// records of schemas 1 and 2, which expire within a day, were ordered by time instead (see
+// DedupKey). Pure functions, thread-safe.
 #pragma once
 
 #include <array>
@@ -31,24 +32,16 @@ struct IdentityRecord {
 std::string EncodeIdentityRecord(std::string_view profile_id, bool verified);
 IdentityRecord DecodeIdentityRecord(std::string_view value);
 
-// dedup CF (schema 2): the event's own time (8 bytes, big-endian, sign bit flipped so the order
-// is numeric; 0 when the event carries none), "<pppp>|", then the 128-bit XXH3 hash of the
-// messageId seeded with the partition (16 bytes) -> fixed64 received-at millis.
-// The only keys that do not start with their partition: events arrive roughly in time order, so
-// new keys land at the end of the memtable's skip list (random messageIds first cost a walk of
-// cache misses per insert, about 2 us), and flushed files overlap less, which lets RocksDB move
-// rather than rewrite them where their ranges do not overlap. A retried or replayed event repeats
-// its messageId and its time, so it maps to the same key.
+// dedup CF (schema 2; since schema 3 only read, for one dedup window after an upgrade): the
+// event's own time (8 bytes, big-endian, sign bit flipped so the order is numeric; 0 when the event
+// carries none), "<pppp>|", then the 128-bit XXH3 hash of the messageId seeded with the partition
+// (16 bytes) -> fixed64 received-at millis. Ordered by time so that new keys landed at the end of
+// the memtable's skip list. A retried or replayed event repeats its messageId and its time, so it
+// maps to the same key.
 inline constexpr size_t kDedupKeySize = 5 + 8 + 16;
 using DedupKeyBytes = std::array<char, kDedupKeySize>;
 DedupKeyBytes DedupKey(uint32_t partition, int64_t event_time_ms, std::string_view message_id);
 inline std::string_view AsView(const DedupKeyBytes& key) { return {key.data(), key.size()}; }
-// Bytewise order, as RocksDB orders keys (std::array<char>'s operator< compares signed chars).
-struct DedupKeyLess {
-  bool operator()(const DedupKeyBytes& a, const DedupKeyBytes& b) const {
-    return AsView(a) < AsView(b);
-  }
-};
 // Schema 1's key, "<pppp>|<messageId>": still looked up for one dedup window after an upgrade.
 std::string LegacyDedupKey(uint32_t partition, std::string_view message_id);
 

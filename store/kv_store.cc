@@ -224,25 +224,6 @@ StatusOr<std::optional<std::string>> KvStore::Get(Cf cf, std::string_view key) c
   return std::optional<std::string>(std::move(value));
 }
 
-Status KvStore::Exist(Cf cf, std::span<const std::string_view> keys,
-                      std::vector<char>* exists) const {
-  exists->assign(keys.size(), 0);
-  if (keys.empty()) return absl::OkStatus();
-  std::vector<rocksdb::Slice> slices;
-  slices.reserve(keys.size());
-  for (const auto& k : keys) slices.emplace_back(k.data(), k.size());
-  std::vector<rocksdb::PinnableSlice> values(keys.size());
-  std::vector<rocksdb::Status> statuses(keys.size());
-  db_->MultiGet(rocksdb::ReadOptions(), handles_[static_cast<int>(cf)], keys.size(), slices.data(),
-                values.data(), statuses.data(), /*sorted_input=*/true);
-  for (size_t i = 0; i < keys.size(); i++) {
-    if (statuses[i].IsNotFound()) continue;
-    RETURN_IF_ERROR(FromRocks(statuses[i]));
-    (*exists)[i] = 1;
-  }
-  return absl::OkStatus();
-}
-
 Status KvStore::Put(Cf cf, std::string_view key, std::string_view value) {
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync_writes;

@@ -9,10 +9,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <span>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "common/clock.h"
 #include "common/status.h"
@@ -88,9 +86,6 @@ class KvStore {
 
   // nullopt when the key is absent.
   StatusOr<std::optional<std::string>> Get(Cf cf, std::string_view key) const;
-  // Whether each of `keys` (sorted bytewise) exists: one RocksDB MultiGet, which shares the
-  // look-up work between neighbouring keys. exists[i] is 1 if keys[i] is present, else 0.
-  Status Exist(Cf cf, std::span<const std::string_view> keys, std::vector<char>* exists) const;
   Status Put(Cf cf, std::string_view key, std::string_view value);
 
   // Calls fn(key, value) for every key that starts with `prefix`, in key order; stops when fn
