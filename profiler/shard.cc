@@ -22,6 +22,13 @@ uint32_t OwnerPartition(std::string_view profile_id) {
   return *partition;
 }
 
+// A merge's or refusal's linking identifier, "type:value", as (type, value).
+std::optional<std::pair<std::string, std::string>> SplitLink(std::string_view link) {
+  const auto colon = link.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  return std::make_pair(std::string(link.substr(0, colon)), std::string(link.substr(colon + 1)));
+}
+
 }  // namespace
 
 std::string EncodePendingMerge(const ShardTask& absorb) {
@@ -517,9 +524,7 @@ void Shard::RecordRefusal(ShardTask& task) {
   if (!task.other_id.empty()) {
     metrics_.claims_refused().Increment();
     // Listed when it was claimed (a limited type): the holder keeps it.
-    if (const auto colon = task.link.find(':'); colon != std::string::npos) {
-      p.RemoveIdentity(task.link.substr(0, colon), task.link.substr(colon + 1));
-    }
+    if (const auto link = SplitLink(task.link)) p.RemoveIdentity(link->first, link->second);
   }
   AddHistory(p, {task.at, false, task.other_id, task.link, task.message_id, task.reason});
   dirty_.insert(task.profile_id);
@@ -573,12 +578,12 @@ void Shard::MergeSend(ShardTask& task) {
     // Merged into the survivor already. The claim that led here may be a retry whose first
     // attempt's attach was lost in a crash, with the record still naming the merged-away id: the
     // survivor lists the linking identifier, and its record leads there directly.
-    if (const auto colon = task.link.find(':'); colon != std::string::npos) {
+    if (auto link = SplitLink(task.link)) {
       ShardTask attach;
       attach.kind = ShardTask::Kind::kAttachIdentity;
       attach.profile_id = task.profile_id;
-      attach.id_type = task.link.substr(0, colon);
-      attach.id_value = task.link.substr(colon + 1);
+      attach.id_type = std::move(link->first);
+      attach.id_value = std::move(link->second);
       attach.ack = task.ack;
       ShardTask repoint = attach;
       repoint.kind = ShardTask::Kind::kRepointIdentity;
@@ -610,12 +615,12 @@ void Shard::MergeSend(ShardTask& task) {
       dirty_.insert(loser_id);
       metrics_.merges_refused().Increment();
       // The claimer listed the linking identifier when it claimed it; it stays with its holder.
-      if (const auto colon = task.link.find(':'); colon != std::string::npos) {
+      if (auto link = SplitLink(task.link)) {
         ShardTask detach;
         detach.kind = ShardTask::Kind::kDetachIdentity;
         detach.profile_id = task.claimer;
-        detach.id_type = task.link.substr(0, colon);
-        detach.id_value = task.link.substr(colon + 1);
+        detach.id_type = std::move(link->first);
+        detach.id_value = std::move(link->second);
         detach.at = task.at;
         detach.message_id = task.message_id;
         detach.ack = task.ack;
