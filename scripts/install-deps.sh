@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   librocksdb-dev libsimdjson-dev libboost-dev prometheus-cpp-dev libabsl-dev
-  libjemalloc-dev libxxhash-dev libcli11-dev libyaml-cpp-dev libspdlog-dev libfmt-dev zlib1g-dev librdkafka-dev libre2-dev libssl-dev
+  libjemalloc-dev libxxhash-dev libcli11-dev libyaml-cpp-dev libspdlog-dev libfmt-dev zlib1g-dev libzstd-dev libre2-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm prometheus curl python3 python3-venv
   kcat openjdk-17-jdk-headless maven clang-format
@@ -24,12 +24,13 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "install-deps: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# librdkafka 2.8.0 from Debian trixie's source, built once into a cache outside the tree.
+bash "$(dirname "$0")/build-librdkafka.sh"

@@ -4,6 +4,10 @@
 
 #include <librdkafka/rdkafkacpp.h>
 
+// The headers of the librdkafka that scripts/build-librdkafka.sh builds, not bookworm's 2.0.2
+// (docs/kafka.md#which-librdkafka).
+static_assert(RD_KAFKA_VERSION >= 0x020800ff, "librdkafka 2.8.0 or newer");
+
 #include <memory>
 #include <string>
 #include <utility>
