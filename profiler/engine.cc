@@ -113,7 +113,7 @@ void ProfileEngine::Start() {
 }
 
 void ProfileEngine::ResumePendingMerges() {
-  std::vector<ShardTask> resumed;
+  std::vector<msg::MergeAbsorb> resumed;
   const Status s = store_.Scan(Cf::kMeta, kMetaPendingMergePrefix,
                                [&](std::string_view key, std::string_view value) {
                                  auto absorb = DecodePendingMerge(value);
@@ -129,12 +129,15 @@ void ProfileEngine::ResumePendingMerges() {
   spdlog::info("resuming {} merges interrupted by a stop or crash", resumed.size());
   metrics_.merges_resumed().Increment(static_cast<double>(resumed.size()));
   for (auto& absorb : resumed) {
-    const auto partition = PartitionOfProfileId(absorb.profile_id);
-    if (!partition) continue;
-    absorb.ack = std::make_shared<AckGroup>(1, [](Status) {});
+    if (!PartitionOfProfileId(absorb.survivor) || !PartitionOfProfileId(absorb.loser)) {
+      spdlog::error("pending merge record names an unreadable profile id; skipped");
+      continue;
+    }
+    ShardTask task{std::move(absorb), std::make_shared<AckGroup>(1, [](Status) {})};
+    const int shard = ShardOfPartition(DestinationPartition(task.message));
     std::vector<ShardTask> one;
-    one.push_back(std::move(absorb));
-    Send(ShardOfPartition(*partition), std::move(one));
+    one.push_back(std::move(task));
+    Send(shard, std::move(one));
   }
 }
 
@@ -193,10 +196,10 @@ Status ProfileEngine::Submit(std::vector<Event>&& events, AckGroup::Callback don
   for (size_t i = 0; i < events.size(); i++) {
     // Built in place: a ShardTask carries a whole Event, so every extra move costs.
     ShardTask& task = by_shard[static_cast<size_t>(ShardOfPartition(partitions[i]))].emplace_back();
-    task.kind = ShardTask::Kind::kEvent;
-    task.partition = partitions[i];
-    task.event = std::move(events[i]);
-    Event& e = task.event;
+    auto& route = task.message.emplace<msg::RouteEvent>();
+    route.partition = partitions[i];
+    route.event = std::move(events[i]);
+    Event& e = route.event;
     if (!e.message_id.empty() && e.message_hash == 0) {
       e.message_hash = MessageHash(e.source, e.RoutingIdentityType(), e.RoutingKey(), e.message_id);
     }
@@ -243,8 +246,7 @@ StatusOr<std::string> ProfileEngine::DeleteProfile(std::string_view type, std::s
     return absl::UnavailableError("shutting down");
   }
   ShardTask task;
-  task.kind = ShardTask::Kind::kDeleteProfile;
-  task.profile_id = *profile_id;
+  task.message = msg::DeleteProfile{*profile_id};
   task.ack = std::make_shared<AckGroup>(
       1, [epoch = identity_epoch_, done = std::move(done)](Status status) {
         epoch->fetch_add(1, std::memory_order_release);
@@ -260,9 +262,7 @@ StatusOr<std::string> ProfileEngine::DeleteProfile(std::string_view type, std::s
 void ProfileEngine::CommitSourceOffset(uint32_t partition, int64_t offset,
                                        AckGroup::Callback done) {
   ShardTask task;
-  task.kind = ShardTask::Kind::kSourceOffset;
-  task.partition = partition;
-  task.offset = offset;
+  task.message = msg::SourceOffset{partition, offset};
   task.ack = std::make_shared<AckGroup>(1, std::move(done));
   std::vector<ShardTask> tasks;
   tasks.push_back(std::move(task));

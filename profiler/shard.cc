@@ -14,50 +14,6 @@
 #include "store/keys.h"
 
 namespace ecrm {
-namespace {
-
-uint32_t OwnerPartition(std::string_view profile_id) {
-  const auto partition = PartitionOfProfileId(profile_id);
-  ECRM_CHECK(partition.has_value());  // ids come from MakeProfileId
-  return *partition;
-}
-
-// A merge's or refusal's linking identifier, "type:value", as (type, value).
-std::optional<std::pair<std::string, std::string>> SplitLink(std::string_view link) {
-  const auto colon = link.find(':');
-  if (colon == std::string_view::npos) return std::nullopt;
-  return std::make_pair(std::string(link.substr(0, colon)), std::string(link.substr(colon + 1)));
-}
-
-}  // namespace
-
-std::string EncodePendingMerge(const ShardTask& absorb) {
-  std::string out;
-  for (const std::string* part :
-       {&absorb.profile_id, &absorb.other_id, &absorb.link, &absorb.message_id, &absorb.payload}) {
-    PutFixed64(&out, part->size());
-    out.append(*part);
-  }
-  PutFixed64(&out, static_cast<uint64_t>(absorb.at));
-  return out;
-}
-
-std::optional<ShardTask> DecodePendingMerge(std::string_view value) {
-  ShardTask absorb;
-  absorb.kind = ShardTask::Kind::kMergeAbsorb;
-  for (std::string* part :
-       {&absorb.profile_id, &absorb.other_id, &absorb.link, &absorb.message_id, &absorb.payload}) {
-    if (value.size() < 8) return std::nullopt;
-    const uint64_t n = DecodeFixed64(value.data());
-    value.remove_prefix(8);
-    if (n > value.size()) return std::nullopt;
-    part->assign(value.substr(0, n));
-    value.remove_prefix(n);
-  }
-  if (value.size() != 8) return std::nullopt;
-  absorb.at = static_cast<TimeMs>(DecodeFixed64(value.data()));
-  return absorb;
-}
 
 Shard::Shard(int index, KvStore& store, const ProfileUpdater& updater, ShardRouter& router,
              ProfilerMetrics& metrics, const ShardOptions& options)
@@ -150,56 +106,46 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
   for (ShardTask* const next : tasks) {
     ShardTask& task = *next;
     if (batch_error_.ok()) {
-      switch (task.kind) {
-        case ShardTask::Kind::kEvent:
-          HandleEvent(task);
-          break;
-        case ShardTask::Kind::kForwardedEvent:
-          ApplyToProfile(task.profile_id, task.event, task.ack);
-          break;
-        case ShardTask::Kind::kClaimIdentity:
-          ClaimIdentity(task);
-          break;
-        case ShardTask::Kind::kMergeCheck:
-          MergeCheck(task);
-          break;
-        case ShardTask::Kind::kMergeSend:
-          MergeSend(task);
-          break;
-        case ShardTask::Kind::kMergeAbsorb:
-          MergeAbsorb(task);
-          break;
-        case ShardTask::Kind::kRepointIdentity:
-          RepointIdentity(task);
-          break;
-        case ShardTask::Kind::kDeleteProfile:
-          DeleteProfile(task);
-          break;
-        case ShardTask::Kind::kDeleteIdentity:
-          DeleteIdentity(task);
-          break;
-        case ShardTask::Kind::kDeleteAlias:
-          DeleteAlias(task);
-          break;
-        case ShardTask::Kind::kMergeDone:
-          batch_.Delete(Cf::kMeta, PendingMergeKey(task.other_id));
-          break;
-        case ShardTask::Kind::kDetachIdentity:
-          DetachIdentity(task);
-          break;
-        case ShardTask::Kind::kRecordRefusal:
-          RecordRefusal(task);
-          break;
-        case ShardTask::Kind::kAttachIdentity:
-          AttachIdentity(task.profile_id, task.id_type, task.id_value, task.ack);
-          break;
-        case ShardTask::Kind::kSourceOffset: {
-          std::string value;
-          PutFixed64(&value, static_cast<uint64_t>(task.offset));
-          batch_.Put(Cf::kMeta, SourceOffsetKey(task.partition), value);
-          break;
-        }
-      }
+      const Ack& ack = task.ack;
+      std::visit(
+          [&](auto& m) {
+            using M = std::decay_t<decltype(m)>;
+            if constexpr (std::is_same_v<M, msg::RouteEvent>) {
+              HandleEvent(m, ack);
+            } else if constexpr (std::is_same_v<M, msg::ApplyEvent>) {
+              ApplyToProfile(m.profile_id, m.event, ack);
+            } else if constexpr (std::is_same_v<M, msg::ClaimIdentity>) {
+              ClaimIdentity(m, ack);
+            } else if constexpr (std::is_same_v<M, msg::AttachIdentity>) {
+              AttachIdentity(m.profile_id, m.type, m.value, ack);
+            } else if constexpr (std::is_same_v<M, msg::SourceOffset>) {
+              std::string value;
+              PutFixed64(&value, static_cast<uint64_t>(m.offset));
+              batch_.Put(Cf::kMeta, SourceOffsetKey(m.partition), value);
+            } else if constexpr (std::is_same_v<M, msg::MergeCheck>) {
+              MergeCheck(m, ack);
+            } else if constexpr (std::is_same_v<M, msg::MergeSend>) {
+              MergeSend(m, ack);
+            } else if constexpr (std::is_same_v<M, msg::MergeAbsorb>) {
+              MergeAbsorb(m, ack);
+            } else if constexpr (std::is_same_v<M, msg::MergeDone>) {
+              batch_.Delete(Cf::kMeta, PendingMergeKey(m.loser));
+            } else if constexpr (std::is_same_v<M, msg::RepointIdentity>) {
+              RepointIdentity(m);
+            } else if constexpr (std::is_same_v<M, msg::DetachIdentity>) {
+              DetachIdentity(m, ack);
+            } else if constexpr (std::is_same_v<M, msg::RecordRefusal>) {
+              RecordRefusal(m, ack);
+            } else if constexpr (std::is_same_v<M, msg::DeleteProfile>) {
+              DeleteProfile(m, ack);
+            } else if constexpr (std::is_same_v<M, msg::DeleteIdentity>) {
+              DeleteIdentity(m);
+            } else {
+              static_assert(std::is_same_v<M, msg::DeleteAlias>);
+              DeleteAlias(m);
+            }
+          },
+          task.message);
     }
     acks_.push_back(std::move(task.ack));
   }
@@ -252,10 +198,10 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
   probe_.profiles_cached->Set(static_cast<double>(cache_.size()));
 }
 
-void Shard::HandleEvent(ShardTask& task) {
-  Event& event = task.event;
+void Shard::HandleEvent(msg::RouteEvent& m, const Ack& ack) {
+  Event& event = m.event;
   const std::string key_type = event.RoutingIdentityType();
-  const std::string identity_key = IdentityKey(task.partition, key_type, event.RoutingKey());
+  const std::string identity_key = IdentityKey(m.partition, key_type, event.RoutingKey());
   auto resolved = ResolveIdentity(identity_key);
   if (!resolved.ok()) return Fail(resolved.status());
   std::string profile_id = DecodeIdentityRecord(*resolved).profile_id;
@@ -264,7 +210,7 @@ void Shard::HandleEvent(ShardTask& task) {
     // from the ids alone.
     const auto created =
         static_cast<uint64_t>(std::clamp<TimeMs>(event.timestamp, 0, (1LL << 48) - 1));
-    profile_id = MakeProfileId(task.partition, (created << 16) | (profiles_created_++ & 0xffff));
+    profile_id = MakeProfileId(m.partition, (created << 16) | (profiles_created_++ & 0xffff));
     // The device's own id is its profile's; another type routed by an untrusted event is a claim.
     const bool verified = key_type == "anonymous_id" || event.trusted ||
                           (key_type == "user_id" && event.user_hash_valid);
@@ -278,42 +224,27 @@ void Shard::HandleEvent(ShardTask& task) {
     dirty_.insert(profile_id);
     metrics_.profiles_created().Increment();
   }
-  const auto owner_partition = PartitionOfProfileId(profile_id);
-  ECRM_CHECK(owner_partition.has_value());
-  if (!Owns(*owner_partition)) {
-    task.ack->Add(1);
-    ShardTask forward;
-    forward.kind = ShardTask::Kind::kForwardedEvent;
-    forward.partition = *owner_partition;
-    forward.event = std::move(event);
-    forward.profile_id = std::move(profile_id);
-    forward.ack = task.ack;
-    outgoing_.push_back({router_.ShardOfPartition(*owner_partition), std::move(forward)});
+  if (!Owns(ProfilePartition(profile_id))) {
+    Send(msg::ApplyEvent{std::move(profile_id), std::move(event)}, ack);
     metrics_.events_forwarded().Increment();
     return;
   }
-  ApplyToProfile(profile_id, event, task.ack);
+  ApplyToProfile(profile_id, event, ack);
 }
 
-void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
-                           const std::shared_ptr<AckGroup>& ack) {
-  const auto partition = PartitionOfProfileId(profile_id);
-  ECRM_CHECK(partition.has_value() && Owns(*partition));
+void Shard::ApplyToProfile(const std::string& profile_id, Event& event, const Ack& ack) {
+  const uint32_t partition = ProfilePartition(profile_id);
+  ECRM_CHECK(Owns(partition));
   std::string alias_to;
   auto loaded = LoadProfile(profile_id, &alias_to);
   if (!loaded.ok()) return Fail(loaded.status());
   if (!alias_to.empty()) {  // merged into another profile: the event belongs there
-    ShardTask forward;
-    forward.kind = ShardTask::Kind::kForwardedEvent;
-    forward.profile_id = alias_to;
-    forward.event = std::move(event);
-    forward.ack = ack;
-    SendTo(OwnerPartition(alias_to), std::move(forward));
+    Send(msg::ApplyEvent{std::move(alias_to), std::move(event)}, ack);
     metrics_.events_forwarded().Increment();
     return;
   }
   Profile* profile = *loaded;
-  if (event.message_hash != 0 && SeenMessage(*profile, *partition, event)) {
+  if (event.message_hash != 0 && SeenMessage(*profile, partition, event)) {
     // A retry or replay. Its first attempt may have stopped before its claims were durable (a
     // crash between two shards' batches): claims are idempotent, so they are sent again.
     metrics_.events_duplicate().Increment();
@@ -333,13 +264,11 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
                           "that user's profile instead of merging"});
     dirty_.insert(profile_id);
     metrics_.merges_refused().Increment();
-    ShardTask redirect;
-    redirect.kind = ShardTask::Kind::kEvent;
+    msg::RouteEvent redirect;
     redirect.event = std::move(event);
     redirect.event.anonymous_id.clear();  // routed by the user id from here on
     redirect.partition = PartitionForKey(redirect.event.user_id, router_.partition_count());
-    redirect.ack = ack;
-    SendTo(redirect.partition, std::move(redirect));
+    Send(std::move(redirect), ack);
     return;
   }
   updater_.Apply(*profile, event);
@@ -358,8 +287,7 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event,
   ClaimCarried(*profile, event, ack);
 }
 
-void Shard::ClaimCarried(Profile& profile, const Event& event, const std::shared_ptr<AckGroup>& ack,
-                         bool retry) {
+void Shard::ClaimCarried(Profile& profile, const Event& event, const Ack& ack, bool retry) {
   struct Carried {
     const char* type;
     const std::string* value;
@@ -384,36 +312,33 @@ void Shard::ClaimCarried(Profile& profile, const Event& event, const std::shared
         static_cast<int>(user_ids->second.size()) >= UserIdLimit()) {
       // An unverified second user id never joins a profile that has one.
       metrics_.claims_refused().Increment();
-      ShardTask refusal;
-      refusal.kind = ShardTask::Kind::kRecordRefusal;
+      msg::RecordRefusal refusal;
       refusal.profile_id = profile.id;
       refusal.link = std::string(type) + ":" + *value;
       refusal.at = event.timestamp;
       refusal.message_id = event.message_id;
       refusal.reason = "an unverified claim of a second user_id";
-      RecordRefusal(refusal);
+      RecordRefusal(refusal, ack);
       return;
     }
-    ShardTask claim;
-    claim.kind = ShardTask::Kind::kClaimIdentity;
+    msg::ClaimIdentity claim;
     claim.partition = PartitionForKey(*value, router_.partition_count());
     claim.profile_id = profile.id;
-    claim.id_type = type;
-    claim.id_value = *value;
+    claim.type = type;
+    claim.value = *value;
     claim.at = event.timestamp;
     claim.message_id = event.message_id;
     claim.explicit_link = event.type == EventType::kAlias;
     claim.link_only = link_only;
     claim.verified = verified;
-    claim.ack = ack;
     if (!link_only && options_.identifier_limits.contains(type) &&
         profile.AddIdentity(type, *value)) {
       dirty_.insert(profile.id);
     }
     if (Owns(claim.partition)) {
-      ClaimIdentity(claim);
+      ClaimIdentity(claim, ack);
     } else {
-      SendTo(claim.partition, std::move(claim));
+      Send(std::move(claim), ack);
     }
   };
   for (const auto& [type, value, link_only] : carried) claim_if_new(type, value, link_only);
@@ -425,369 +350,10 @@ int Shard::UserIdLimit() const {
   return it == options_.identifier_limits.end() ? std::numeric_limits<int>::max() : it->second;
 }
 
-void Shard::SendTo(uint32_t partition, ShardTask&& task) {
-  task.ack->Add(1);
-  outgoing_.push_back({router_.ShardOfPartition(partition), std::move(task)});
-}
-
-void Shard::ClaimIdentity(ShardTask& task) {
-  const std::string identity_key = IdentityKey(task.partition, task.id_type, task.id_value);
-  auto resolved = ResolveIdentity(identity_key);
-  if (!resolved.ok()) return Fail(resolved.status());
-  const IdentityRecord held = DecodeIdentityRecord(*resolved);
-  if (!held.profile_id.empty() && held.profile_id != task.profile_id) {
-    if (task.verified && held.verified) {
-      // Owned by another profile: the two are one person, unless merge protection says no.
-      metrics_.identity_conflicts().Increment();
-      task.link = task.id_type + ":" + task.id_value;
-      StartMerge(task.profile_id, held.profile_id, task);
-      return;
-    }
-    if (!task.verified) {
-      // An unverified claim never joins two profiles: the holder keeps the identifier.
-      ShardTask refusal;
-      refusal.kind = ShardTask::Kind::kRecordRefusal;
-      refusal.profile_id = task.profile_id;
-      refusal.other_id = held.profile_id;
-      refusal.link = task.id_type + ":" + task.id_value;
-      refusal.at = task.at;
-      refusal.message_id = task.message_id;
-      refusal.reason = "an unverified claim of an identifier that another profile holds";
-      refusal.ack = task.ack;
-      SendTo(OwnerPartition(task.profile_id), std::move(refusal));
-      return;
-    }
-    if (task.link_only) return;
-    // A verified claim of an identifier that another profile holds only by an unverified claim
-    // (squatting): the identifier goes to the verified claimant, the squatter keeps its history.
-    metrics_.claims_taken_over().Increment();
-    records_moved_ = true;
-    ShardTask detach;
-    detach.kind = ShardTask::Kind::kDetachIdentity;
-    detach.profile_id = held.profile_id;
-    detach.id_type = task.id_type;
-    detach.id_value = task.id_value;
-    detach.other_id = task.profile_id;
-    detach.at = task.at;
-    detach.message_id = task.message_id;
-    detach.ack = task.ack;
-    SendTo(OwnerPartition(held.profile_id), std::move(detach));
-  } else if (task.link_only) {
-    return;
-  }
-  if (held.profile_id != task.profile_id || (task.verified && !held.verified)) {
-    const std::string record = EncodeIdentityRecord(task.profile_id, task.verified);
-    batch_.Put(Cf::kIdentities, identity_key, record);
-    identity_cache_[identity_key] = record;
-  }
-  // Also when the record already points here: the attach is idempotent and repairs a profile whose
-  // attach was lost with a failed batch.
-  const auto owner_partition = PartitionOfProfileId(task.profile_id);
-  ECRM_CHECK(owner_partition.has_value());
-  if (Owns(*owner_partition)) {
-    AttachIdentity(task.profile_id, task.id_type, task.id_value, task.ack);
-    return;
-  }
-  ShardTask attach;
-  attach.kind = ShardTask::Kind::kAttachIdentity;
-  attach.partition = *owner_partition;
-  attach.profile_id = task.profile_id;
-  attach.id_type = task.id_type;
-  attach.id_value = task.id_value;
-  attach.ack = task.ack;
-  SendTo(*owner_partition, std::move(attach));
-}
-
-void Shard::DetachIdentity(ShardTask& task) {
-  auto loaded = LoadOrFollow(task);
-  if (!loaded.ok()) return Fail(loaded.status());
-  if (*loaded == nullptr) return;
-  Profile& p = **loaded;
-  if (!p.RemoveIdentity(task.id_type, task.id_value)) return;
-  if (!task.other_id.empty()) {  // a takeover (a refused merge has its history entry already)
-    AddHistory(p, {task.at, false, task.other_id, task.id_type + ":" + task.id_value,
-                   task.message_id, "held by an unverified claim; given to a verified one"});
-  }
-  dirty_.insert(task.profile_id);
-}
-
-void Shard::RecordRefusal(ShardTask& task) {
-  auto loaded = LoadOrFollow(task);
-  if (!loaded.ok()) return Fail(loaded.status());
-  if (*loaded == nullptr) return;
-  Profile& p = **loaded;
-  // Not a refusal if the holder was merged into this profile meanwhile.
-  if (!task.other_id.empty() &&
-      std::find(p.merged_ids.begin(), p.merged_ids.end(), task.other_id) != p.merged_ids.end()) {
-    return;
-  }
-  if (!task.other_id.empty()) {
-    metrics_.claims_refused().Increment();
-    // Listed when it was claimed (a limited type): the holder keeps it.
-    if (const auto link = SplitLink(task.link)) p.RemoveIdentity(link->first, link->second);
-  }
-  AddHistory(p, {task.at, false, task.other_id, task.link, task.message_id, task.reason});
-  dirty_.insert(task.profile_id);
-}
-
-// Profile ids sort by creation (event time, then a per-shard counter): the older one survives
-// (or the newer, with --merge-survivor newest).
-void Shard::StartMerge(const std::string& a, const std::string& b, const ShardTask& cause) {
-  if (a == b) return;
-  const bool a_older = a.substr(5) != b.substr(5) ? a.substr(5) < b.substr(5) : a < b;
-  const bool a_survives = a_older != options_.newer_survives;
-  ShardTask check;
-  check.kind = ShardTask::Kind::kMergeCheck;
-  check.profile_id = a_survives ? a : b;
-  check.other_id = a_survives ? b : a;
-  check.link = cause.link;
-  check.at = cause.at;
-  check.message_id = cause.message_id;
-  check.explicit_link = cause.explicit_link;
-  check.claimer = cause.claimer.empty() ? a : cause.claimer;
-  check.ack = cause.ack;
-  SendTo(OwnerPartition(check.profile_id), std::move(check));
-}
-
-void Shard::MergeCheck(ShardTask& task) {
-  std::string alias_to;
-  auto survivor = LoadProfile(task.profile_id, &alias_to);
-  if (!survivor.ok()) return Fail(survivor.status());
-  if (!alias_to.empty()) return StartMerge(alias_to, task.other_id, task);
-  ShardTask send = task;  // a copy: `task` keeps its acknowledgement for this batch
-  // The survivor's values of every limited type, as "type:value", for the loser's shard to check.
-  for (const auto& [type, limit] : options_.identifier_limits) {
-    const auto values = (*survivor)->identities.find(type);
-    if (values == (*survivor)->identities.end()) continue;
-    for (const auto& v : values->second) send.user_ids.push_back(type + ":" + v);
-  }
-  send.kind = ShardTask::Kind::kMergeSend;
-  SendTo(OwnerPartition(send.other_id), std::move(send));
-}
-
-void Shard::MergeSend(ShardTask& task) {
-  const std::string loser_id = task.other_id;
-  std::string alias_to;
-  auto loaded = LoadProfile(loser_id, &alias_to);
-  if (!loaded.ok()) return Fail(loaded.status());
-  if (!alias_to.empty()) {
-    if (alias_to != task.profile_id) {
-      StartMerge(task.profile_id, alias_to, task);  // being merged with its survivor
-      return;
-    }
-    // Merged into the survivor already. The claim that led here may be a retry whose first
-    // attempt's attach was lost in a crash, with the record still naming the merged-away id: the
-    // survivor lists the linking identifier, and its record leads there directly.
-    if (auto link = SplitLink(task.link)) {
-      ShardTask attach;
-      attach.kind = ShardTask::Kind::kAttachIdentity;
-      attach.profile_id = task.profile_id;
-      attach.id_type = std::move(link->first);
-      attach.id_value = std::move(link->second);
-      attach.ack = task.ack;
-      ShardTask repoint = attach;
-      repoint.kind = ShardTask::Kind::kRepointIdentity;
-      repoint.partition = PartitionForKey(repoint.id_value, router_.partition_count());
-      repoint.other_id = loser_id;
-      SendTo(OwnerPartition(attach.profile_id), std::move(attach));
-      SendTo(repoint.partition, std::move(repoint));
-    }
-    return;
-  }
-  Profile* loser = *loaded;
-  // Merge protection: no identifier type over its limit in the merged profile, unless an alias
-  // call linked the two explicitly.
-  for (const auto& [type, limit] : options_.identifier_limits) {
-    if (task.explicit_link) break;
-    std::vector<std::string> values = task.user_ids;  // "type:value" of the survivor
-    if (auto it = loser->identities.find(type); it != loser->identities.end()) {
-      for (const auto& v : it->second) {
-        const std::string key = type + ":" + v;
-        if (std::find(values.begin(), values.end(), key) == values.end()) values.push_back(key);
-      }
-    }
-    const auto count = std::count_if(values.begin(), values.end(), [&, t = type](const auto& v) {
-      return v.size() > t.size() && v.compare(0, t.size(), t) == 0 && v[t.size()] == ':';
-    });
-    if (count > limit) {
-      AddHistory(*loser, {task.at, false, task.profile_id, task.link, task.message_id,
-                          "both profiles have a different " + type});
-      dirty_.insert(loser_id);
-      metrics_.merges_refused().Increment();
-      // The claimer listed the linking identifier when it claimed it; it stays with its holder.
-      if (auto link = SplitLink(task.link)) {
-        ShardTask detach;
-        detach.kind = ShardTask::Kind::kDetachIdentity;
-        detach.profile_id = task.claimer;
-        detach.id_type = std::move(link->first);
-        detach.id_value = std::move(link->second);
-        detach.at = task.at;
-        detach.message_id = task.message_id;
-        detach.ack = task.ack;
-        SendTo(OwnerPartition(detach.profile_id), std::move(detach));
-      }
-      return;
-    }
-  }
-  ShardTask absorb;
-  absorb.kind = ShardTask::Kind::kMergeAbsorb;
-  absorb.profile_id = task.profile_id;
-  absorb.other_id = loser_id;
-  absorb.link = task.link;
-  absorb.at = task.at;
-  absorb.message_id = task.message_id;
-  absorb.ack = task.ack;
-  EncodeProfile(*loser, &absorb.payload);
-  // Every identifier of the loser now leads to the survivor.
-  for (const auto& [type, values] : loser->identities) {
-    for (const auto& value : values) {
-      ShardTask repoint;
-      repoint.kind = ShardTask::Kind::kRepointIdentity;
-      repoint.partition = PartitionForKey(value, router_.partition_count());
-      repoint.id_type = type;
-      repoint.id_value = value;
-      repoint.profile_id = task.profile_id;
-      repoint.other_id = loser_id;
-      repoint.ack = task.ack;
-      SendTo(repoint.partition, std::move(repoint));
-    }
-  }
-  // The loser becomes an alias: later events and reads by its id land on the survivor. Until the
-  // survivor has absorbed it, its content is also kept in a pending record in the same batch, so a
-  // crash between the two shards' batches resumes the merge instead of losing the loser's history
-  // (ProfileEngine::Start re-sends the absorb).
-  batch_.Put(Cf::kProfiles, loser_id, EncodeAlias(task.profile_id));
-  batch_.Put(Cf::kMeta, PendingMergeKey(loser_id), EncodePendingMerge(absorb));
-  dirty_.erase(loser_id);
-  cache_.Erase(loser_id);
-  aliases_[loser_id] = task.profile_id;
-  metrics_.merges().Increment();
-  SendTo(OwnerPartition(task.profile_id), std::move(absorb));
-}
-
-void Shard::MergeAbsorb(ShardTask& task) {
-  auto loaded = LoadOrFollow(task);  // the survivor may have been merged meanwhile
-  if (!loaded.ok()) return Fail(loaded.status());
-  if (*loaded == nullptr) return;
-  Profile& survivor = **loaded;
-  // Absorbed already (the absorb was re-sent after a crash): do not count the loser twice.
-  if (std::find(survivor.merged_ids.begin(), survivor.merged_ids.end(), task.other_id) ==
-      survivor.merged_ids.end()) {
-    auto absorbed = DecodeProfile(task.payload);
-    ECRM_CHECK(absorbed.ok());  // encoded by a shard of this process (or its pending record)
-    MergeProfiles(survivor, *absorbed, updater_);
-    AddHistory(survivor, {task.at, true, task.other_id, task.link, task.message_id, ""});
-    RerunRules(survivor, task.at);
-    dirty_.insert(task.profile_id);
-  }
-  // Bookkeeping only: the merge is durable now, so the request is not held up for it. If it is
-  // lost in a crash, the pending record re-sends an absorb that changes nothing.
-  ShardTask done;
-  done.kind = ShardTask::Kind::kMergeDone;
-  done.other_id = task.other_id;
-  done.ack = std::make_shared<AckGroup>(0, [](Status) {});
-  SendTo(OwnerPartition(task.other_id), std::move(done));
-}
-
-void Shard::RerunRules(Profile& profile, TimeMs at) {
-  if (!rule_set_ || rule_set_->size() == 0) return;
-  // A merge is an event of type "merge" at the linking event's time: rules that run on every event
-  // or on merges see the merged profile at once.
-  Event merge;
-  merge.type = EventType::kMerge;
-  merge.timestamp = at;
-  merge.received_at = at;
-  ProfileRuleTarget target(merge, profile, updater_, rule_scratch_);
-  ApplyRules(*rule_set_, EventTypeName(merge.type), merge.event, target, false);
-}
-
-void Shard::RepointIdentity(ShardTask& task) {
-  const std::string key = IdentityKey(task.partition, task.id_type, task.id_value);
-  auto resolved = ResolveIdentity(key);
-  if (!resolved.ok()) return Fail(resolved.status());
-  const IdentityRecord held = DecodeIdentityRecord(*resolved);
-  if (!held.profile_id.empty() && held.profile_id != task.other_id) return;  // moved on meanwhile
-  const std::string record = EncodeIdentityRecord(task.profile_id, held.verified);
-  batch_.Put(Cf::kIdentities, key, record);
-  identity_cache_[key] = record;
-}
-
-void Shard::DeleteProfile(ShardTask& task) {
-  auto loaded = LoadOrFollow(task);
-  if (!loaded.ok()) return Fail(loaded.status());
-  if (*loaded == nullptr) return;
-  const Profile& p = **loaded;
-  // Identifier records are dropped only if they still lead to this profile or one merged into it.
-  std::vector<std::string> ids = p.merged_ids;
-  ids.push_back(p.id);
-  for (const auto& [type, values] : p.identities) {
-    for (const auto& value : values) {
-      ShardTask drop;
-      drop.kind = ShardTask::Kind::kDeleteIdentity;
-      drop.partition = PartitionForKey(value, router_.partition_count());
-      drop.id_type = type;
-      drop.id_value = value;
-      drop.user_ids = ids;
-      drop.ack = task.ack;
-      SendTo(drop.partition, std::move(drop));
-    }
-  }
-  for (const auto& merged : p.merged_ids) {
-    ShardTask drop;
-    drop.kind = ShardTask::Kind::kDeleteAlias;
-    drop.profile_id = merged;
-    drop.ack = task.ack;
-    SendTo(OwnerPartition(merged), std::move(drop));
-  }
-  batch_.Delete(Cf::kProfiles, task.profile_id);
-  dirty_.erase(task.profile_id);
-  cache_.Erase(task.profile_id);
-  metrics_.profiles_deleted().Increment();
-}
-
-void Shard::DeleteIdentity(ShardTask& task) {
-  const std::string key = IdentityKey(task.partition, task.id_type, task.id_value);
-  auto resolved = ResolveIdentity(key);
-  if (!resolved.ok()) return Fail(resolved.status());
-  const std::string holder = DecodeIdentityRecord(*resolved).profile_id;
-  if (std::find(task.user_ids.begin(), task.user_ids.end(), holder) == task.user_ids.end()) {
-    return;  // leads elsewhere now
-  }
-  batch_.Delete(Cf::kIdentities, key);
-  identity_cache_.erase(key);
-}
-
-void Shard::DeleteAlias(ShardTask& task) {
-  batch_.Delete(Cf::kProfiles, task.profile_id);
-  batch_.Delete(Cf::kMeta, PendingMergeKey(task.profile_id));
-  aliases_.erase(task.profile_id);
-  cache_.Erase(task.profile_id);
-  dirty_.erase(task.profile_id);
-}
-
-void Shard::AttachIdentity(const std::string& profile_id, const std::string& type,
-                           const std::string& value, const std::shared_ptr<AckGroup>& ack) {
-  std::string alias_to;
-  auto loaded = LoadProfile(profile_id, &alias_to);
-  if (!loaded.ok()) return Fail(loaded.status());
-  if (!alias_to.empty()) {
-    // Merged meanwhile: the survivor lists the identifier (its record names the merged-away id,
-    // whose alias leads there).
-    const auto owner = PartitionOfProfileId(alias_to);
-    if (Owns(*owner)) return AttachIdentity(alias_to, type, value, ack);
-    ShardTask attach;
-    attach.kind = ShardTask::Kind::kAttachIdentity;
-    attach.profile_id = alias_to;
-    attach.id_type = type;
-    attach.id_value = value;
-    attach.ack = ack;  // the claim's request is answered once the survivor lists it
-    SendTo(*owner, std::move(attach));
-    return;
-  }
-  if ((*loaded)->AddIdentity(type, value)) {
-    dirty_.insert(profile_id);
-    metrics_.identities_attached().Increment();
-  }
+void Shard::Send(ShardMessage&& m, const Ack& ack) {
+  const int shard = router_.ShardOfPartition(DestinationPartition(m));
+  ack->Add(1);
+  outgoing_.push_back({shard, ShardTask{std::move(m), ack}});
 }
 
 StatusOr<std::string> Shard::ResolveIdentity(const std::string& key) {
@@ -798,16 +364,6 @@ StatusOr<std::string> Shard::ResolveIdentity(const std::string& key) {
   if (identity_cache_.size() >= options_.identity_cache_capacity) identity_cache_.clear();
   identity_cache_[key] = *stored;
   return *std::move(stored);
-}
-
-StatusOr<Profile*> Shard::LoadOrFollow(const ShardTask& task) {
-  std::string alias_to;
-  auto loaded = LoadProfile(task.profile_id, &alias_to);
-  if (!loaded.ok() || alias_to.empty()) return loaded;
-  ShardTask follow = task;
-  follow.profile_id = alias_to;
-  SendTo(OwnerPartition(alias_to), std::move(follow));
-  return nullptr;
 }
 
 StatusOr<Profile*> Shard::LoadProfile(const std::string& profile_id, std::string* alias_to) {

@@ -9,6 +9,9 @@
 // its identity record). Ownership: created and owned by ProfileEngine; it must outlive its thread,
 // which Stop() joins. Threading: Enqueue is thread-safe (the inbox mutex is held only to append or
 // swap); all other state is touched only by the shard's own thread.
+//
+// shard.cc has the batching, events and loading; shard_identity.cc the identity, merge and erasure
+// handlers. Each handler takes one typed message (profiler/shard_message.h).
 #pragma once
 
 #include <atomic>
@@ -33,62 +36,14 @@
 #include "profiler/profile_updater.h"
 #include "profiler/profiler_metrics.h"
 #include "profiler/rule_target.h"
+#include "profiler/shard_message.h"
 #include "rules/rule_registry.h"
 #include "store/keys.h"
 #include "store/kv_store.h"
 
 namespace ecrm {
 
-struct ShardTask {
-  enum class Kind : uint8_t {
-    kEvent,           // route by the event's routing key in `partition`
-    kForwardedEvent,  // apply to `profile_id`, which this shard owns
-    kClaimIdentity,  // set identity (id_type, id_value) in `partition` to `profile_id` if unclaimed
-    kAttachIdentity,  // add (id_type, id_value) to `profile_id`'s identities
-    kSourceOffset,    // record `offset` as the resume point of source partition `partition`
-    // Identity resolution (docs/identity.md): a merge of `other_id` into `profile_id`.
-    kMergeCheck,       // at the survivor's shard: collect its user ids, pass on to the loser's
-    kMergeSend,        // at the loser's shard: check protection, alias it, send its content
-    kMergeAbsorb,      // at the survivor's shard: fold `payload` (the loser) into it
-    kRepointIdentity,  // at the identity's shard: (id_type, id_value) -> profile_id if -> other_id
-    kMergeDone,        // at the loser's shard: `other_id` was absorbed; drop its pending record
-    // Trusted identity (docs/identity.md#trusted-identity).
-    kDetachIdentity,  // at profile_id's shard: an unverified hold on (id_type, id_value) ended
-    kRecordRefusal,   // at profile_id's shard: a claim of `link` was refused (`reason`)
-    // Erasure (DELETE /v1/profiles): the profile, then its identifiers and aliases.
-    kDeleteProfile,   // at the owner's shard: delete profile_id, send the two below
-    kDeleteIdentity,  // at the identity's shard: drop (id_type, id_value) if it leads to user_ids
-    kDeleteAlias,     // at the alias's owner shard: drop the alias record profile_id
-  };
-  Kind kind = Kind::kEvent;
-  uint32_t partition = 0;
-  Event event;
-  std::string profile_id;
-  std::string id_type;
-  std::string id_value;
-  int64_t offset = 0;  // kSourceOffset
-  // Merges: the other profile, the identifier that linked them ("type:value"), the linking
-  // event's time and messageId, the survivor's user ids, the loser's encoded profile.
-  std::string other_id;
-  std::string link;
-  TimeMs at = 0;
-  std::string message_id;
-  std::vector<std::string> user_ids;
-  std::string payload;
-  bool explicit_link = false;  // an alias call: the user said these are one person
-  bool link_only = false;      // kClaimIdentity: merge if owned elsewhere, never claim
-  bool verified = true;        // kClaimIdentity: the claim may merge or take over (see Event)
-  std::string reason;          // kRecordRefusal
-  // Merges: the profile whose claim of `link` started the merge (it lists the identifier already
-  // when its type is limited; a refused merge takes it off again).
-  std::string claimer;
-  std::shared_ptr<AckGroup> ack;
-};
-
-// The pending record of a merge (meta "merge|<loser id>"): the kMergeAbsorb task, so that it can
-// be re-sent after a crash.
-std::string EncodePendingMerge(const ShardTask& absorb);
-std::optional<ShardTask> DecodePendingMerge(std::string_view value);
+using Ack = std::shared_ptr<AckGroup>;
 
 class ShardRouter {
  public:
@@ -144,48 +99,46 @@ class Shard {
   };
   void Run();
   void ProcessBatch(std::span<ShardTask* const> tasks);
-  void HandleEvent(ShardTask& task);
-  void ApplyToProfile(const std::string& profile_id, Event& event,
-                      const std::shared_ptr<AckGroup>& ack);
-  void ClaimIdentity(ShardTask& task);
-  // Starts merging profiles a and b (linked by task's link/at/message_id); the older survives.
-  void StartMerge(const std::string& a, const std::string& b, const ShardTask& cause);
-  void MergeCheck(ShardTask& task);
-  void MergeSend(ShardTask& task);
-  void MergeAbsorb(ShardTask& task);
-  void RepointIdentity(ShardTask& task);
+  void HandleEvent(msg::RouteEvent& m, const Ack& ack);
+  void ApplyToProfile(const std::string& profile_id, Event& event, const Ack& ack);
+  void ClaimIdentity(msg::ClaimIdentity& m, const Ack& ack);
+  // Starts merging profiles a and b (linked by cause's link, at, message_id); the older survives.
+  void StartMerge(const std::string& a, const std::string& b, const msg::MergeLink& cause,
+                  const Ack& ack);
+  void MergeCheck(msg::MergeCheck& m, const Ack& ack);
+  void MergeSend(msg::MergeSend& m, const Ack& ack);
+  void MergeAbsorb(msg::MergeAbsorb& m, const Ack& ack);
+  void RepointIdentity(msg::RepointIdentity& m);
   // Runs the active rules on a profile that just absorbed another (docs/identity.md#rules).
   void RerunRules(Profile& profile, TimeMs at);
-  void DetachIdentity(ShardTask& task);
-  void RecordRefusal(ShardTask& task);
+  void DetachIdentity(msg::DetachIdentity& m, const Ack& ack);
+  void RecordRefusal(msg::RecordRefusal& m, const Ack& ack);
   // Sends the identifier claims an applied (or duplicate) event carries for `profile`.
   // Identifiers of a limited type (user_id) are listed in the profile at once, before the claim
   // is confirmed, so that merge protection sees them for the next event of the same batch; a
   // refused claim takes them off again. `retry`: claim every carried identifier, even the listed
   // ones (a duplicate: its first attempt's claims may have been lost in a crash).
-  void ClaimCarried(Profile& profile, const Event& event, const std::shared_ptr<AckGroup>& ack,
-                    bool retry = false);
-  void DeleteProfile(ShardTask& task);
-  void DeleteIdentity(ShardTask& task);
-  void DeleteAlias(ShardTask& task);
-  // Queues a follow-up task for the shard owning `partition` (this one included), under `ack`.
-  // `task` is taken by reference so that `partition` may be computed from the task's own fields in
-  // the same call: a by-value parameter could be move-constructed first (argument evaluation order
-  // is unspecified), leaving the fields empty; merges went to the wrong shard that way.
-  void SendTo(uint32_t partition, ShardTask&& task);
+  void ClaimCarried(Profile& profile, const Event& event, const Ack& ack, bool retry = false);
+  void DeleteProfile(msg::DeleteProfile& m, const Ack& ack);
+  void DeleteIdentity(msg::DeleteIdentity& m);
+  void DeleteAlias(msg::DeleteAlias& m);
+  // Queues a follow-up message for the shard owning its destination partition (this one
+  // included), under `ack`.
+  void Send(ShardMessage&& m, const Ack& ack);
   int UserIdLimit() const;
   // The id `profile_id` was merged into (following aliases), or "" if it is not an alias.
   StatusOr<std::string> AliasTarget(const std::string& profile_id);
   void AttachIdentity(const std::string& profile_id, const std::string& type,
-                      const std::string& value, const std::shared_ptr<AckGroup>& ack);
+                      const std::string& value, const Ack& ack);
   // The profile id an identifier maps to, from the cache or the store; empty if none.
   StatusOr<std::string> ResolveIdentity(const std::string& key);
   // The profile, loaded into the cache if needed; created empty if absent. Null with
   // *alias_to set if the profile was merged into another.
   StatusOr<Profile*> LoadProfile(const std::string& profile_id, std::string* alias_to = nullptr);
-  // task.profile_id's profile; null if it was merged into another, after sending a copy of the
-  // task to the survivor's shard.
-  StatusOr<Profile*> LoadOrFollow(const ShardTask& task);
+  // The profile that m.*id names; null if it was merged into another, after sending a copy of `m`
+  // naming the survivor instead to the survivor's shard.
+  template <class M>
+  StatusOr<Profile*> LoadOrFollow(const M& m, std::string M::*id, const Ack& ack);
   // Whether the profile already had this event: its message hash, or within the upgrade window
   // the dedup CF record of schema 1 or 2.
   bool SeenMessage(const Profile& profile, uint32_t partition, const Event& event);

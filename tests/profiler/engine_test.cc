@@ -234,12 +234,12 @@ TEST_F(EngineTest, AMergeInterruptedByACrashResumesAtStart) {
   ASSERT_TRUE(a.ok() && a->has_value() && b.ok() && b->has_value());
   engine_.reset();
   // What the loser's batch of a merge of b into a writes: the alias and the pending record.
-  ShardTask absorb;
-  absorb.profile_id = (*a)->id;
-  absorb.other_id = (*b)->id;
+  msg::MergeAbsorb absorb;
+  absorb.survivor = (*a)->id;
+  absorb.loser = (*b)->id;
   absorb.link = "user_id:u";
   absorb.at = 1'790'000'000'000;
-  EncodeProfile(**b, &absorb.payload);
+  EncodeProfile(**b, &absorb.loser_profile);
   WriteBatch batch = store_->NewBatch();
   batch.Put(Cf::kProfiles, (*b)->id, EncodeAlias((*a)->id));
   batch.Put(Cf::kMeta, PendingMergeKey((*b)->id), EncodePendingMerge(absorb));
@@ -256,22 +256,21 @@ TEST_F(EngineTest, AMergeInterruptedByACrashResumesAtStart) {
 }
 
 TEST(PendingMerge, RoundTripsAndRejectsTruncatedValues) {
-  ShardTask absorb;
-  absorb.profile_id = "0001-0000000000000001";
-  absorb.other_id = "0002-0000000000000002";
+  msg::MergeAbsorb absorb;
+  absorb.survivor = "0001-0000000000000001";
+  absorb.loser = "0002-0000000000000002";
   absorb.link = "user_id:u";
   absorb.message_id = "m-1";
-  absorb.payload = std::string("\x06\x00binary", 8);
+  absorb.loser_profile = std::string("\x06\x00binary", 8);
   absorb.at = 1'790'000'000'123;
   const std::string value = EncodePendingMerge(absorb);
   auto decoded = DecodePendingMerge(value);
   ASSERT_TRUE(decoded.has_value());
-  EXPECT_EQ(decoded->kind, ShardTask::Kind::kMergeAbsorb);
-  EXPECT_EQ(decoded->profile_id, absorb.profile_id);
-  EXPECT_EQ(decoded->other_id, absorb.other_id);
+  EXPECT_EQ(decoded->survivor, absorb.survivor);
+  EXPECT_EQ(decoded->loser, absorb.loser);
   EXPECT_EQ(decoded->link, absorb.link);
   EXPECT_EQ(decoded->message_id, absorb.message_id);
-  EXPECT_EQ(decoded->payload, absorb.payload);
+  EXPECT_EQ(decoded->loser_profile, absorb.loser_profile);
   EXPECT_EQ(decoded->at, absorb.at);
   for (size_t n = 0; n < value.size(); n++) {
     EXPECT_FALSE(DecodePendingMerge(value.substr(0, n)).has_value()) << n;
