@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <iostream>
@@ -160,6 +161,10 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       "Kafka bootstrap servers HOST:PORT[,...]; unset = embedded mode (no Kafka)");
   add("--kafka-group", "kafka_group", "ECRM_KAFKA_GROUP", c.kafka_group, "Kafka consumer group")
       ->capture_default_str();
+  add("--instance-id", "instance_id", "ECRM_INSTANCE_ID", c.instance_id,
+      "This instance's stable name in the consumer group (static membership: a restart within "
+      "the session timeout moves no partition); default the host name, which is the pod name "
+      "in a StatefulSet");
   add("--kafka-topic", "kafka_topic", "ECRM_KAFKA_TOPIC", c.kafka_topic, "Kafka events topic")
       ->capture_default_str();
   add("--kafka-dlq-topic", "kafka_dlq_topic", "ECRM_KAFKA_DLQ_TOPIC", c.kafka_dlq_topic,
@@ -276,6 +281,18 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
                                    c.kafka_group.empty() || c.kafka_topic == c.kafka_dlq_topic)) {
     return absl::InvalidArgumentError(
         "kafka_topic/kafka_dlq_topic/kafka_group: must be set, and the topics must differ");
+  }
+  if (c.instance_id.empty()) {
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) == 0) c.instance_id = host;
+    if (c.instance_id.empty()) c.instance_id = "ecrm";
+  }
+  if (c.instance_id.size() > 249 ||
+      !std::all_of(c.instance_id.begin(), c.instance_id.end(), [](unsigned char ch) {
+        return std::isalnum(ch) || ch == '.' || ch == '_' || ch == '-';
+      })) {
+    return absl::InvalidArgumentError(
+        "instance_id: at most 249 characters of letters, digits, '.', '_' and '-'");
   }
   if (c.kafka_max_in_flight == 0) {
     return absl::InvalidArgumentError("kafka_max_in_flight: must be positive");

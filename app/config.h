@@ -32,6 +32,8 @@ struct Config {
   size_t max_queue_depth = 200000;        // --max-queue-depth: per worker, then 429
   std::string kafka_brokers;              // --kafka-brokers: HOST:PORT[,...]; empty = embedded mode
   std::string kafka_group = "ecrm";       // --kafka-group: consumer group
+  // --instance-id: this instance's static group membership (group.instance.id); "" = the host name.
+  std::string instance_id;
   std::string kafka_topic = "ecrm.events";             // --kafka-topic: events topic
   std::string kafka_dlq_topic = "ecrm.events.dlq";     // --kafka-dlq-topic: dead letters
   std::string kafka_profiles_topic = "ecrm.profiles";  // --kafka-profiles-topic ("" = off)

@@ -37,6 +37,7 @@ Status Service::Start() {
   KafkaOptions kafka_options;
   kafka_options.brokers = config_.kafka_brokers;
   kafka_options.group = config_.kafka_group;
+  kafka_options.instance_id = config_.instance_id;
   kafka_options.topic = config_.kafka_topic;
   kafka_options.dlq_topic = config_.kafka_dlq_topic;
   kafka_options.profiles_topic = config_.kafka_profiles_topic;

@@ -59,6 +59,18 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     pauses = &counter("ecrm_kafka_consumer_pauses_total",
                       "Times consumption was paused because workers fell behind")
                   .Add({});
+    assigned_gauge = &prometheus::BuildGauge()
+                          .Name("ecrm_kafka_partitions_assigned")
+                          .Help("Partitions of the events topic this instance consumes")
+                          .Register(registry)
+                          .Add({});
+    fatal_gauge = &prometheus::BuildGauge()
+                       .Name("ecrm_kafka_consumer_fatal")
+                       .Help(
+                           "1 after a fatal consumer error (e.g. fenced by another instance "
+                           "with the same --instance-id): not ready until restarted")
+                       .Register(registry)
+                       .Add({});
     paused_gauge = &prometheus::BuildGauge()
                         .Name("ecrm_kafka_consumer_paused")
                         .Help("1 while consumption is stopped for backpressure")
@@ -107,10 +119,13 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
                      start == RdKafka::Topic::OFFSET_BEGINNING ? std::string("beginning")
                                                                : std::to_string(start));
       }
-      c->assign(partitions);
-      paused = false;  // a new assignment starts unpaused
-      paused_gauge->Set(0);
+      // Cooperative: `partitions` are the ones added; the others keep flowing.
+      if (std::unique_ptr<RdKafka::Error> error(c->incremental_assign(partitions)); error) {
+        spdlog::critical("kafka: incremental assign: {}", error->str());
+        std::abort();  // the group and this instance would disagree on what it owns
+      }
       in_group = true;
+      assigned_gauge->Set(static_cast<double>(assigned.size()));
     } else {
       // Let everything consumed from these partitions become durable and record its offsets before
       // another consumer takes over.
@@ -120,14 +135,22 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         const auto p = static_cast<uint32_t>(tp->partition());
         tracker.Reset(p);
         assigned.erase(p);
+        spdlog::info("kafka: revoked {}[{}]", tp->topic(), p);
         rewind.erase(p);
         if (auto g = lag_gauges.find(p); g != lag_gauges.end()) {
           lag_family->Remove(g->second);
           lag_gauges.erase(g);
         }
       }
-      c->unassign();
-      in_group = false;
+      // `partitions` are the ones taken away (all of them when the assignment was lost).
+      const bool lost = c->assignment_lost();
+      if (lost) spdlog::warn("kafka: assignment lost (session timed out or fenced)");
+      if (std::unique_ptr<RdKafka::Error> error(c->incremental_unassign(partitions)); error) {
+        spdlog::critical("kafka: incremental unassign: {}", error->str());
+        std::abort();
+      }
+      if (lost) in_group = false;
+      assigned_gauge->Set(static_cast<double>(assigned.size()));
     }
   }
 
@@ -136,11 +159,23 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       if (event.err() == RdKafka::ERR__ALL_BROKERS_DOWN) {
         broker_up = false;
       }
+      if (event.fatal()) return Fatal(event.str());
       spdlog::warn("kafka: {} ({})", event.str(), RdKafka::err2str(event.err()));
     } else if (event.type() == RdKafka::Event::EVENT_LOG &&
                event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING) {
       spdlog::warn("kafka: {} {}", event.fac(), event.str());
     }
+  }
+
+  // For example fenced by another member with the same group.instance.id: this consumer can
+  // consume no more, so the instance stays not ready until it is restarted.
+  void Fatal(const std::string& what) {
+    if (fatal.exchange(true)) return;
+    fatal_gauge->Set(1);
+    spdlog::critical(
+        "kafka: fatal consumer error: {}; not ready until restarted (is another instance running "
+        "with --instance-id {}?)",
+        what, options.instance_id);
   }
 
   // Dead-letter deliveries.
@@ -160,6 +195,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   void Run() {
     auto last_lag = SteadyClock::now();
     while (!stopping.load()) {
+      if (fatal.load()) {  // nothing more to consume; keep delivering dead letters
+        producer->poll(100);
+        continue;
+      }
       if (paused) {  // backpressure: leave the messages with librdkafka until the workers catch up
         Flush();     // what was consumed must reach the workers, or nothing drains
         Backpressure();
@@ -185,6 +224,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
           break;
         case RdKafka::ERR__TIMED_OUT:
           idle = true;
+          break;
+        case RdKafka::ERR__FATAL:
+          idle = true;
+          Fatal(m->errstr());
           break;
         default:
           idle = true;
@@ -413,6 +456,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   std::atomic<bool> stopping{false};
   std::atomic<bool> broker_up{false};
   std::atomic<bool> in_group{false};
+  std::atomic<bool> fatal{false};  // a fatal consumer error (e.g. fenced): never ready again
   bool paused = false;
   static constexpr size_t kMaxBatchEvents = 2000;
   std::vector<Event> pending_events;  // parsed, not yet handed to the engine
@@ -431,6 +475,8 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   prometheus::Counter* rebalances;
   prometheus::Counter* retried;
   prometheus::Gauge* paused_gauge;
+  prometheus::Gauge* assigned_gauge;
+  prometheus::Gauge* fatal_gauge;
   prometheus::Counter* pauses;
   prometheus::Family<prometheus::Gauge>* lag_family;
   std::unordered_map<uint32_t, prometheus::Gauge*> lag_gauges;
@@ -444,30 +490,33 @@ StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOption
                                                                const CollectorLimits& limits) {
   auto impl = std::make_unique<Impl>(options, engine, registry, clock, limits);
   const size_t prefetch_kbytes = std::clamp<size_t>(options.prefetch_messages, 1024, 2097151);
-  ASSIGN_OR_RETURN(
-      auto conf,
-      MakeKafkaConf(
-          {
-              {"bootstrap.servers", options.brokers},
-              {"group.id", options.group},
-              {"client.id", "ecrm-processor"},
-              {"enable.auto.commit", "false"},  // offsets live in RocksDB
-              {"auto.offset.reset", "earliest"},
-              {"enable.partition.eof", "true"},
-              {"partition.assignment.strategy", "range"},
-              // librdkafka 2.0 waits a full second before it fetches again for a partition whose
-              // prefetch queue reached one of these limits (fetch.queue.backoff.ms came in 2.1),
-              // so the queue must hold a second of work (the default: 500,000 messages, more than
-              // a second at 335k events/s).
-              {"queued.max.messages.kbytes", std::to_string(prefetch_kbytes)},
-              {"fetch.wait.max.ms", "50"},
-              {"max.partition.fetch.bytes", "4194304"},
-              {"queued.min.messages", std::to_string(options.prefetch_messages)},
-              // A crashed member holds its partitions until its session expires: keep it short.
-              {"session.timeout.ms", "10000"},
-              {"heartbeat.interval.ms", "1000"},
-          },
-          {.events = impl.get(), .rebalance = impl.get()}));
+  std::vector<std::pair<std::string, std::string>> settings = {
+      {"bootstrap.servers", options.brokers},
+      {"group.id", options.group},
+      {"client.id", "ecrm-processor"},
+      {"enable.auto.commit", "false"},  // offsets live in RocksDB
+      {"auto.offset.reset", "earliest"},
+      {"enable.partition.eof", "true"},
+      // Incremental rebalances: partitions that do not move keep flowing while others
+      // do (docs/kafka.md#membership).
+      {"partition.assignment.strategy", "cooperative-sticky"},
+      // librdkafka waits fetch.queue.backoff.ms (1 s) before it fetches again for a
+      // partition whose prefetch queue reached one of these limits, so the queue must
+      // hold a second of work (the default: 500,000 messages, more than a second at
+      // 335k events/s).
+      {"queued.max.messages.kbytes", std::to_string(prefetch_kbytes)},
+      {"fetch.wait.max.ms", "50"},
+      {"max.partition.fetch.bytes", "4194304"},
+      {"queued.min.messages", std::to_string(options.prefetch_messages)},
+      // A crashed member holds its partitions until its session expires: keep it short.
+      {"session.timeout.ms", "10000"},
+      {"heartbeat.interval.ms", "1000"},
+  };
+  // Static membership: a restart within the session timeout keeps the partitions, with no
+  // rebalance; a second process with the same id fences the first (a fatal error, below).
+  if (!options.instance_id.empty()) settings.emplace_back("group.instance.id", options.instance_id);
+  ASSIGN_OR_RETURN(auto conf,
+                   MakeKafkaConf(settings, {.events = impl.get(), .rebalance = impl.get()}));
   std::string err;
   impl->consumer.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!impl->consumer) return absl::InvalidArgumentError("kafka: consumer: " + err);
@@ -503,10 +552,13 @@ void KafkaConsumer::Stop() {
   impl_->Flush();
   impl_->WaitForInFlight(std::chrono::seconds(30));
   impl_->producer->flush(5000);
-  impl_->consumer->close();  // leaves the group (runs the revoke callback)
+  // Runs the revoke callback; a static member sends no LeaveGroup (docs/kafka.md#membership).
+  impl_->consumer->close();
 }
 
-bool KafkaConsumer::Ready() const { return impl_->broker_up.load() && impl_->in_group.load(); }
+bool KafkaConsumer::Ready() const {
+  return impl_->broker_up.load() && impl_->in_group.load() && !impl_->fatal.load();
+}
 
 StatusOr<int> KafkaConsumer::TopicPartitions(const std::string& brokers, const std::string& topic,
                                              int timeout_ms) {

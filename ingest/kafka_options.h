@@ -8,10 +8,13 @@
 namespace ecrm {
 
 struct KafkaOptions {
-  std::string brokers;                        // host:port[,...]; empty = embedded mode (no Kafka)
-  std::string group = "ecrm";                 // consumer group
-  std::string topic = "ecrm.events";          // events topic
-  std::string dlq_topic = "ecrm.events.dlq";  // dead letters: bad messages, reason in headers
+  std::string brokers;         // host:port[,...]; empty = embedded mode (no Kafka)
+  std::string group = "ecrm";  // consumer group
+  // group.instance.id (static membership): stable across restarts of this instance, unique in
+  // the group. "" = dynamic membership.
+  std::string instance_id;
+  std::string topic = "ecrm.events";             // events topic
+  std::string dlq_topic = "ecrm.events.dlq";     // dead letters: bad messages, reason in headers
   std::string profiles_topic = "ecrm.profiles";  // records from other channels; "" = not read
   size_t max_in_flight_messages = 200000;        // consumed but not yet durable: pause beyond this
   size_t pause_queue_depth = 100000;  // worker queue depth (total) that pauses consumption

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -54,6 +55,24 @@ TEST(Config, BooleanFlagsNeedNoValue) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_FALSE(c->sync_writes);
   EXPECT_FALSE(Parse({"--max-queue-depth", "0"}).ok());
+}
+
+// Static group membership: the host name unless given; an id Kafka would refuse is refused here.
+TEST(Config, InstanceIdDefaultsToTheHostNameAndIsChecked) {
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof(host) - 1), 0);
+  auto c = Parse({});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->instance_id, std::string(host));
+  c = Parse({"--instance-id", "ecrm-2"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->instance_id, "ecrm-2");
+  for (const char* bad : {"a b", "a/b", "ä"}) {
+    auto refused = Parse({"--instance-id", bad});
+    ASSERT_FALSE(refused.ok()) << bad;
+    EXPECT_NE(refused.status().message().find("instance_id"), std::string_view::npos);
+  }
+  EXPECT_FALSE(Parse({"--instance-id", std::string(250, 'a').c_str()}).ok());
 }
 
 TEST(Config, KafkaPrefetchIsBounded) {
