@@ -170,6 +170,11 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   add("--kafka-dlq-topic", "kafka_dlq_topic", "ECRM_KAFKA_DLQ_TOPIC", c.kafka_dlq_topic,
       "Kafka dead-letter topic")
       ->capture_default_str();
+  add("--kafka-replication-factor", "kafka_replication_factor", "ECRM_KAFKA_REPLICATION_FACTOR",
+      c.kafka_replication_factor,
+      "Replication factor of the topics ecrm creates when missing (the dead-letter topic); "
+      "-1 = the broker's default.replication.factor")
+      ->capture_default_str();
   add("--kafka-profiles-topic", "kafka_profiles_topic", "ECRM_KAFKA_PROFILES_TOPIC",
       c.kafka_profiles_topic,
       "Kafka topic of profile records from other channels (as POST /v1/profiles/import); "
@@ -293,6 +298,11 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       })) {
     return absl::InvalidArgumentError(
         "instance_id: at most 249 characters of letters, digits, '.', '_' and '-'");
+  }
+  if (c.kafka_replication_factor != -1 &&
+      (c.kafka_replication_factor < 1 || c.kafka_replication_factor > 32767)) {
+    return absl::InvalidArgumentError(
+        "kafka_replication_factor: must be -1 (the broker's default) or 1 to 32767");
   }
   if (c.kafka_max_in_flight == 0) {
     return absl::InvalidArgumentError("kafka_max_in_flight: must be positive");

@@ -34,8 +34,10 @@ struct Config {
   std::string kafka_group = "ecrm";       // --kafka-group: consumer group
   // --instance-id: this instance's static group membership (group.instance.id); "" = the host name.
   std::string instance_id;
-  std::string kafka_topic = "ecrm.events";             // --kafka-topic: events topic
-  std::string kafka_dlq_topic = "ecrm.events.dlq";     // --kafka-dlq-topic: dead letters
+  std::string kafka_topic = "ecrm.events";          // --kafka-topic: events topic
+  std::string kafka_dlq_topic = "ecrm.events.dlq";  // --kafka-dlq-topic: dead letters
+  int kafka_replication_factor =
+      -1;  // --kafka-replication-factor of topics ecrm creates; -1 = broker's
   std::string kafka_profiles_topic = "ecrm.profiles";  // --kafka-profiles-topic ("" = off)
   std::string role = "all";             // --role: all | collector | processor (Kafka mode)
   size_t kafka_max_in_flight = 200000;  // --kafka-max-in-flight: consumed, not durable; then pause

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "common/logging.h"
+#include "ingest/kafka_admin.h"
 #include "store/keys.h"
 
 namespace ecrm {
@@ -80,10 +81,28 @@ Status Service::Start() {
   ASSIGN_OR_RETURN(engine_, ProfileEngine::Create(*store_, *registry_, engine_options));
   engine_->Start();
   if (kafka && config_.role != "collector") {
-    // Dead letters are retried until delivered: a missing dead-letter topic must fail at start.
-    auto dlq = KafkaConsumer::TopicPartitions(config_.kafka_brokers, config_.kafka_dlq_topic, 5000);
-    if (absl::IsNotFound(dlq.status())) {
-      return absl::InvalidArgumentError("kafka_dlq_topic: " + std::string(dlq.status().message()));
+    // ecrm's own topics are created when missing, with the events topic's partition count
+    // (docs/kafka.md#topics). Dead letters are retried until delivered, so a topic the broker
+    // refuses to create fails the start; a broker that does not answer is waited for later.
+    const std::vector<TopicSpec> own = {{config_.kafka_dlq_topic,
+                                         static_cast<int>(partitions),
+                                         config_.kafka_replication_factor,
+                                         {}}};
+    auto created = EnsureTopics(config_.kafka_brokers, own, 10000);
+    if (created.ok()) {
+      for (const auto& name : *created) {
+        spdlog::info("kafka: created topic {} ({} partitions, replication factor {})", name,
+                     partitions,
+                     config_.kafka_replication_factor < 0
+                         ? std::string("the broker's default")
+                         : std::to_string(config_.kafka_replication_factor));
+      }
+    } else if (absl::IsUnavailable(created.status())) {
+      spdlog::warn("{}; the dead-letter topic {} is not checked", created.status().ToString(),
+                   config_.kafka_dlq_topic);
+    } else {
+      return absl::InvalidArgumentError("kafka_dlq_topic: " +
+                                        std::string(created.status().message()));
     }
     CollectorLimits limits{config_.max_request_bytes, config_.max_event_bytes,
                            config_.max_batch_events};

@@ -75,6 +75,20 @@ TEST(Config, InstanceIdDefaultsToTheHostNameAndIsChecked) {
   EXPECT_FALSE(Parse({"--instance-id", std::string(250, 'a').c_str()}).ok());
 }
 
+TEST(Config, KafkaReplicationFactorIsTheBrokersDefaultOrPositive) {
+  auto c = Parse({});
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->kafka_replication_factor, -1);
+  c = Parse({"--kafka-replication-factor", "3"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->kafka_replication_factor, 3);
+  for (const char* bad : {"0", "-2", "40000"}) {
+    auto refused = Parse({"--kafka-replication-factor", bad});
+    ASSERT_FALSE(refused.ok()) << bad;
+    EXPECT_NE(refused.status().message().find("kafka_replication_factor"), std::string_view::npos);
+  }
+}
+
 TEST(Config, KafkaPrefetchIsBounded) {
   auto c = Parse({});
   ASSERT_TRUE(c.ok());

@@ -8,7 +8,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
-import { EcrmServer, randomId, metricValue } from '../e2e/lib/server.mjs';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { EcrmServer, ECRM_BIN, randomId, metricValue } from '../e2e/lib/server.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const KAFKA_SH = join(here, '..', '..', 'scripts', 'kafka.sh');
@@ -397,5 +399,47 @@ test('kafka mode: two instances share the partitions; a restart with its --insta
     await c.cleanup();
     await b.cleanup();
     await a.cleanup();
+  }
+});
+
+// ecrm creates its own dead-letter topic when it is missing, with the events topic's partition
+// count, and a poison message lands there; a replication factor the broker cannot meet is a clear
+// start-up error.
+test('kafka mode: a missing dead-letter topic is created, with the events topic\'s partitions', async () => {
+  const topic = `events-d-${run}`;
+  const dlq = `dlq-d-${run}`;
+  kafkaSh('create-topic', topic, '3');
+  const common = ['--kafka-brokers', BROKERS, '--kafka-topic', topic, '--kafka-dlq-topic', dlq,
+                  '--kafka-group', `d-${run}`, '--kafka-profiles-topic', ''];
+  const refused = spawnSync(ECRM_BIN, ['serve', '--http-addr', '127.0.0.1:0', '--data-dir',
+    mkdtempSync(join(tmpdir(), 'ecrm-rf-')), ...common, '--kafka-replication-factor', '3'],
+  { encoding: 'utf8', timeout: 60_000 });
+  const said = refused.stdout + refused.stderr;
+  assert.equal(refused.status, 1, said);
+  assert.match(said, /kafka_dlq_topic: .*could not be created.*replication/i);
+
+  const srv = new EcrmServer({ startupTimeoutMs: 60_000, extraArgs: common });
+  try {
+    await srv.start();
+    assert.match(srv.logText(), new RegExp(`created topic ${dlq} \\(3 partitions`));
+    const md = JSON.parse(spawnSync('kcat', ['-L', '-J', '-b', BROKERS, '-t', dlq], { encoding: 'utf8' }).stdout);
+    assert.equal(md.topics[0].partitions.length, 3);
+    await kcatProduce('poison:not json\n', topic);
+    const deadline = Date.now() + 30_000;
+    let letters = '';
+    while (Date.now() < deadline && !letters.includes('poison')) {
+      letters = spawnSync('kcat', ['-C', '-b', BROKERS, '-t', dlq, '-e', '-f', '%k\n'], { encoding: 'utf8' }).stdout;
+      await sleep(300);
+    }
+    assert.match(letters, /poison/);
+    // A second start finds the topic there and creates nothing.
+    await srv.stop();
+    await srv.start();
+    assert.equal(srv.logText().split(`created topic ${dlq}`).length, 2, 'created once');
+  } catch (err) {
+    srv.dumpLogs('dead-letter topic');
+    throw err;
+  } finally {
+    await srv.cleanup();
   }
 });
