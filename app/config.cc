@@ -186,8 +186,7 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       ->capture_default_str();
   add("--kafka-prefetch-messages", "kafka_prefetch_messages", "ECRM_KAFKA_PREFETCH_MESSAGES",
       c.kafka_prefetch_messages,
-      "Messages librdkafka may prefetch (about 1 KiB of memory each); below a second of work, "
-      "the consumer idles while librdkafka 2.0 backs off")
+      "Messages librdkafka may prefetch per consumer (about 1 KiB of memory each)")
       ->capture_default_str();
   add("--role", "role", "ECRM_ROLE", c.role,
       "all | collector (HTTP -> Kafka) | processor (Kafka -> profiles); Kafka mode only")

@@ -42,7 +42,7 @@ struct Config {
   std::string role = "all";             // --role: all | collector | processor (Kafka mode)
   size_t kafka_max_in_flight = 200000;  // --kafka-max-in-flight: consumed, not durable; then pause
   // --kafka-prefetch-messages: librdkafka's prefetch queue (about 1 KiB of memory per message).
-  size_t kafka_prefetch_messages = 500000;
+  size_t kafka_prefetch_messages = 100000;
   // Identifier values treated as absent besides empty, "null" and "undefined" (always blocked),
   // compared trimmed and case-blind.
   std::vector<std::string> blocked_identifiers;

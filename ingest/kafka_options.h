@@ -19,7 +19,7 @@ struct KafkaOptions {
   size_t max_in_flight_messages = 200000;        // consumed but not yet durable: pause beyond this
   size_t pause_queue_depth = 100000;  // worker queue depth (total) that pauses consumption
   // librdkafka's prefetch queue: queued.min.messages, and 1 KiB each as queued.max.messages.kbytes.
-  size_t prefetch_messages = 500000;
+  size_t prefetch_messages = 100000;
 };
 
 }  // namespace ecrm

@@ -92,7 +92,7 @@ TEST(Config, KafkaReplicationFactorIsTheBrokersDefaultOrPositive) {
 TEST(Config, KafkaPrefetchIsBounded) {
   auto c = Parse({});
   ASSERT_TRUE(c.ok());
-  EXPECT_EQ(c->kafka_prefetch_messages, 500000u);
+  EXPECT_EQ(c->kafka_prefetch_messages, 100000u);
   c = Parse({"--kafka-prefetch-messages", "200000"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->kafka_prefetch_messages, 200000u);
