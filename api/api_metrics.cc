@@ -9,7 +9,7 @@ namespace {
 
 constexpr const char* kRouteNames[] = {"collect",     "collect_batch", "settings", "profile",
                                        "personalize", "metrics",       "health",   "preflight",
-                                       "not_found",   "rules",         "import"};
+                                       "not_found",   "rules",         "import",   "cluster"};
 static_assert(std::size(kRouteNames) == static_cast<size_t>(Route::kCount));
 constexpr const char* kStatusClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 

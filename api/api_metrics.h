@@ -26,6 +26,7 @@ enum class Route : int {
   kNotFound,
   kRules,
   kImport,
+  kCluster,
   kCount
 };
 

@@ -267,6 +267,17 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
                                         : ErrorResponse(503, "not_ready", "not ready"));
   }
   if (path == "/metrics") return finish(Route::kMetrics, HandleMetrics());
+  if (path == "/v1/cluster") {
+    const std::string_view token = BearerToken(req);
+    if (token.empty() || token != options_.admin_token) {
+      return finish(Route::kCluster,
+                    ErrorResponse(401, "unauthorized", "the admin token is required (Bearer)"));
+    }
+    if (!options_.cluster) {
+      return finish(Route::kCluster, ErrorResponse(404, "not_found", "no such route"));
+    }
+    return finish(Route::kCluster, options_.cluster());
+  }
   constexpr std::string_view kProfiles = "/v1/profiles/";
   constexpr std::string_view kPersonalize = "/v1/personalize/";
   if (path.starts_with(kProfiles)) {

@@ -43,6 +43,9 @@ struct ApiOptions {
   PersonalizeOptions personalize;
   std::function<void()> before_scrape;  // refreshes gauges (e.g. RocksDB stats) before /metrics
   std::function<bool()> ready;          // /readyz answers 200 only when this returns true
+  // GET /v1/cluster (admin): the JSON body describing the instances and their partitions. May
+  // block for a round trip to Kafka; called on an HTTP thread. Unset: 404.
+  std::function<HttpResponse()> cluster;
   KafkaEventProducer* producer =
       nullptr;                    // Kafka mode: the collector produces here, not to the engine
   bool collector_enabled = true;  // false for --role processor: collector routes answer 503

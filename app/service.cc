@@ -5,6 +5,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/json_writer.h"
 #include "common/logging.h"
 #include "ingest/kafka_admin.h"
 #include "store/keys.h"
@@ -154,6 +155,7 @@ Status Service::Start() {
     return ready_.load() && (!consumer_ || consumer_->Ready()) &&
            (!producer_ || producer_->Ready());
   };
+  api_options.cluster = [this] { return ClusterView(); };
   api_options.producer = producer_.get();
   api_options.collector_enabled = config_.role != "processor";
   api_ = std::make_unique<ApiService>(*engine_, *registry_, *clock_, std::move(api_options));
@@ -199,6 +201,65 @@ void Service::Stop() {
   rules_.reset();
   store_metrics_.reset();
   store_.reset();
+}
+
+HttpResponse Service::ClusterView() const {
+  const uint32_t partitions = engine_->partition_count();
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject();
+  w.Key("mode").String(config_.kafka_brokers.empty() ? "embedded" : "kafka");
+  w.Key("role").String(config_.role);
+  w.Key("instance_id").String(config_.instance_id);
+  w.Key("partition_count").Int(partitions);
+  // partition -> (owner's instance id, this instance's lag or -1 elsewhere)
+  std::vector<std::pair<std::string, int64_t>> owners(partitions, {"", -1});
+  if (config_.kafka_brokers.empty()) {
+    for (auto& o : owners) o = {config_.instance_id, 0};
+  } else if (consumer_) {
+    w.Key("group").String(config_.kafka_group);
+    w.Key("topic").String(config_.kafka_topic);
+    auto group =
+        DescribeGroup(config_.kafka_brokers, config_.kafka_group, config_.kafka_topic, 5000);
+    if (group.ok()) {
+      w.Key("group_state").String(group->state);
+      w.Key("members").BeginArray();
+      for (const auto& m : group->members) {
+        w.BeginObject();
+        w.Key("instance_id").String(m.instance_id);
+        w.Key("client_id").String(m.client_id);
+        w.Key("host").String(m.host);
+        w.Key("self").Bool(m.instance_id == config_.instance_id);
+        w.Key("partitions").BeginArray();
+        for (int p : m.partitions) {
+          w.Int(p);
+          if (p >= 0 && static_cast<uint32_t>(p) < partitions) owners[p].first = m.instance_id;
+        }
+        w.EndArray().EndObject();
+      }
+      w.EndArray();
+    } else {
+      w.Key("group_error").String(std::string(group.status().message()));
+    }
+    for (const auto& [p, lag] : consumer_->Partitions()) {
+      if (p < partitions) owners[p] = {config_.instance_id, lag};
+    }
+  }
+  w.Key("partitions").BeginArray();
+  for (uint32_t p = 0; p < partitions; p++) {
+    const auto& [owner, lag] = owners[p];
+    const bool mine = owner == config_.instance_id;
+    w.BeginObject().Key("partition").Int(p);
+    if (owner.empty()) {
+      w.Key("owner").Null().Key("state").String("unassigned");
+    } else {
+      w.Key("owner").String(owner).Key("state").String(mine ? "active" : "elsewhere");
+    }
+    if (mine && lag >= 0) w.Key("lag").Int(lag);
+    w.EndObject();
+  }
+  w.EndArray().EndObject();
+  return JsonResponse(200, std::move(body));
 }
 
 }  // namespace ecrm

@@ -40,6 +40,8 @@ class Service {
   prometheus::Registry& registry() { return *registry_; }
 
  private:
+  // GET /v1/cluster: the group's members and each partition's owner (docs/kafka.md#membership).
+  HttpResponse ClusterView() const;
   Config config_;
   SystemClock system_clock_;
   const Clock* clock_;

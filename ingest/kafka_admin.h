@@ -26,4 +26,19 @@ StatusOr<std::vector<std::string>> EnsureTopics(const std::string& brokers,
                                                 const std::vector<TopicSpec>& topics,
                                                 int timeout_ms);
 
+// A consumer group as the group coordinator sees it (DescribeConsumerGroups).
+struct GroupMember {
+  std::string instance_id;  // group.instance.id; empty for a dynamic member
+  std::string client_id;
+  std::string host;
+  std::vector<int> partitions;  // assigned partitions of the topic asked about, ascending
+};
+struct GroupDescription {
+  std::string state;  // Stable, PreparingRebalance, CompletingRebalance, Empty, Dead, ...
+  std::vector<GroupMember> members;
+};
+// Unavailable if no broker answers within `timeout_ms`.
+StatusOr<GroupDescription> DescribeGroup(const std::string& brokers, const std::string& group,
+                                         const std::string& topic, int timeout_ms);
+
 }  // namespace ecrm

@@ -115,6 +115,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         tp->set_offset(start);
         committed[p] = start;
         assigned.insert(p);
+        SetView(p, -1);
         spdlog::info("kafka: assigned {}[{}] from offset {}", tp->topic(), p,
                      start == RdKafka::Topic::OFFSET_BEGINNING ? std::string("beginning")
                                                                : std::to_string(start));
@@ -135,6 +136,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         const auto p = static_cast<uint32_t>(tp->partition());
         tracker.Reset(p);
         assigned.erase(p);
+        {
+          std::lock_guard<std::mutex> lock(view_mu);
+          view.erase(p);
+        }
         spdlog::info("kafka: revoked {}[{}]", tp->topic(), p);
         rewind.erase(p);
         if (auto g = lag_gauges.find(p); g != lag_gauges.end()) {
@@ -176,6 +181,11 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         "kafka: fatal consumer error: {}; not ready until restarted (is another instance running "
         "with --instance-id {}?)",
         what, options.instance_id);
+  }
+
+  void SetView(uint32_t p, int64_t lag) {
+    std::lock_guard<std::mutex> lock(view_mu);
+    view[p] = lag;
   }
 
   // Dead-letter deliveries.
@@ -437,6 +447,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       auto& gauge = lag_gauges[p];
       if (!gauge) gauge = &lag_family->Add({{"partition", std::to_string(p)}});
       gauge->Set(static_cast<double>(std::max<int64_t>(0, high - pos)));
+      SetView(p, std::max<int64_t>(0, high - pos));
     }
   }
 
@@ -456,7 +467,11 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   std::atomic<bool> stopping{false};
   std::atomic<bool> broker_up{false};
   std::atomic<bool> in_group{false};
-  std::atomic<bool> fatal{false};  // a fatal consumer error (e.g. fenced): never ready again
+  std::atomic<bool> fatal{false};
+  // What GET /v1/cluster shows of this instance: its partitions and their lag (-1: not known yet).
+  mutable std::mutex view_mu;
+  std::map<uint32_t, int64_t>
+      view;  // guarded by view_mu  // a fatal consumer error (e.g. fenced): never ready again
   bool paused = false;
   static constexpr size_t kMaxBatchEvents = 2000;
   std::vector<Event> pending_events;  // parsed, not yet handed to the engine
@@ -555,6 +570,11 @@ void KafkaConsumer::Stop() {
   impl_->producer->flush(5000);
   // Runs the revoke callback; a static member sends no LeaveGroup (docs/kafka.md#membership).
   impl_->consumer->close();
+}
+
+std::map<uint32_t, int64_t> KafkaConsumer::Partitions() const {
+  std::lock_guard<std::mutex> lock(impl_->view_mu);
+  return impl_->view;
 }
 
 bool KafkaConsumer::Ready() const {

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -46,6 +47,9 @@ class KafkaConsumer {
   void Stop();
   // Connected to the cluster and in the group.
   bool Ready() const;
+  // The partitions this instance consumes now, each with its lag in messages (-1 until measured,
+  // about a second after assignment). Thread-safe.
+  std::map<uint32_t, int64_t> Partitions() const;
 
   // The partition count of `topic`, from cluster metadata.
   static StatusOr<int> TopicPartitions(const std::string& brokers, const std::string& topic,

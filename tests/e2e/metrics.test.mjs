@@ -61,6 +61,18 @@ test('/healthz and /readyz need no auth', srv_(async () => {
   assert.equal((await srv.request('GET', '/readyz')).status, 200);
 }));
 
+// Embedded mode: one instance owns every partition. The admin token is required.
+test('GET /v1/cluster shows the one embedded instance owning every partition', srv_(async () => {
+  assert.equal((await srv.request('GET', '/v1/cluster')).status, 401);
+  const res = await srv.request('GET', '/v1/cluster', { headers: { Authorization: `Bearer ${srv.adminToken}` } });
+  assert.equal(res.status, 200, res.text);
+  const c = JSON.parse(res.text);
+  assert.equal(c.mode, 'embedded');
+  assert.ok(c.instance_id.length > 0);
+  assert.equal(c.partitions.length, c.partition_count);
+  assert.ok(c.partitions.every((p, i) => p.partition === i && p.owner === c.instance_id && p.state === 'active'));
+}));
+
 test('CORS preflight for /v1/t echoes the origin and allows credentials', srv_(async () => {
   const res = await srv.request('OPTIONS', '/v1/t', {
     headers: {

@@ -365,6 +365,25 @@ test('kafka mode: two instances share the partitions; a restart with its --insta
     await produce(600);
     await exact('shared');
 
+    // GET /v1/cluster on either instance: both members, two partitions each, each partition's
+    // owner, and the asking instance's own partitions active with their lag.
+    for (const [srv, self, other] of [[a, `a-${run}`, `b-${run}`], [b, `b-${run}`, `a-${run}`]]) {
+      const res = await srv.request('GET', '/v1/cluster', { headers: { Authorization: `Bearer ${srv.adminToken}` } });
+      assert.equal(res.status, 200, res.text);
+      const c = JSON.parse(res.text);
+      assert.equal(c.mode, 'kafka');
+      assert.equal(c.instance_id, self);
+      assert.equal(c.partition_count, 4);
+      assert.deepEqual(c.members.map((m) => m.instance_id).sort(), [`a-${run}`, `b-${run}`]);
+      assert.ok(c.members.every((m) => m.partitions.length === 2), res.text);
+      assert.equal(c.members.find((m) => m.self).instance_id, self);
+      const owned = c.partitions.filter((p) => p.state === 'active');
+      assert.equal(owned.length, 2, res.text);
+      assert.ok(owned.every((p) => p.owner === self), res.text);
+      assert.ok(c.partitions.filter((p) => p.state === 'elsewhere').every((p) => p.owner === other), res.text);
+      assert.deepEqual(owned.map((p) => p.partition), c.members.find((m) => m.self).partitions);
+    }
+
     // A restart of b with its id: b's partitions come back to it, a sees no rebalance.
     const rebalancesA = metricValue(await a.metrics(), 'ecrm_kafka_rebalances_total', {});
     await b.stop();
