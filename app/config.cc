@@ -165,6 +165,10 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       "This instance's stable name in the consumer group (static membership: a restart within "
       "the session timeout moves no partition); default the host name, which is the pod name "
       "in a StatefulSet");
+  add("--advertised-http-addr", "advertised_http_addr", "ECRM_ADVERTISED_HTTP_ADDR",
+      c.advertised_http_addr,
+      "HOST:PORT at which other instances reach this one's HTTP API (shown in GET /v1/cluster); "
+      "default --http-addr, with the host name for 0.0.0.0 or ::");
   add("--kafka-topic", "kafka_topic", "ECRM_KAFKA_TOPIC", c.kafka_topic, "Kafka events topic")
       ->capture_default_str();
   add("--kafka-dlq-topic", "kafka_dlq_topic", "ECRM_KAFKA_DLQ_TOPIC", c.kafka_dlq_topic,
@@ -297,6 +301,22 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       })) {
     return absl::InvalidArgumentError(
         "instance_id: at most 249 characters of letters, digits, '.', '_' and '-'");
+  }
+  if (c.advertised_http_addr.empty() && c.http_port != 0) {
+    const bool wildcard = c.http_host == "0.0.0.0" || c.http_host == "::" || c.http_host.empty();
+    char host[256] = {};
+    const std::string name =
+        wildcard ? (gethostname(host, sizeof(host) - 1) == 0 ? std::string(host) : "")
+                 : c.http_host;
+    if (!name.empty()) {
+      c.advertised_http_addr = (name.find(':') != std::string::npos ? "[" + name + "]" : name) +
+                               ":" + std::to_string(c.http_port);
+    }
+  }
+  if (c.advertised_http_addr.size() > 200 ||
+      c.advertised_http_addr.find_first_of(" @/,") != std::string::npos ||
+      (!c.advertised_http_addr.empty() && c.advertised_http_addr.rfind(':') == std::string::npos)) {
+    return absl::InvalidArgumentError("advertised_http_addr: expected HOST:PORT");
   }
   if (c.kafka_replication_factor != -1 &&
       (c.kafka_replication_factor < 1 || c.kafka_replication_factor > 32767)) {

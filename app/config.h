@@ -34,6 +34,9 @@ struct Config {
   std::string kafka_group = "ecrm";       // --kafka-group: consumer group
   // --instance-id: this instance's static group membership (group.instance.id); "" = the host name.
   std::string instance_id;
+  // --advertised-http-addr: HOST:PORT where other instances and tools reach this one's HTTP API;
+  // "" = derived from --http-addr (the host name for a wildcard host), none if its port is 0.
+  std::string advertised_http_addr;
   std::string kafka_topic = "ecrm.events";          // --kafka-topic: events topic
   std::string kafka_dlq_topic = "ecrm.events.dlq";  // --kafka-dlq-topic: dead letters
   int kafka_replication_factor =

@@ -40,6 +40,7 @@ Status Service::Start() {
   kafka_options.brokers = config_.kafka_brokers;
   kafka_options.group = config_.kafka_group;
   kafka_options.instance_id = config_.instance_id;
+  kafka_options.advertised_http_addr = config_.advertised_http_addr;
   kafka_options.topic = config_.kafka_topic;
   kafka_options.dlq_topic = config_.kafka_dlq_topic;
   kafka_options.profiles_topic = config_.kafka_profiles_topic;
@@ -211,6 +212,7 @@ HttpResponse Service::ClusterView() const {
   w.Key("mode").String(config_.kafka_brokers.empty() ? "embedded" : "kafka");
   w.Key("role").String(config_.role);
   w.Key("instance_id").String(config_.instance_id);
+  w.Key("http_addr").String(config_.advertised_http_addr);
   w.Key("partition_count").Int(partitions);
   // partition -> (owner's instance id, this instance's lag or -1 elsewhere)
   std::vector<std::pair<std::string, int64_t>> owners(partitions, {"", -1});
@@ -228,6 +230,10 @@ HttpResponse Service::ClusterView() const {
         w.BeginObject();
         w.Key("instance_id").String(m.instance_id);
         w.Key("client_id").String(m.client_id);
+        const auto at = m.client_id.find('@');
+        if (at != std::string::npos) {
+          w.Key("http_addr").String(std::string_view(m.client_id).substr(at + 1));
+        }
         w.Key("host").String(m.host);
         w.Key("self").Bool(m.instance_id == config_.instance_id);
         w.Key("partitions").BeginArray();

@@ -508,7 +508,11 @@ StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOption
   std::vector<std::pair<std::string, std::string>> settings = {
       {"bootstrap.servers", options.brokers},
       {"group.id", options.group},
-      {"client.id", "ecrm-processor"},
+      // librdkafka has no custom assignor and so no subscription user data: the HTTP address
+      // rides in the client id, which DescribeConsumerGroups reports for each member.
+      {"client.id", options.advertised_http_addr.empty()
+                        ? std::string("ecrm-processor")
+                        : "ecrm-processor@" + options.advertised_http_addr},
       {"enable.auto.commit", "false"},  // offsets live in RocksDB
       {"auto.offset.reset", "earliest"},
       {"enable.partition.eof", "true"},

@@ -13,6 +13,9 @@ struct KafkaOptions {
   // group.instance.id (static membership): stable across restarts of this instance, unique in
   // the group. "" = dynamic membership.
   std::string instance_id;
+  // Where this instance's HTTP API is reached (HOST:PORT), carried in the consumer's client.id
+  // ("ecrm-processor@HOST:PORT") so that the group's description names it. "" = not advertised.
+  std::string advertised_http_addr;
   std::string topic = "ecrm.events";             // events topic
   std::string dlq_topic = "ecrm.events.dlq";     // dead letters: bad messages, reason in headers
   std::string profiles_topic = "ecrm.profiles";  // records from other channels; "" = not read

@@ -89,6 +89,29 @@ TEST(Config, KafkaReplicationFactorIsTheBrokersDefaultOrPositive) {
   }
 }
 
+// The HTTP address other instances are told: --http-addr, with the host name for a wildcard.
+TEST(Config, AdvertisedHttpAddrComesFromTheHttpAddr) {
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof(host) - 1), 0);
+  auto c = Parse({});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->advertised_http_addr, "127.0.0.1:8080");
+  c = Parse({"--http-addr", "0.0.0.0:9000"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->advertised_http_addr, std::string(host) + ":9000");
+  c = Parse({"--http-addr", "127.0.0.1:0"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->advertised_http_addr, "");  // a port picked at start is not known yet
+  c = Parse({"--advertised-http-addr", "ecrm-1.ecrm.shop.svc:8080"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->advertised_http_addr, "ecrm-1.ecrm.shop.svc:8080");
+  for (const char* bad : {"no-port", "a b:1", "x@y:1"}) {
+    auto refused = Parse({"--advertised-http-addr", bad});
+    ASSERT_FALSE(refused.ok()) << bad;
+    EXPECT_NE(refused.status().message().find("advertised_http_addr"), std::string_view::npos);
+  }
+}
+
 TEST(Config, KafkaPrefetchIsBounded) {
   auto c = Parse({});
   ASSERT_TRUE(c.ok());

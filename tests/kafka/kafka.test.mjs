@@ -318,8 +318,8 @@ test('kafka mode: two instances share the partitions; a restart with its --insta
   kafkaSh('create-topic', dlq, '1');
   const common = ['--kafka-brokers', BROKERS, '--kafka-topic', topic, '--kafka-dlq-topic', dlq,
                   '--kafka-group', `m-${run}`, '--kafka-profiles-topic', ''];
-  const a = new EcrmServer({ startupTimeoutMs: 60_000, extraArgs: [...common, '--instance-id', `a-${run}`] });
-  const b = new EcrmServer({ startupTimeoutMs: 60_000, extraArgs: [...common, '--instance-id', `b-${run}`] });
+  const a = new EcrmServer({ startupTimeoutMs: 60_000, extraArgs: [...common, '--instance-id', `a-${run}`, '--advertised-http-addr', 'ecrm-a.test:8080'] });
+  const b = new EcrmServer({ startupTimeoutMs: 60_000, extraArgs: [...common, '--instance-id', `b-${run}`, '--advertised-http-addr', 'ecrm-b.test:8080'] });
   const c = new EcrmServer({ startupTimeoutMs: 60_000, extraArgs: [...common, '--instance-id', `b-${run}`] });
   const want = new Map();
   let n = 0;
@@ -377,6 +377,8 @@ test('kafka mode: two instances share the partitions; a restart with its --insta
       assert.deepEqual(c.members.map((m) => m.instance_id).sort(), [`a-${run}`, `b-${run}`]);
       assert.ok(c.members.every((m) => m.partitions.length === 2), res.text);
       assert.equal(c.members.find((m) => m.self).instance_id, self);
+      assert.equal(c.http_addr, `ecrm-${self[0]}.test:8080`);
+      for (const m of c.members) assert.equal(m.http_addr, `ecrm-${m.instance_id[0]}.test:8080`);
       const owned = c.partitions.filter((p) => p.state === 'active');
       assert.equal(owned.length, 2, res.text);
       assert.ok(owned.every((p) => p.owner === self), res.text);
