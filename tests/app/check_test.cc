@@ -63,16 +63,16 @@ class CheckCommandTest : public ::testing::Test {
  protected:
   std::string DbPath() const { return dir_.Sub("db"); }
 
-  std::unique_ptr<KvStore> OpenStore() {
-    auto store = KvStore::Open({.path = DbPath()});
+  std::unique_ptr<KvStore> OpenStore(const std::string& path = "") {
+    auto store = KvStore::Open({.path = path.empty() ? DbPath() : path});
     EXPECT_TRUE(store.ok()) << store.status();
     return store.ok() ? *std::move(store) : nullptr;
   }
 
   // Two visitors; the first logs in on a device after using the site as that user elsewhere,
   // which merges the two profiles (one alias).
-  void WriteWithEngine() {
-    auto store = OpenStore();
+  void WriteWithEngine(const std::string& db_path = "") {
+    auto store = OpenStore(db_path);
     ASSERT_NE(store, nullptr);
     prometheus::Registry registry;
     EngineOptions options;
@@ -187,6 +187,42 @@ TEST_F(CheckCommandTest, RefusesADataDirInUse) {
   const Result busy = RunBinary(Args());
   EXPECT_EQ(busy.exit_code, 2) << busy.output;
   EXPECT_NE(busy.output.find("in use by another process"), std::string::npos) << busy.output;
+}
+
+// Two data dirs written by the same events in the same order hold the same state, partition by
+// partition; a changed identity record changes its own partition's digest and no other.
+TEST_F(CheckCommandTest, PartitionDigestsAgreeForEqualStateAndNameTheChangedPartition) {
+  WriteWithEngine();
+  testing::TempDir other;  // the same history in a second data dir
+  WriteWithEngine(other.Sub("db"));
+  const Result a = RunBinary(Args() + " --partition-digests");
+  const Result b = RunBinary("check --data-dir " + other.path() + " --partition-digests");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  EXPECT_EQ(std::count(a.output.begin(), a.output.end(), '\n'), kPartitions) << a.output;
+  EXPECT_EQ(a.output, b.output);
+  EXPECT_NE(a.output.find(" records 0\n"), std::string::npos);  // some partitions are empty
+
+  const uint32_t changed = PartitionForKey("user-1", kPartitions);
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store
+                    ->Put(Cf::kIdentities, IdentityKey(changed, "user_id", "user-1"),
+                          EncodeIdentityRecord(MakeProfileId(1, 0x1234), true))
+                    .ok());
+  }
+  const Result after = RunBinary(Args() + " --partition-digests");
+  ASSERT_EQ(after.exit_code, 0) << after.output;
+  std::istringstream was(b.output), now(after.output);
+  std::string line_was, line_now;
+  std::vector<std::string> differing;
+  while (std::getline(was, line_was) && std::getline(now, line_now)) {
+    if (line_was != line_now) differing.push_back(line_now.substr(0, 14));
+  }
+  char expected[16];
+  std::snprintf(expected, sizeof(expected), "partition %04x", changed);
+  EXPECT_EQ(differing, std::vector<std::string>{expected});
 }
 
 }  // namespace
