@@ -17,6 +17,12 @@
 namespace ecrm {
 namespace {
 
+// The machine's host name (the pod name in Kubernetes), or "" if it cannot be read.
+std::string HostName() {
+  char host[256] = {};
+  return gethostname(host, sizeof(host) - 1) == 0 ? std::string(host) : std::string();
+}
+
 Status ParseHostPort(const std::string& text, Config& c) {
   const auto colon = text.rfind(':');
   uint32_t port = 0;
@@ -290,11 +296,8 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
     return absl::InvalidArgumentError(
         "kafka_topic/kafka_dlq_topic/kafka_group: must be set, and the topics must differ");
   }
-  if (c.instance_id.empty()) {
-    char host[256] = {};
-    if (gethostname(host, sizeof(host) - 1) == 0) c.instance_id = host;
-    if (c.instance_id.empty()) c.instance_id = "ecrm";
-  }
+  if (c.instance_id.empty()) c.instance_id = HostName();
+  if (c.instance_id.empty()) c.instance_id = "ecrm";
   if (c.instance_id.size() > 249 ||
       !std::all_of(c.instance_id.begin(), c.instance_id.end(), [](unsigned char ch) {
         return std::isalnum(ch) || ch == '.' || ch == '_' || ch == '-';
@@ -304,10 +307,7 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   }
   if (c.advertised_http_addr.empty() && c.http_port != 0) {
     const bool wildcard = c.http_host == "0.0.0.0" || c.http_host == "::" || c.http_host.empty();
-    char host[256] = {};
-    const std::string name =
-        wildcard ? (gethostname(host, sizeof(host) - 1) == 0 ? std::string(host) : "")
-                 : c.http_host;
+    const std::string name = wildcard ? HostName() : c.http_host;
     if (!name.empty()) {
       c.advertised_http_addr = (name.find(':') != std::string::npos ? "[" + name + "]" : name) +
                                ":" + std::to_string(c.http_port);

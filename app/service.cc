@@ -230,10 +230,7 @@ HttpResponse Service::ClusterView() const {
         w.BeginObject();
         w.Key("instance_id").String(m.instance_id);
         w.Key("client_id").String(m.client_id);
-        const auto at = m.client_id.find('@');
-        if (at != std::string::npos) {
-          w.Key("http_addr").String(std::string_view(m.client_id).substr(at + 1));
-        }
+        if (!m.http_addr.empty()) w.Key("http_addr").String(m.http_addr);
         w.Key("host").String(m.host);
         w.Key("self").Bool(m.instance_id == config_.instance_id);
         w.Key("partitions").BeginArray();

@@ -64,6 +64,12 @@ StatusOr<std::unique_ptr<rd_kafka_event_t, EventDeleter>> Await(rd_kafka_queue_t
 
 }  // namespace
 
+std::string ProcessorClientId(std::string_view advertised_http_addr) {
+  std::string id = "ecrm-processor";
+  if (!advertised_http_addr.empty()) id.append("@").append(advertised_http_addr);
+  return id;
+}
+
 // The C++ binding of librdkafka has no admin API, so this uses the C one.
 StatusOr<std::vector<std::string>> EnsureTopics(const std::string& brokers,
                                                 const std::vector<TopicSpec>& topics,
@@ -156,6 +162,9 @@ StatusOr<GroupDescription> DescribeGroup(const std::string& brokers, const std::
     GroupMember member;
     if (const char* id = rd_kafka_MemberDescription_group_instance_id(m)) member.instance_id = id;
     member.client_id = rd_kafka_MemberDescription_client_id(m);
+    if (const auto at = member.client_id.find('@'); at != std::string::npos) {
+      member.http_addr = member.client_id.substr(at + 1);
+    }
     member.host = rd_kafka_MemberDescription_host(m);
     if (const rd_kafka_MemberAssignment_t* assignment = rd_kafka_MemberDescription_assignment(m)) {
       if (const rd_kafka_topic_partition_list_t* list =

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -26,10 +27,16 @@ StatusOr<std::vector<std::string>> EnsureTopics(const std::string& brokers,
                                                 const std::vector<TopicSpec>& topics,
                                                 int timeout_ms);
 
+// The processor's client.id: "ecrm-processor", or "ecrm-processor@HOST:PORT" with its advertised
+// HTTP address. librdkafka has no custom assignor and so no subscription user data: the address
+// rides in the client id, which DescribeConsumerGroups reports for each member.
+std::string ProcessorClientId(std::string_view advertised_http_addr);
+
 // A consumer group as the group coordinator sees it (DescribeConsumerGroups).
 struct GroupMember {
   std::string instance_id;  // group.instance.id; empty for a dynamic member
   std::string client_id;
+  std::string http_addr;  // from the client id (ProcessorClientId); empty if it names none
   std::string host;
   std::vector<int> partitions;  // assigned partitions of the topic asked about, ascending
 };

@@ -13,6 +13,7 @@
 
 #include "common/logging.h"
 #include "ingest/internal/kafka_conf.h"
+#include "ingest/kafka_admin.h"
 #include "ingest/offset_tracker.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -467,11 +468,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   std::atomic<bool> stopping{false};
   std::atomic<bool> broker_up{false};
   std::atomic<bool> in_group{false};
-  std::atomic<bool> fatal{false};
+  std::atomic<bool> fatal{false};  // a fatal consumer error (e.g. fenced): never ready again
   // What GET /v1/cluster shows of this instance: its partitions and their lag (-1: not known yet).
   mutable std::mutex view_mu;
-  std::map<uint32_t, int64_t>
-      view;  // guarded by view_mu  // a fatal consumer error (e.g. fenced): never ready again
+  std::map<uint32_t, int64_t> view;  // guarded by view_mu
   bool paused = false;
   static constexpr size_t kMaxBatchEvents = 2000;
   std::vector<Event> pending_events;  // parsed, not yet handed to the engine
@@ -508,11 +508,7 @@ StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOption
   std::vector<std::pair<std::string, std::string>> settings = {
       {"bootstrap.servers", options.brokers},
       {"group.id", options.group},
-      // librdkafka has no custom assignor and so no subscription user data: the HTTP address
-      // rides in the client id, which DescribeConsumerGroups reports for each member.
-      {"client.id", options.advertised_http_addr.empty()
-                        ? std::string("ecrm-processor")
-                        : "ecrm-processor@" + options.advertised_http_addr},
+      {"client.id", ProcessorClientId(options.advertised_http_addr)},
       {"enable.auto.commit", "false"},  // offsets live in RocksDB
       {"auto.offset.reset", "earliest"},
       {"enable.partition.eof", "true"},

@@ -43,7 +43,8 @@ class KafkaConsumer {
 
   void Start();
   // Stops consuming, waits (bounded) for messages in flight to become durable, records their
-  // offsets, and leaves the group.
+  // offsets, and closes the consumer (a static member sends no LeaveGroup:
+  // docs/kafka.md#membership).
   void Stop();
   // Connected to the cluster and in the group.
   bool Ready() const;
