@@ -198,6 +198,14 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       c.kafka_prefetch_messages,
       "Messages librdkafka may prefetch per consumer (about 1 KiB of memory each)")
       ->capture_default_str();
+  add("--kafka-changelog", "kafka_changelog", "ECRM_KAFKA_CHANGELOG", c.kafka_changelog,
+      "Also write every state change to the compacted topic <group>-changelog, in Kafka "
+      "transactions, and restore assigned partitions from it (state follows its partition)")
+      ->capture_default_str();
+  add("--kafka-commit-interval-ms", "kafka_commit_interval_ms", "ECRM_KAFKA_COMMIT_INTERVAL_MS",
+      c.kafka_commit_interval_ms,
+      "How often the changelog transaction commits; consumed events are acknowledged then")
+      ->capture_default_str();
   add("--role", "role", "ECRM_ROLE", c.role,
       "all | collector (HTTP -> Kafka) | processor (Kafka -> profiles); Kafka mode only")
       ->capture_default_str();
@@ -322,6 +330,9 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       (c.kafka_replication_factor < 1 || c.kafka_replication_factor > 32767)) {
     return absl::InvalidArgumentError(
         "kafka_replication_factor: must be -1 (the broker's default) or 1 to 32767");
+  }
+  if (c.kafka_commit_interval_ms < 5 || c.kafka_commit_interval_ms > 10000) {
+    return absl::InvalidArgumentError("kafka_commit_interval_ms: must be 5 to 10000");
   }
   if (c.kafka_max_in_flight == 0) {
     return absl::InvalidArgumentError("kafka_max_in_flight: must be positive");

@@ -46,6 +46,10 @@ struct Config {
   size_t kafka_max_in_flight = 200000;  // --kafka-max-in-flight: consumed, not durable; then pause
   // --kafka-prefetch-messages: librdkafka's prefetch queue (about 1 KiB of memory per message).
   size_t kafka_prefetch_messages = 100000;
+  // --kafka-changelog: state changes also go to the compacted "<group>-changelog" topic, in
+  // transactions committed every --kafka-commit-interval-ms (docs/cluster.md).
+  bool kafka_changelog = true;
+  int kafka_commit_interval_ms = 100;
   // Identifier values treated as absent besides empty, "null" and "undefined" (always blocked),
   // compared trimmed and case-blind.
   std::vector<std::string> blocked_identifiers;

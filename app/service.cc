@@ -46,6 +46,8 @@ Status Service::Start() {
   kafka_options.profiles_topic = config_.kafka_profiles_topic;
   kafka_options.max_in_flight_messages = config_.kafka_max_in_flight;
   kafka_options.prefetch_messages = config_.kafka_prefetch_messages;
+  kafka_options.changelog = config_.kafka_changelog;
+  kafka_options.commit_interval_ms = config_.kafka_commit_interval_ms;
   uint32_t partitions = config_.partitions;
   if (kafka) {
     // In Kafka mode the virtual partitions are the topic's partitions.
@@ -80,16 +82,23 @@ Status Service::Start() {
     engine_options.shard.identifier_limits[limit.substr(0, eq)] = std::stoi(limit.substr(eq + 1));
   }
   engine_options.shard.newer_survives = config_.merge_survivor == "newest";
-  ASSIGN_OR_RETURN(engine_, ProfileEngine::Create(*store_, *registry_, engine_options));
-  engine_->Start();
   if (kafka && config_.role != "collector") {
     // ecrm's own topics are created when missing, with the events topic's partition count
     // (docs/kafka.md#topics). Dead letters are retried until delivered, so a topic the broker
     // refuses to create fails the start; a broker that does not answer is waited for later.
-    const std::vector<TopicSpec> own = {{config_.kafka_dlq_topic,
-                                         static_cast<int>(partitions),
-                                         config_.kafka_replication_factor,
-                                         {}}};
+    std::vector<TopicSpec> own = {{config_.kafka_dlq_topic,
+                                   static_cast<int>(partitions),
+                                   config_.kafka_replication_factor,
+                                   {}}};
+    if (kafka_options.changelog) {
+      // Compacted: the latest value of every key is the partition's state (docs/cluster.md).
+      own.push_back({ChangelogTopic(kafka_options),
+                     static_cast<int>(partitions),
+                     config_.kafka_replication_factor,
+                     {{"cleanup.policy", "compact"},
+                      {"min.compaction.lag.ms", "60000"},
+                      {"delete.retention.ms", "604800000"}}});
+    }
     auto created = EnsureTopics(config_.kafka_brokers, own, 10000);
     if (created.ok()) {
       for (const auto& name : *created) {
@@ -100,18 +109,29 @@ Status Service::Start() {
                          : std::to_string(config_.kafka_replication_factor));
       }
     } else if (absl::IsUnavailable(created.status())) {
-      spdlog::warn("{}; the dead-letter topic {} is not checked", created.status().ToString(),
-                   config_.kafka_dlq_topic);
+      spdlog::warn(
+          "{}; the topics {} are not checked", created.status().ToString(),
+          config_.kafka_dlq_topic +
+              (kafka_options.changelog ? " and " + ChangelogTopic(kafka_options) : std::string()));
     } else {
       return absl::InvalidArgumentError("kafka_dlq_topic: " +
                                         std::string(created.status().message()));
     }
+    if (kafka_options.changelog) {
+      ASSIGN_OR_RETURN(changelog_, KafkaChangelog::Create(kafka_options, partitions, *registry_));
+      RETURN_IF_ERROR(changelog_->Start(30000));
+      engine_options.shard.state_log = changelog_.get();
+    }
+  }
+  ASSIGN_OR_RETURN(engine_, ProfileEngine::Create(*store_, *registry_, engine_options));
+  engine_->Start();
+  if (kafka && config_.role != "collector") {
     CollectorLimits limits{config_.max_request_bytes, config_.max_event_bytes,
                            config_.max_batch_events};
     limits.event.blocked_identifiers = config_.blocked_identifiers;
     limits.event.keep_properties = rules_->keep_event_properties();
-    ASSIGN_OR_RETURN(consumer_,
-                     KafkaConsumer::Create(kafka_options, *engine_, *registry_, *clock_, limits));
+    ASSIGN_OR_RETURN(consumer_, KafkaConsumer::Create(kafka_options, *engine_, *registry_, *clock_,
+                                                      limits, changelog_.get(), store_.get()));
     consumer_->Start();
     if (!kafka_options.profiles_topic.empty()) {
       ProfileRecordOptions records;

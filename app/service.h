@@ -50,6 +50,7 @@ class Service {
   std::unique_ptr<StoreMetrics> store_metrics_;
   std::unique_ptr<RuleRegistry> rules_;
   std::unique_ptr<RuleMetrics> rule_metrics_;
+  std::unique_ptr<KafkaChangelog> changelog_;  // Kafka mode with a changelog; outlives the engine
   std::unique_ptr<ProfileEngine> engine_;
   std::unique_ptr<KafkaConsumer> consumer_;                 // Kafka mode, roles all/processor
   std::unique_ptr<KafkaProfileConsumer> profile_consumer_;  // the same, when a topic is set

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/logging.h"
+#include "ingest/changelog_restore.h"
 #include "ingest/internal/kafka_conf.h"
 #include "ingest/kafka_admin.h"
 #include "ingest/offset_tracker.h"
@@ -40,8 +41,8 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
                              public RdKafka::EventCb,
                              public RdKafka::DeliveryReportCb {
   Impl(const KafkaOptions& o, ProfileEngine& e, prometheus::Registry& registry, const Clock& c,
-       const CollectorLimits& limits)
-      : options(o), engine(e), clock(c), parser(limits) {
+       const CollectorLimits& limits, KafkaChangelog* log, KvStore* kv)
+      : options(o), engine(e), clock(c), parser(limits), changelog(log), store(kv) {
     auto counter = [&](const char* name,
                        const char* help) -> prometheus::Family<prometheus::Counter>& {
       return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
@@ -81,6 +82,15 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
                       .Name("ecrm_kafka_consumer_lag")
                       .Help("Messages between the partition's end and the consumer's position")
                       .Register(registry);
+    restored_records = &counter("ecrm_changelog_restored_records_total",
+                                "Changelog records applied to restore assigned partitions")
+                            .Add({});
+    restore_seconds =
+        &prometheus::BuildHistogram()
+             .Name("ecrm_changelog_restore_seconds")
+             .Help("Time to restore the partitions of one assignment")
+             .Register(registry)
+             .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.1, 0.5, 1, 5, 15, 60, 300});
     batch_events =
         &prometheus::BuildHistogram()
              .Name("ecrm_kafka_message_events")
@@ -101,6 +111,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
                     std::vector<RdKafka::TopicPartition*>& partitions) override {
     rebalances->Increment();
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+      if (changelog) Restore(partitions);
       for (auto* tp : partitions) {
         const auto p = static_cast<uint32_t>(tp->partition());
         auto stored = engine.SourceOffset(p);
@@ -129,10 +140,23 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       in_group = true;
       assigned_gauge->Set(static_cast<double>(assigned.size()));
     } else {
-      // Let everything consumed from these partitions become durable and record its offsets before
-      // another consumer takes over.
-      Flush();
-      WaitForInFlight(std::chrono::seconds(30));
+      const bool lost = c->assignment_lost();
+      if (changelog && lost) {
+        // Another instance may own them already: nothing more of this epoch may commit.
+        DiscardEpoch();
+      } else {
+        // Let everything consumed from these partitions become durable and record its offsets
+        // before another consumer takes over (with a changelog: committed, so the next owner
+        // restores all of it).
+        Flush();
+        WaitForInFlight(std::chrono::seconds(30));
+        CommitEpoch();
+      }
+      if (changelog) {  // nothing of them stays cached
+        std::vector<uint32_t> gone;
+        for (auto* tp : partitions) gone.push_back(static_cast<uint32_t>(tp->partition()));
+        engine.ForgetPartitions(gone);
+      }
       for (auto* tp : partitions) {
         const auto p = static_cast<uint32_t>(tp->partition());
         tracker.Reset(p);
@@ -149,7 +173,6 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         }
       }
       // `partitions` are the ones taken away (all of them when the assignment was lost).
-      const bool lost = c->assignment_lost();
       if (lost) spdlog::warn("kafka: assignment lost (session timed out or fenced)");
       if (std::unique_ptr<RdKafka::Error> error(c->incremental_unassign(partitions)); error) {
         spdlog::critical("kafka: incremental unassign: {}", error->str());
@@ -171,6 +194,75 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
                event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING) {
       spdlog::warn("kafka: {} {}", event.fac(), event.str());
     }
+  }
+
+  // Brings the newly assigned partitions' local state up to the changelog before they are consumed.
+  // The stored offsets read afterwards are the ones that went with the restored state.
+  void Restore(const std::vector<RdKafka::TopicPartition*>& partitions) {
+    std::vector<uint32_t> ps;
+    for (auto* tp : partitions) ps.push_back(static_cast<uint32_t>(tp->partition()));
+    auto stats = RestoreFromChangelog(options, *store, ps, 60000);
+    if (!stats.ok()) {
+      // Consuming from a stale copy would fork the partition's history: restart and try again.
+      spdlog::critical("kafka: restoring partitions from the changelog failed: {}",
+                       stats.status().ToString());
+      std::abort();
+    }
+    restored_records->Increment(static_cast<double>(stats->records));
+    restore_seconds->Observe(stats->seconds);
+    if (stats->records > 0 || !stats->wiped.empty()) {
+      spdlog::info(
+          "kafka: restored {} partitions from {} ({} records in {:.2f} s; {} restored whole)",
+          stats->restored.size(), changelog->topic(), stats->records, stats->seconds,
+          stats->wiped.size());
+    }
+    for (uint32_t p : stats->unlogged) {
+      spdlog::warn(
+          "kafka: partition {} has local state but an empty changelog (a data dir from before "
+          "the changelog): only changes from now on can be restored elsewhere",
+          p);
+    }
+  }
+
+  // The assignment was lost (a session timeout): the open epoch is aborted and everything the
+  // shards hold of it dropped; the store has every committed epoch, from which the partitions
+  // assigned next are restored as usual. Events of the lost partitions not yet handed over are
+  // dropped too: they are read again by whoever owns them now.
+  void DiscardEpoch() {
+    if (fatal.load()) return;
+    pending_events.clear();
+    pending_offsets.clear();
+    while (!engine.Idle()) {  // appends may wait for delivery reports to free queue space
+      changelog->Poll();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (Status s = changelog->Abort(); !s.ok()) {
+      Fatal(s.ToString());
+      return;
+    }
+    engine.EpochAborted();
+    spdlog::warn("kafka: assignment lost: the open changelog epoch was aborted");
+  }
+
+  // Commits the open changelog epoch with the consumed offsets; the shards then write it.
+  void CommitEpoch() {
+    if (!changelog || fatal.load()) return;
+    last_commit = SteadyClock::now();
+    std::map<uint32_t, int64_t> offsets;
+    for (uint32_t p : assigned) {
+      if (auto it = committed.find(p); it != committed.end() && it->second >= 0) {
+        offsets[p] = it->second;
+      }
+    }
+    auto done = changelog->Commit(*consumer, offsets);
+    if (!done.ok()) {
+      // Fenced (another process took this instance's id, or its partitions moved while it was
+      // frozen) or timed out: nothing of the open epoch is durable, and no later epoch can
+      // commit. The store holds only committed epochs, so a restart continues exactly.
+      Fatal(done.status().ToString());
+      return;
+    }
+    if (*done) engine.EpochCommitted((*done)->epoch, (*done)->checkpoints);
   }
 
   // For example fenced by another member with the same group.instance.id: this consumer can
@@ -216,6 +308,11 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         if (paused) {
           std::this_thread::sleep_for(std::chrono::milliseconds(1));
           producer->poll(0);
+          // Acknowledgements wait for the commit: keep committing while paused.
+          if (changelog && SteadyClock::now() - last_commit >
+                               std::chrono::milliseconds(options.commit_interval_ms)) {
+            CommitEpoch();
+          }
           DrainCompletions();
           continue;
         }
@@ -250,6 +347,12 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         Flush();
       }
       producer->poll(0);
+      if (changelog) {
+        changelog->Poll();
+        if (now - last_commit > std::chrono::milliseconds(options.commit_interval_ms)) {
+          CommitEpoch();
+        }
+      }
       DrainCompletions();
       Backpressure();
       if (now - last_lag > std::chrono::seconds(1)) {
@@ -373,7 +476,9 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     }
     for (const auto& [p, wm] : advanced) {
       committed[p] = wm;
-      engine.CommitSourceOffset(p, wm, [p](Status s) {
+      offsets_in_flight->fetch_add(1);
+      engine.CommitSourceOffset(p, wm, [p, left = offsets_in_flight](Status s) {
+        left->fetch_sub(1);
         if (!s.ok()) spdlog::error("kafka: offset of partition {} not stored: {}", p, s.ToString());
       });
     }
@@ -401,10 +506,14 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     }
   }
 
+  // Until every consumed message and its offset record are durable (committed, with a changelog).
   void WaitForInFlight(std::chrono::seconds limit) {
     const auto deadline = SteadyClock::now() + limit;
-    while (tracker.TotalInFlight() > 0 && SteadyClock::now() < deadline) {
-      producer->poll(10);
+    while ((tracker.TotalInFlight() > 0 || offsets_in_flight->load() > 0) &&
+           SteadyClock::now() < deadline) {
+      if (changelog && fatal.load()) return;  // no commit can come: nothing more becomes durable
+      producer->poll(changelog ? 2 : 10);
+      if (changelog) CommitEpoch();
       DrainCompletions();
     }
   }
@@ -462,6 +571,12 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   ProfileEngine& engine;
   const Clock& clock;
   CollectorParser parser;
+  KafkaChangelog* const changelog;  // null: state in RocksDB only
+  KvStore* const store;             // restored into (with a changelog)
+  SteadyClock::time_point last_commit = SteadyClock::now();
+  // Offset records handed to the engine and not yet durable (shared with their callbacks).
+  std::shared_ptr<std::atomic<int64_t>> offsets_in_flight =
+      std::make_shared<std::atomic<int64_t>>(0);
   std::unique_ptr<RdKafka::KafkaConsumer> consumer;
   std::unique_ptr<RdKafka::Producer> producer;  // dead letters
   std::thread thread;
@@ -496,14 +611,15 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   prometheus::Family<prometheus::Gauge>* lag_family;
   std::unordered_map<uint32_t, prometheus::Gauge*> lag_gauges;
   prometheus::Histogram* batch_events;
+  prometheus::Counter* restored_records;
+  prometheus::Histogram* restore_seconds;
 };
 
-StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOptions& options,
-                                                               ProfileEngine& engine,
-                                                               prometheus::Registry& registry,
-                                                               const Clock& clock,
-                                                               const CollectorLimits& limits) {
-  auto impl = std::make_unique<Impl>(options, engine, registry, clock, limits);
+StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
+    const KafkaOptions& options, ProfileEngine& engine, prometheus::Registry& registry,
+    const Clock& clock, const CollectorLimits& limits, KafkaChangelog* changelog, KvStore* store) {
+  if (changelog && !store) return absl::InvalidArgumentError("kafka: a changelog needs the store");
+  auto impl = std::make_unique<Impl>(options, engine, registry, clock, limits, changelog, store);
   const size_t prefetch_kbytes = std::clamp<size_t>(options.prefetch_messages, 1024, 2097151);
   std::vector<std::pair<std::string, std::string>> settings = {
       {"bootstrap.servers", options.brokers},
@@ -531,6 +647,8 @@ StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOption
   // Static membership: a restart within the session timeout keeps the partitions, with no
   // rebalance; a second process with the same id fences the first (a fatal error, below).
   if (!options.instance_id.empty()) settings.emplace_back("group.instance.id", options.instance_id);
+  // Offsets of other members' aborted or open transactions are not read as committed.
+  if (changelog) settings.emplace_back("isolation.level", "read_committed");
   ASSIGN_OR_RETURN(auto conf,
                    MakeKafkaConf(settings, {.events = impl.get(), .rebalance = impl.get()}));
   std::string err;
@@ -567,6 +685,7 @@ void KafkaConsumer::Stop() {
   impl_->thread.join();
   impl_->Flush();
   impl_->WaitForInFlight(std::chrono::seconds(30));
+  impl_->CommitEpoch();
   impl_->producer->flush(5000);
   // Runs the revoke callback; a static member sends no LeaveGroup (docs/kafka.md#membership).
   impl_->consumer->close();

@@ -5,9 +5,15 @@
 // Exactly-once effect on state: a partition's resume point (the watermark below which every message
 // is durable) is written to RocksDB by the shard that owns the partition, in a WriteBatch with the
 // state changes it commits; on every assignment consumption resumes from that stored offset, not
-// from the group's committed offset. Messages after the stored offset may be applied a second time
-// after a crash; that is idempotent, because every event is deduplicated by its messageId (a
-// message without one gets "kafka-<partition>-<offset>-<index>").
+// from the group's committed offset. With a changelog (the default) the same batches also go to
+// the changelog topic, and this thread commits them every commit interval as one Kafka
+// transaction with the consumed offsets (KafkaChangelog); a newly assigned partition is first
+// restored from the changelog (RestoreFromChangelog), so its stored offset is the one that went
+// with its state. A commit that fails (this instance was fenced as a zombie, or its transaction
+// timed out) ends the process: its store holds only committed epochs, so a restart resumes.
+// Messages after the stored offset may be applied a second time after a crash; that is idempotent,
+// because every event is deduplicated by its messageId (a message without one gets
+// "kafka-<partition>-<offset>-<index>").
 //
 // Backpressure: when the engine's queues or the messages in flight pass their limits, the consumer
 // stops taking messages from librdkafka (they wait in its bounded prefetch queue, then in the
@@ -26,6 +32,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "ingest/collector_parser.h"
+#include "ingest/kafka_changelog.h"
 #include "ingest/kafka_options.h"
 #include "profiler/engine.h"
 #include "prometheus/registry.h"
@@ -34,11 +41,10 @@ namespace ecrm {
 
 class KafkaConsumer {
  public:
-  static StatusOr<std::unique_ptr<KafkaConsumer>> Create(const KafkaOptions& options,
-                                                         ProfileEngine& engine,
-                                                         prometheus::Registry& registry,
-                                                         const Clock& clock,
-                                                         const CollectorLimits& limits);
+  static StatusOr<std::unique_ptr<KafkaConsumer>> Create(
+      const KafkaOptions& options, ProfileEngine& engine, prometheus::Registry& registry,
+      const Clock& clock, const CollectorLimits& limits, KafkaChangelog* changelog = nullptr,
+      KvStore* store = nullptr);
   ~KafkaConsumer();
 
   void Start();

@@ -23,6 +23,11 @@ struct KafkaOptions {
   size_t pause_queue_depth = 100000;  // worker queue depth (total) that pauses consumption
   // librdkafka's prefetch queue: queued.min.messages, and 1 KiB each as queued.max.messages.kbytes.
   size_t prefetch_messages = 100000;
+  // The changelog (docs/cluster.md#changelog): every state change also goes to the compacted
+  // topic "<group>-changelog" in Kafka transactions, committed every commit_interval_ms, and a
+  // partition this instance is assigned is restored from it first.
+  bool changelog = true;
+  int commit_interval_ms = 100;
 };
 
 }  // namespace ecrm

@@ -1,6 +1,8 @@
 #include "profiler/engine.h"
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
@@ -267,6 +269,35 @@ void ProfileEngine::CommitSourceOffset(uint32_t partition, int64_t offset,
   std::vector<ShardTask> tasks;
   tasks.push_back(std::move(task));
   Send(ShardOfPartition(partition % options_.partitions), std::move(tasks));
+}
+
+void ProfileEngine::EpochCommitted(uint64_t epoch, std::shared_ptr<const Checkpoints> checkpoints) {
+  for (auto& s : shards_) s->Committed(epoch, checkpoints);
+}
+
+void ProfileEngine::OnEveryShard(const std::function<void(Shard&, std::function<void()>)>& post) {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t left = shards_.size();
+  for (auto& s : shards_) {
+    post(*s, [&] {
+      std::lock_guard<std::mutex> lock(mu);
+      if (--left == 0) cv.notify_one();
+    });
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return left == 0; });
+  identity_epoch_->fetch_add(1, std::memory_order_release);  // reader caches start afresh
+}
+
+void ProfileEngine::ForgetPartitions(const std::vector<uint32_t>& partitions) {
+  if (partitions.empty()) return;
+  OnEveryShard(
+      [&](Shard& s, std::function<void()> done) { s.Forget(partitions, std::move(done)); });
+}
+
+void ProfileEngine::EpochAborted() {
+  OnEveryShard([](Shard& s, std::function<void()> done) { s.Aborted(std::move(done)); });
 }
 
 StatusOr<std::optional<int64_t>> ProfileEngine::SourceOffset(uint32_t partition) const {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -69,6 +70,17 @@ class ProfileEngine final : public ShardRouter {
   // commits). The caller must only pass an offset whose messages are all durable. `done` as in
   // Submit.
   void CommitSourceOffset(uint32_t partition, int64_t offset, AckGroup::Callback done);
+  // With a state log (EngineOptions::shard.state_log): the log committed every epoch up to
+  // `epoch`; the shards write those epochs' batches to the store and acknowledge them.
+  void EpochCommitted(uint64_t epoch, std::shared_ptr<const Checkpoints> checkpoints);
+  // With a state log: the open epoch was aborted; every shard drops its batches and its cache.
+  // Returns once all have. Call only while no task is in flight (Idle).
+  void EpochAborted();
+  // No task is queued or being processed.
+  bool Idle() const { return outstanding_.load() == 0; }
+  // Drops what the shards cache of `partitions` (they are no longer this instance's to write);
+  // returns once every shard has. Their epochs must be committed first.
+  void ForgetPartitions(const std::vector<uint32_t>& partitions);
   // The stored resume point of a source partition, or nullopt if none was ever recorded.
   StatusOr<std::optional<int64_t>> SourceOffset(uint32_t partition) const;
 
@@ -82,6 +94,8 @@ class ProfileEngine final : public ShardRouter {
  private:
   ProfileEngine(KvStore& store, prometheus::Registry& registry, const EngineOptions& options);
   void Send(int shard, std::vector<ShardTask> tasks) override;
+  // Posts work to every shard with a `done` callback and waits until all have run it.
+  void OnEveryShard(const std::function<void(Shard&, std::function<void()>)>& post);
   // Re-sends the absorb step of every merge a crash interrupted (meta "merge|" records).
   void ResumePendingMerges();
   void Finished(size_t n) override { outstanding_.fetch_sub(n); }

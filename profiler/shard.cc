@@ -3,8 +3,10 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <span>
+#include <thread>
 
 #include "common/logging.h"
 #include "common/murmur2.h"
@@ -58,17 +60,66 @@ void Shard::Enqueue(std::vector<ShardTask> tasks) {
   inbox_cv_.notify_one();
 }
 
+void Shard::Post(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    control_.push_back(std::move(fn));
+  }
+  inbox_cv_.notify_one();
+}
+
+void Shard::Committed(uint64_t epoch, std::shared_ptr<const Checkpoints> checkpoints) {
+  Post(
+      [this, epoch, checkpoints = std::move(checkpoints)] { WriteCommitted(epoch, *checkpoints); });
+}
+
+void Shard::Aborted(std::function<void()> done) {
+  Post([this, done = std::move(done)] {
+    for (auto& pb : pending_) {
+      for (auto& ack : pb.acks) {
+        if (ack) ack->Done(absl::AbortedError("the changelog epoch was aborted"));
+      }
+    }
+    pending_.clear();
+    for (auto& overlay : overlay_) overlay.clear();
+    cache_.EraseIf([](const std::string&) { return true; });
+    identity_cache_.clear();
+    aliases_.clear();
+    probe_.profiles_cached->Set(0);
+    done();
+  });
+}
+
+void Shard::Forget(std::vector<uint32_t> partitions, std::function<void()> done) {
+  Post([this, partitions = std::move(partitions), done = std::move(done)] {
+    const absl::flat_hash_set<uint32_t> gone(partitions.begin(), partitions.end());
+    cache_.EraseIf([&](const std::string& id) {
+      const auto p = PartitionOfProfileId(id);
+      return p && gone.contains(*p);
+    });
+    // Identity records and aliases of other partitions may point into these: start afresh.
+    identity_cache_.clear();
+    aliases_.clear();
+    probe_.profiles_cached->Set(static_cast<double>(cache_.size()));
+    done();
+  });
+}
+
 void Shard::Run() {
   KvStore::DisablePerfCountersOnThisThread();
   std::vector<std::vector<ShardTask>> chunks;
+  std::vector<std::function<void()>> controls;
   std::vector<ShardTask*> taken;  // the tasks of all chunks in order, without moving them
   while (true) {
     {
       std::unique_lock<std::mutex> lock(inbox_mu_);
-      inbox_cv_.wait(lock, [&] { return !inbox_.empty() || stopping_; });
-      if (inbox_.empty()) break;  // stopping and drained
+      inbox_cv_.wait(lock, [&] { return !inbox_.empty() || !control_.empty() || stopping_; });
+      if (inbox_.empty() && control_.empty()) break;  // stopping and drained
       chunks.swap(inbox_);
+      controls.swap(control_);
     }
+    for (auto& fn : controls) fn();
+    controls.clear();
     for (auto& c : chunks) {
       for (auto& t : c) taken.push_back(&t);
     }
@@ -85,6 +136,13 @@ void Shard::Run() {
     taken.clear();
     chunks.clear();
   }
+  // Epochs that never committed: nothing of them is durable.
+  for (auto& pb : pending_) {
+    for (auto& ack : pb.acks) {
+      if (ack) ack->Done(absl::UnavailableError("stopped before the changelog committed"));
+    }
+  }
+  pending_.clear();
 }
 
 bool Shard::Owns(uint32_t partition) const { return router_.ShardOfPartition(partition) == index_; }
@@ -163,14 +221,14 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
       EncodeProfile(*profile, &encode_buffer_);
       batch_.Put(Cf::kProfiles, id, encode_buffer_);
     }
-    if (batch_.Count() > 0) status = store_.Write(batch_);
+    if (batch_.Count() > 0) status = options_.state_log ? AppendToLog() : store_.Write(batch_);
   }
 
   if (status.ok()) {
     probe_.profiles_written->Increment(static_cast<double>(dirty_.size()));
     if (batch_.Count() > 0) probe_.batches_written->Increment();
     probe_.batch_events->Observe(static_cast<double>(batch_events_));
-    if (records_moved_) router_.IdentityRecordsMoved();
+    if (records_moved_ && !options_.state_log) router_.IdentityRecordsMoved();
     // Hand cross-shard work over, one inbox append per destination.
     std::vector<std::vector<ShardTask>> by_shard;
     for (auto& out : outgoing_) {
@@ -190,12 +248,99 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
     aliases_.clear();
     for (auto& out : outgoing_) out.task.ack->Done(status);
   }
-  for (auto& ack : acks_) {
-    if (ack) ack->Done(status);
+  if (status.ok() && options_.state_log && !pending_.empty()) {
+    // Acknowledged with the epoch: a batch that wrote nothing (duplicates, say) may still depend on
+    // the writes of earlier, uncommitted ones.
+    auto& last = pending_.back().acks;
+    last.insert(last.end(), std::make_move_iterator(acks_.begin()),
+                std::make_move_iterator(acks_.end()));
+  } else {
+    for (auto& ack : acks_) {
+      if (ack) ack->Done(status);
+    }
   }
   acks_.clear();
   cache_.Trim();
   probe_.profiles_cached->Set(static_cast<double>(cache_.size()));
+}
+
+Status Shard::AppendToLog() {
+  ASSIGN_OR_RETURN(const uint64_t epoch, options_.state_log->Append(batch_));
+  batch_.ForEach([&](Cf cf, std::string_view key, const std::string_view* value) {
+    if (cf != Cf::kProfiles && cf != Cf::kIdentities) return;
+    auto& slot = overlay_[cf == Cf::kProfiles ? 0 : 1][std::string(key)];
+    slot.epoch = epoch;
+    if (value) {
+      slot.value.emplace(*value);
+    } else {
+      slot.value.reset();
+    }
+  });
+  pending_.push_back({epoch, std::move(batch_), {}, records_moved_});
+  batch_ = store_.NewBatch();
+  return absl::OkStatus();
+}
+
+void Shard::WriteCommitted(uint64_t epoch, const Checkpoints& checkpoints) {
+  if (epoch <= written_epoch_) return;
+  bool moved = false;
+  std::vector<Ack> acks;
+  auto write = [&](WriteBatch& batch) {
+    // The epoch is durable in the log already: a failing local write (a full disk) is retried
+    // until it succeeds, since every later read of this shard depends on it.
+    for (int attempt = 0;; attempt++) {
+      const Status s = store_.Write(batch);
+      if (s.ok()) return;
+      probe_.write_errors->Increment();
+      if (attempt == 0) {
+        spdlog::error("shard {}: committed epoch {} not written ({}); retrying", index_, epoch,
+                      s.ToString());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  };
+  while (!pending_.empty() && pending_.front().epoch <= epoch) {
+    auto& pb = pending_.front();
+    write(pb.batch);
+    moved |= pb.records_moved;
+    acks.insert(acks.end(), std::make_move_iterator(pb.acks.begin()),
+                std::make_move_iterator(pb.acks.end()));
+    pending_.pop_front();
+  }
+  WriteBatch marks = store_.NewBatch();
+  for (const auto& [partition, offset] : checkpoints) {
+    if (!Owns(partition)) continue;
+    std::string value;
+    PutFixed64(&value, static_cast<uint64_t>(offset));
+    marks.Put(Cf::kMeta, ChangelogCheckpointKey(partition), value);
+  }
+  if (marks.Count() > 0) write(marks);
+  written_epoch_ = epoch;
+  for (auto& overlay : overlay_) {
+    if (pending_.empty()) {
+      overlay.clear();
+    } else {
+      for (auto it = overlay.begin(); it != overlay.end();) {
+        if (it->second.epoch <= epoch) {
+          overlay.erase(it++);
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+  if (moved) router_.IdentityRecordsMoved();
+  for (auto& ack : acks) {
+    if (ack) ack->Done(absl::OkStatus());
+  }
+}
+
+StatusOr<std::optional<std::string>> Shard::Read(Cf cf, const std::string& key) const {
+  if (!pending_.empty() && (cf == Cf::kProfiles || cf == Cf::kIdentities)) {
+    const auto& overlay = overlay_[cf == Cf::kProfiles ? 0 : 1];
+    if (const auto it = overlay.find(key); it != overlay.end()) return it->second.value;
+  }
+  return store_.Get(cf, key);
 }
 
 void Shard::HandleEvent(msg::RouteEvent& m, const Ack& ack) {
@@ -359,7 +504,7 @@ void Shard::Send(ShardMessage&& m, const Ack& ack) {
 StatusOr<std::string> Shard::ResolveIdentity(const std::string& key) {
   const auto it = identity_cache_.find(key);
   if (it != identity_cache_.end()) return it->second;
-  ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kIdentities, key));
+  ASSIGN_OR_RETURN(auto stored, Read(Cf::kIdentities, key));
   if (!stored) return std::string();
   if (identity_cache_.size() >= options_.identity_cache_capacity) identity_cache_.clear();
   identity_cache_[key] = *stored;
@@ -373,7 +518,7 @@ StatusOr<Profile*> Shard::LoadProfile(const std::string& profile_id, std::string
     *alias_to = it->second;
     return nullptr;
   }
-  ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kProfiles, profile_id));
+  ASSIGN_OR_RETURN(auto stored, Read(Cf::kProfiles, profile_id));
   if (stored) {
     if (auto survivor = DecodeAlias(*stored)) {
       ECRM_CHECK(alias_to != nullptr);

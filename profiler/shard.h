@@ -18,6 +18,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,6 +39,7 @@
 #include "profiler/profiler_metrics.h"
 #include "profiler/rule_target.h"
 #include "profiler/shard_message.h"
+#include "profiler/state_log.h"
 #include "rules/rule_registry.h"
 #include "store/keys.h"
 #include "store/kv_store.h"
@@ -76,6 +79,10 @@ struct ShardOptions {
   // Set by ProfileEngine::Create from the meta CF.
   TimeMs legacy_dedup_until_ms = 0;
   int legacy_dedup_schema = 0;  // 1 or 2: which old key
+  // Where batches go before the store (null: straight to the store, as in embedded mode). With a
+  // log, a batch is written to the store only once its epoch has committed
+  // (profiler/state_log.h). Must outlive the shard.
+  StateLog* state_log = nullptr;
 };
 
 class Shard {
@@ -91,6 +98,18 @@ class Shard {
   void Stop();
   void Enqueue(std::vector<ShardTask> tasks);
   size_t QueueDepth() const { return depth_.load(std::memory_order_relaxed); }
+  // Runs `fn` on the shard's thread between two batches (before the tasks queued with it).
+  void Post(std::function<void()> fn);
+  // The state log committed every epoch up to `epoch`: the batches of those epochs are written to
+  // the store, with the checkpoints of this shard's partitions, and acknowledged. Thread-safe.
+  void Committed(uint64_t epoch, std::shared_ptr<const Checkpoints> checkpoints);
+  // The open epoch was aborted: its batches are dropped (their acknowledgements fail) with
+  // everything cached, since the cache holds their effects. Thread-safe; `done` runs on the
+  // shard's thread.
+  void Aborted(std::function<void()> done);
+  // Drops everything cached of `partitions` (their state may change elsewhere from now on). Call
+  // once their epochs are committed. Thread-safe; `done` runs on the shard's thread.
+  void Forget(std::vector<uint32_t> partitions, std::function<void()> done);
 
  private:
   struct Outgoing {
@@ -99,6 +118,11 @@ class Shard {
   };
   void Run();
   void ProcessBatch(std::span<ShardTask* const> tasks);
+  // Deferred mode: hands the batch to the state log and keeps it until its epoch commits.
+  Status AppendToLog();
+  void WriteCommitted(uint64_t epoch, const Checkpoints& checkpoints);
+  // A stored value as this shard sees it: its own uncommitted writes first, then the store.
+  StatusOr<std::optional<std::string>> Read(Cf cf, const std::string& key) const;
   void HandleEvent(msg::RouteEvent& m, const Ack& ack);
   void ApplyToProfile(const std::string& profile_id, Event& event, const Ack& ack);
   void ClaimIdentity(msg::ClaimIdentity& m, const Ack& ack);
@@ -155,8 +179,9 @@ class Shard {
 
   std::mutex inbox_mu_;
   std::condition_variable inbox_cv_;
-  std::vector<std::vector<ShardTask>> inbox_;  // guarded by inbox_mu_; one entry per Enqueue
-  bool stopping_ = false;                      // guarded by inbox_mu_
+  std::vector<std::vector<ShardTask>> inbox_;   // guarded by inbox_mu_; one entry per Enqueue
+  std::vector<std::function<void()>> control_;  // guarded by inbox_mu_; Post
+  bool stopping_ = false;                       // guarded by inbox_mu_
   std::atomic<size_t> depth_{0};
   std::thread thread_;
 
@@ -179,6 +204,24 @@ class Shard {
   RuleJsonScratch rule_scratch_;
   uint64_t rule_events_ = 0;
   std::string encode_buffer_;
+
+  // Deferred mode (options_.state_log): batches appended to the log, oldest first, each waiting
+  // for its epoch to commit, with the acknowledgements that wait for it.
+  struct PendingBatch {
+    uint64_t epoch;
+    WriteBatch batch;
+    std::vector<Ack> acks;
+    bool records_moved;
+  };
+  std::deque<PendingBatch> pending_;
+  // What the pending batches write to profiles [0] and identities [1], newest value per key
+  // (nullopt: deleted), so that this shard reads its own uncommitted state.
+  struct Overlaid {
+    uint64_t epoch;
+    std::optional<std::string> value;
+  };
+  absl::flat_hash_map<std::string, Overlaid> overlay_[2];
+  uint64_t written_epoch_ = 0;  // every epoch up to this one is in the store
 };
 
 }  // namespace ecrm

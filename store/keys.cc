@@ -110,6 +110,70 @@ std::string SourceOffsetKey(uint32_t partition) {
   return "offset|" + PartitionPrefix(partition).substr(0, 4);
 }
 
+std::string ChangelogCheckpointKey(uint32_t partition) {
+  return "clog|" + PartitionPrefix(partition).substr(0, 4);
+}
+
+namespace {
+
+// The partition of four hex digits at the start of `s`.
+std::optional<uint32_t> LeadingPartition(std::string_view s) {
+  if (s.size() < 4) return std::nullopt;
+  uint32_t p = 0;
+  for (size_t i = 0; i < 4; i++) {
+    const char c = s[i];
+    if (c >= '0' && c <= '9') {
+      p = p * 16 + static_cast<uint32_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      p = p * 16 + static_cast<uint32_t>(c - 'a' + 10);
+    } else {
+      return std::nullopt;
+    }
+  }
+  return p;
+}
+
+bool StartsWith(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+}  // namespace
+
+std::optional<uint32_t> PartitionOfKey(int cf, std::string_view key) {
+  switch (cf) {
+    case 0:  // profiles: "pppp-..."
+      return key.size() > 4 && key[4] == '-' ? LeadingPartition(key) : std::nullopt;
+    case 1:  // identities: "pppp|..."
+      return key.size() > 4 && key[4] == '|' ? LeadingPartition(key) : std::nullopt;
+    case 3:  // meta
+      if (StartsWith(key, "offset|") && key.size() == 11) return LeadingPartition(key.substr(7));
+      if (StartsWith(key, kMetaPendingMergePrefix)) {
+        return PartitionOfProfileId(key.substr(kMetaPendingMergePrefix.size()));
+      }
+      if (StartsWith(key, kMetaCorruptPrefix)) {
+        return PartitionOfProfileId(key.substr(kMetaCorruptPrefix.size()));
+      }
+      return std::nullopt;
+    default:
+      return std::nullopt;
+  }
+}
+
+std::string EncodeChangelogKey(int cf, std::string_view key) {
+  std::string out;
+  out.reserve(key.size() + 1);
+  out.push_back(static_cast<char>(cf));
+  out.append(key);
+  return out;
+}
+
+std::optional<ChangelogKey> DecodeChangelogKey(std::string_view record_key) {
+  if (record_key.size() < 2) return std::nullopt;
+  const int cf = static_cast<unsigned char>(record_key[0]);
+  if (cf != 0 && cf != 1 && cf != 3) return std::nullopt;
+  return ChangelogKey{cf, record_key.substr(1)};
+}
+
 void PutFixed64(std::string* out, uint64_t v) {
   for (int i = 0; i < 8; i++) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }

@@ -76,6 +76,25 @@ inline constexpr std::string_view kMetaCorruptPrefix = "corrupt|";
 
 // meta CF: "offset|<pppp>" -> fixed64 next offset to consume from source (Kafka) partition pppp.
 std::string SourceOffsetKey(uint32_t partition);
+// meta CF: "clog|<pppp>" -> fixed64 next changelog offset to restore partition pppp from: every
+// changelog record before it is in this store (docs/cluster.md#changelog). Local to one copy,
+// so not itself in the changelog.
+std::string ChangelogCheckpointKey(uint32_t partition);
+
+// The partition a key of the partitioned state belongs to: profiles and alias records, identity
+// records, and the meta CF's offset, pending-merge and quarantine records. nullopt for keys of no
+// partition (the meta CF's global records, the checkpoints above, the old dedup CF), which are
+// not in the changelog.
+std::optional<uint32_t> PartitionOfKey(int cf, std::string_view key);
+
+// A changelog record's key: one byte for the column family (its Cf number), then the key.
+std::string EncodeChangelogKey(int cf, std::string_view key);
+// The column family and key of a changelog record's key; nullopt when malformed.
+struct ChangelogKey {
+  int cf;
+  std::string_view key;
+};
+std::optional<ChangelogKey> DecodeChangelogKey(std::string_view record_key);
 
 void PutFixed64(std::string* out, uint64_t v);
 uint64_t DecodeFixed64(const char* p);

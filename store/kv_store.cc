@@ -97,11 +97,51 @@ void WriteBatch::Delete(Cf cf, std::string_view key) {
   count_++;
 }
 
+void WriteBatch::DeleteRange(Cf cf, std::string_view begin, std::string_view end) {
+  ECRM_CHECK(handles_ != nullptr);
+  const auto s = batch_->DeleteRange(handles_[static_cast<int>(cf)],
+                                     rocksdb::Slice(begin.data(), begin.size()),
+                                     rocksdb::Slice(end.data(), end.size()));
+  ECRM_CHECK(s.ok());
+  count_++;
+}
+
 size_t WriteBatch::ByteSize() const { return batch_->GetDataSize(); }
 
 void WriteBatch::Clear() {
   batch_->Clear();
   count_ = 0;
+}
+
+void WriteBatch::ForEachImpl(WriteCallback cb, void* ctx) const {
+  struct Handler : rocksdb::WriteBatch::Handler {
+    WriteCallback cb;
+    void* ctx;
+    rocksdb::ColumnFamilyHandle* const* handles;
+    Cf CfOf(uint32_t id) const {
+      for (int i = 0; i < kNumCfs; i++) {
+        if (handles[i]->GetID() == id) return static_cast<Cf>(i);
+      }
+      ECRM_CHECK(false);  // ecrm's batches only write its own column families
+      return Cf::kMeta;
+    }
+    rocksdb::Status PutCF(uint32_t id, const rocksdb::Slice& k, const rocksdb::Slice& v) override {
+      const std::string_view value(v.data(), v.size());
+      cb(ctx, CfOf(id), std::string_view(k.data(), k.size()), &value);
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status DeleteCF(uint32_t id, const rocksdb::Slice& k) override {
+      cb(ctx, CfOf(id), std::string_view(k.data(), k.size()), nullptr);
+      return rocksdb::Status::OK();
+    }
+  };
+  if (count_ == 0) return;
+  ECRM_CHECK(handles_ != nullptr);
+  Handler h;
+  h.cb = cb;
+  h.ctx = ctx;
+  h.handles = handles_;
+  ECRM_CHECK(batch_->Iterate(&h).ok());
 }
 
 StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const StoreOptions& options) {

@@ -59,12 +59,20 @@ class WriteBatch {
 
   void Put(Cf cf, std::string_view key, std::string_view value);
   void Delete(Cf cf, std::string_view key);
+  // Deletes every key in [begin, end). Not reported by ForEach.
+  void DeleteRange(Cf cf, std::string_view begin, std::string_view end);
   size_t Count() const { return count_; }
   size_t ByteSize() const;
   void Clear();
+  // Calls fn(cf, key, value) for every write in order; value is null for a delete.
+  template <typename Fn>
+  void ForEach(Fn&& fn) const;
 
  private:
   friend class KvStore;
+  using WriteCallback = void (*)(void* ctx, Cf cf, std::string_view key,
+                                 const std::string_view* value);
+  void ForEachImpl(WriteCallback cb, void* ctx) const;
   std::unique_ptr<rocksdb::WriteBatch> batch_;
   size_t count_ = 0;
   rocksdb::ColumnFamilyHandle* const* handles_ = nullptr;
@@ -116,6 +124,15 @@ class KvStore {
   rocksdb::ColumnFamilyHandle* default_handle_ =
       nullptr;  // RocksDB requires it; ecrm stores nothing there
 };
+
+template <typename Fn>
+void WriteBatch::ForEach(Fn&& fn) const {
+  ForEachImpl(
+      [](void* ctx, Cf cf, std::string_view k, const std::string_view* v) {
+        (*static_cast<std::remove_reference_t<Fn>*>(ctx))(cf, k, v);
+      },
+      const_cast<void*>(static_cast<const void*>(&fn)));
+}
 
 template <typename Fn>
 Status KvStore::Scan(Cf cf, std::string_view prefix, Fn&& fn) const {

@@ -39,6 +39,19 @@ class ProfileCache {
     map_.erase(it);
   }
 
+  // Drops every profile whose id satisfies pred(id).
+  template <typename Pred>
+  void EraseIf(Pred&& pred) {
+    for (auto it = lru_.begin(); it != lru_.end();) {
+      if (pred(*it)) {
+        map_.erase(*it);
+        it = lru_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
   // Drops least recently used profiles beyond the capacity. Call only between batches, when no
   // pointer returned by Find/Insert is held.
   void Trim() {

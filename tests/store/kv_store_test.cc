@@ -49,6 +49,59 @@ TEST(KvStore, PutGetBatchScanAndReopen) {
   EXPECT_EQ(keys, (std::vector<std::string>{"0001-a", "0001-b"}));
 }
 
+TEST(KvStore, BatchForEachReportsWritesInOrderAndDeleteRangeDrops) {
+  testing::TempDir dir;
+  auto store = KvStore::Open({.path = dir.path()});
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto batch = (*store)->NewBatch();
+  batch.Put(Cf::kProfiles, "0001-a", "A");
+  batch.Delete(Cf::kIdentities, "0001|x");
+  batch.Put(Cf::kMeta, "offset|0001", "8bytes!!");
+  std::vector<std::string> seen;
+  batch.ForEach([&](Cf cf, std::string_view key, const std::string_view* value) {
+    seen.push_back(std::to_string(static_cast<int>(cf)) + " " + std::string(key) + " " +
+                   (value ? std::string(*value) : "<deleted>"));
+  });
+  EXPECT_EQ(seen, (std::vector<std::string>{"0 0001-a A", "1 0001|x <deleted>",
+                                            "3 offset|0001 8bytes!!"}));
+  ASSERT_TRUE((*store)->Write(batch).ok());
+
+  auto more = (*store)->NewBatch();
+  more.Put(Cf::kProfiles, "0001-b", "B");
+  more.Put(Cf::kProfiles, "0002-c", "C");
+  ASSERT_TRUE((*store)->Write(more).ok());
+  auto drop = (*store)->NewBatch();
+  drop.DeleteRange(Cf::kProfiles, "0001-", "0001.");
+  ASSERT_TRUE((*store)->Write(drop).ok());
+  EXPECT_FALSE((*store)->Get(Cf::kProfiles, "0001-a")->has_value());
+  EXPECT_FALSE((*store)->Get(Cf::kProfiles, "0001-b")->has_value());
+  EXPECT_EQ(*(*store)->Get(Cf::kProfiles, "0002-c").value(), "C");
+}
+
+TEST(Keys, EveryPartitionedKeyNamesItsPartitionAndGlobalKeysNone) {
+  const std::string id = MakeProfileId(0x2a, 77);
+  EXPECT_EQ(PartitionOfKey(0, id), 0x2au);
+  EXPECT_EQ(PartitionOfKey(1, IdentityKey(0x2a, "user_id", "u1")), 0x2au);
+  EXPECT_EQ(PartitionOfKey(3, SourceOffsetKey(0x2a)), 0x2au);
+  EXPECT_EQ(PartitionOfKey(3, PendingMergeKey(id)), 0x2au);
+  EXPECT_EQ(PartitionOfKey(3, std::string(kMetaCorruptPrefix) + id), 0x2au);
+  // Not partitioned state: never in the changelog.
+  EXPECT_EQ(PartitionOfKey(3, ChangelogCheckpointKey(0x2a)), std::nullopt);
+  EXPECT_EQ(PartitionOfKey(3, kMetaPartitionCount), std::nullopt);
+  EXPECT_EQ(PartitionOfKey(3, kMetaSchemaVersion), std::nullopt);
+  EXPECT_EQ(PartitionOfKey(2, std::string(AsView(DedupKey(1, 5, "m")))), std::nullopt);
+  EXPECT_EQ(PartitionOfKey(0, "zz-not-an-id"), std::nullopt);
+  EXPECT_EQ(PartitionOfKey(3, "offset|00zz"), std::nullopt);
+
+  const std::string record = EncodeChangelogKey(1, "002a|user_id:u1");
+  const auto decoded = DecodeChangelogKey(record);
+  ASSERT_TRUE(decoded.has_value());
+  EXPECT_EQ(decoded->cf, 1);
+  EXPECT_EQ(decoded->key, "002a|user_id:u1");
+  EXPECT_FALSE(DecodeChangelogKey(std::string(1, '\2') + "x").has_value());  // the dedup CF
+  EXPECT_FALSE(DecodeChangelogKey("").has_value());
+}
+
 TEST(KvStore, DedupRecordsExpireInCompaction) {
   testing::TempDir dir;
   ManualClock clock(1'000'000'000);

@@ -1,0 +1,38 @@
+// RestoreFromChangelog: brings this instance's copy of some partitions up to what the changelog
+// topic holds (docs/cluster.md#restore), before they are consumed. Each partition is read,
+// read-committed, from its checkpoint (ChangelogCheckpointKey; the start when there is none) to
+// its end, and applied to the store in batches, each with the checkpoint it reached, so a restore
+// cut short resumes where it stopped. A copy whose checkpoint is below the log's start (what it
+// missed may have been compacted away, deletions included) is dropped and restored whole.
+//
+// A partition whose changelog is empty while this store holds state for it (a data dir from
+// before the changelog) is reported in `unlogged`; the caller seeds the changelog from it.
+//
+// Thread-compatible: call from one thread; the shards must hold nothing cached of the partitions.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/status.h"
+#include "ingest/kafka_options.h"
+#include "store/kv_store.h"
+
+namespace ecrm {
+
+struct RestoreStats {
+  int64_t records = 0;              // changelog records applied
+  std::vector<uint32_t> restored;   // partitions that read at least one record
+  std::vector<uint32_t> wiped;      // partitions dropped first (checkpoint below the log start)
+  std::vector<uint32_t> unlogged;   // empty changelog, local state present
+  double seconds = 0;
+};
+
+StatusOr<RestoreStats> RestoreFromChangelog(const KafkaOptions& options, KvStore& store,
+                                            const std::vector<uint32_t>& partitions,
+                                            int timeout_ms);
+
+// Drops everything this store holds of `partition`, its checkpoint included.
+void ErasePartition(WriteBatch& batch, uint32_t partition);
+
+}  // namespace ecrm

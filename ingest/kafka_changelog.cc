@@ -1,0 +1,327 @@
+#include "ingest/kafka_changelog.h"
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/logging.h"
+#include "ingest/internal/kafka_conf.h"
+#include "prometheus/counter.h"
+#include "prometheus/histogram.h"
+#include "store/keys.h"
+
+namespace ecrm {
+
+std::string ChangelogTopic(const KafkaOptions& options) { return options.group + "-changelog"; }
+
+namespace {
+
+Status FromKafkaError(const std::string& what, const RdKafka::Error& error) {
+  std::string message = "kafka: " + what + ": " + error.str();
+  if (error.is_fatal()) message += " (fatal)";
+  if (error.txn_requires_abort()) message += " (the transaction must be aborted)";
+  return absl::UnavailableError(message);
+}
+
+}  // namespace
+
+struct KafkaChangelog::Impl : public RdKafka::DeliveryReportCb, public RdKafka::EventCb {
+  Impl(const KafkaOptions& o, uint32_t partitions, prometheus::Registry& registry)
+      : options(o), topic(ChangelogTopic(o)), delivered(partitions) {
+    for (auto& d : delivered) d.store(-1);
+    records = &prometheus::BuildCounter()
+                   .Name("ecrm_changelog_records_total")
+                   .Help("Writes sent to the changelog topic")
+                   .Register(registry)
+                   .Add({});
+    commits = &prometheus::BuildCounter()
+                   .Name("ecrm_changelog_commits_total")
+                   .Help("Changelog transactions committed")
+                   .Register(registry)
+                   .Add({});
+    commit_seconds = &prometheus::BuildHistogram()
+                          .Name("ecrm_changelog_commit_seconds")
+                          .Help("Time to commit one changelog transaction, shards waiting")
+                          .Register(registry)
+                          .Add({}, prometheus::Histogram::BucketBoundaries{
+                                       0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1});
+  }
+
+  // Delivery reports, served by Poll and by the flush inside commit_transaction, on the
+  // committing thread.
+  void dr_cb(RdKafka::Message& m) override {
+    if (m.err() != RdKafka::ERR_NO_ERROR) {
+      // The transaction cannot commit now; commit_transaction reports it.
+      if (!delivery_failed.exchange(true)) {
+        spdlog::error("kafka: changelog record not delivered: {}", m.errstr());
+      }
+      return;
+    }
+    const auto p = static_cast<size_t>(m.partition());
+    if (p < delivered.size() && m.offset() > delivered[p].load(std::memory_order_relaxed)) {
+      delivered[p].store(m.offset(), std::memory_order_relaxed);
+    }
+  }
+
+  void event_cb(RdKafka::Event& event) override {
+    if (event.type() == RdKafka::Event::EVENT_ERROR) {
+      spdlog::warn("kafka: changelog producer: {} ({})", event.str(),
+                   RdKafka::err2str(event.err()));
+    } else if (event.type() == RdKafka::Event::EVENT_LOG &&
+               event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING) {
+      spdlog::warn("kafka: changelog producer: {} {}", event.fac(), event.str());
+    }
+  }
+
+  // The gate between appends (many at once) and a commit (alone).
+  uint64_t Enter() {
+    std::unique_lock<std::mutex> lock(gate_mu);
+    gate_cv.wait(lock, [&] { return !closing; });
+    active++;
+    return epoch;
+  }
+  void Leave() {
+    std::lock_guard<std::mutex> lock(gate_mu);
+    if (--active == 0 && closing) gate_cv.notify_all();
+  }
+  void Close() {
+    std::unique_lock<std::mutex> lock(gate_mu);
+    closing = true;
+    // Appenders may wait for queue space, which delivery reports free: keep serving them.
+    while (active > 0) {
+      gate_cv.wait_for(lock, std::chrono::milliseconds(1));
+      lock.unlock();
+      producer->poll(0);
+      lock.lock();
+    }
+  }
+  void Open(bool next_epoch) {
+    {
+      std::lock_guard<std::mutex> lock(gate_mu);
+      if (next_epoch) epoch++;
+      closing = false;
+    }
+    gate_cv.notify_all();
+  }
+
+  const KafkaOptions options;
+  const std::string topic;
+  std::unique_ptr<RdKafka::Producer> producer;
+  std::vector<std::atomic<int64_t>> delivered;  // per partition: last delivered offset, this epoch
+  std::atomic<bool> delivery_failed{false};
+  std::atomic<bool> broken{false};  // an error left the open epoch uncommittable
+  std::atomic<uint64_t> open_records{0};
+  std::atomic<uint64_t> open_batches{0};  // batches waiting for this epoch, records or not
+
+  std::mutex gate_mu;
+  std::condition_variable gate_cv;
+  int active = 0;        // guarded by gate_mu
+  bool closing = false;  // guarded by gate_mu
+  uint64_t epoch = 1;    // guarded by gate_mu
+
+  prometheus::Counter* records;
+  prometheus::Counter* commits;
+  prometheus::Histogram* commit_seconds;
+};
+
+StatusOr<std::unique_ptr<KafkaChangelog>> KafkaChangelog::Create(const KafkaOptions& options,
+                                                                 uint32_t partitions,
+                                                                 prometheus::Registry& registry) {
+  if (options.instance_id.empty()) {
+    return absl::InvalidArgumentError(
+        "instance_id: the changelog's transactional id needs one (--instance-id)");
+  }
+  auto impl = std::make_unique<Impl>(options, partitions, registry);
+  ASSIGN_OR_RETURN(
+      auto conf,
+      MakeKafkaConf(
+          {
+              {"bootstrap.servers", options.brokers},
+              {"client.id", "ecrm-changelog"},
+              // Stable per instance: a restarted process fences what its predecessor left open.
+              {"transactional.id", options.group + "-" + options.instance_id},
+              // An epoch left open by a frozen or dead instance blocks read-committed readers
+              // of its partitions (a restoring successor) until the coordinator aborts it, and
+              // an epoch that cannot commit for longer (the brokers are away) is aborted and
+              // this producer fenced: a restart follows. 60 s rides out a broker restart.
+              {"transaction.timeout.ms", "60000"},
+              {"linger.ms", "5"},
+              // One commit interval of writes, with room to spare: appenders wait beyond it.
+              {"queue.buffering.max.messages", "1000000"},
+              {"queue.buffering.max.kbytes", "524288"},
+          },
+          {.events = impl.get(), .delivery = impl.get()}));
+  std::string err;
+  impl->producer.reset(RdKafka::Producer::create(conf.get(), err));
+  if (!impl->producer) return absl::InvalidArgumentError("kafka: changelog producer: " + err);
+  return std::unique_ptr<KafkaChangelog>(new KafkaChangelog(std::move(impl)));
+}
+
+KafkaChangelog::KafkaChangelog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+KafkaChangelog::~KafkaChangelog() {
+  if (impl_->producer && !impl_->broken.load()) {
+    // An epoch still open holds nothing acknowledged: abort it rather than leave it to time out.
+    std::unique_ptr<RdKafka::Error> e(impl_->producer->abort_transaction(5000));
+  }
+}
+
+const std::string& KafkaChangelog::topic() const { return impl_->topic; }
+
+uint64_t KafkaChangelog::OpenRecords() const { return impl_->open_records.load(); }
+
+void KafkaChangelog::Poll() { impl_->producer->poll(0); }
+
+Status KafkaChangelog::Start(int timeout_ms) {
+  if (std::unique_ptr<RdKafka::Error> e(impl_->producer->init_transactions(timeout_ms)); e) {
+    return FromKafkaError("changelog: init_transactions", *e);
+  }
+  if (std::unique_ptr<RdKafka::Error> e(impl_->producer->begin_transaction()); e) {
+    return FromKafkaError("changelog: begin_transaction", *e);
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<uint64_t> KafkaChangelog::Append(const WriteBatch& batch) {
+  Impl& d = *impl_;
+  const uint64_t epoch = d.Enter();
+  if (d.broken.load()) {
+    d.Leave();
+    return absl::UnavailableError("kafka: changelog: no epoch can commit (see the log)");
+  }
+  Status status;
+  uint64_t sent = 0;
+  batch.ForEach([&](Cf cf, std::string_view key, const std::string_view* value) {
+    if (!status.ok()) return;
+    const auto partition = PartitionOfKey(static_cast<int>(cf), key);
+    if (!partition) return;  // not partitioned state
+    const std::string record_key = EncodeChangelogKey(static_cast<int>(cf), key);
+    while (true) {
+      const auto err = d.producer->produce(
+          d.topic, static_cast<int32_t>(*partition), RdKafka::Producer::RK_MSG_COPY,
+          value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0,
+          record_key.data(), record_key.size(), 0, nullptr);
+      if (err == RdKafka::ERR_NO_ERROR) break;
+      if (err == RdKafka::ERR__QUEUE_FULL) {  // the committing thread serves delivery reports
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        continue;
+      }
+      status = absl::UnavailableError("kafka: changelog: " + RdKafka::err2str(err));
+      return;
+    }
+    sent++;
+  });
+  if (!status.ok()) d.broken = true;
+  d.open_records.fetch_add(sent, std::memory_order_relaxed);
+  d.open_batches.fetch_add(1, std::memory_order_relaxed);
+  d.records->Increment(static_cast<double>(sent));
+  d.Leave();
+  RETURN_IF_ERROR(status);
+  return epoch;
+}
+
+StatusOr<std::optional<KafkaChangelog::CommittedEpoch>> KafkaChangelog::Commit(
+    RdKafka::KafkaConsumer& consumer, const std::map<uint32_t, int64_t>& offsets) {
+  Impl& d = *impl_;
+  if (d.broken.load()) return absl::UnavailableError("kafka: changelog: an earlier commit failed");
+  const auto started = std::chrono::steady_clock::now();
+  d.Close();
+  if (d.open_batches.load() == 0) {
+    d.Open(/*next_epoch=*/false);
+    return std::optional<CommittedEpoch>();
+  }
+  uint64_t epoch;
+  {
+    std::lock_guard<std::mutex> lock(d.gate_mu);
+    epoch = d.epoch;
+  }
+  d.open_batches = 0;
+  if (d.open_records.load() == 0) {  // only local writes (no partition's state): nothing to send
+    d.Open(/*next_epoch=*/true);
+    return std::optional<CommittedEpoch>(CommittedEpoch{epoch, std::make_shared<Checkpoints>()});
+  }
+  auto fail = [&](const std::string& what, const RdKafka::Error& e) {
+    d.broken = true;
+    const Status s = FromKafkaError("changelog: " + what, e);
+    d.Open(/*next_epoch=*/false);  // appends fail from now on: the process must restart
+    return s;
+  };
+  if (!offsets.empty()) {
+    std::vector<RdKafka::TopicPartition*> tps;
+    for (const auto& [p, offset] : offsets) {
+      tps.push_back(RdKafka::TopicPartition::create(d.options.topic, static_cast<int>(p), offset));
+    }
+    std::unique_ptr<RdKafka::ConsumerGroupMetadata> group(consumer.groupMetadata());
+    for (int attempt = 0;; attempt++) {
+      std::unique_ptr<RdKafka::Error> e(
+          d.producer->send_offsets_to_transaction(tps, group.get(), 10000));
+      if (!e) break;
+      // Retriable (a broker away, a timeout): the shards wait, as they would for any commit.
+      if (e->is_retriable()) {
+        if (attempt == 0) spdlog::warn("kafka: changelog: send offsets: {}; retrying", e->str());
+        continue;
+      }
+      RdKafka::TopicPartition::destroy(tps);
+      return fail("send_offsets_to_transaction", *e);
+    }
+    RdKafka::TopicPartition::destroy(tps);
+  }
+  for (int attempt = 0;; attempt++) {
+    std::unique_ptr<RdKafka::Error> e(d.producer->commit_transaction(10000));
+    if (!e) break;
+    if (e->is_retriable()) {
+      if (attempt == 0) spdlog::warn("kafka: changelog: commit: {}; retrying", e->str());
+      continue;
+    }
+    return fail("commit_transaction", *e);
+  }
+  auto checkpoints = std::make_shared<Checkpoints>();
+  for (size_t p = 0; p < d.delivered.size(); p++) {
+    const int64_t last = d.delivered[p].exchange(-1, std::memory_order_relaxed);
+    // Past the last record (the commit marker that follows is skipped by readers).
+    if (last >= 0) (*checkpoints)[static_cast<uint32_t>(p)] = last + 1;
+  }
+  d.open_records = 0;
+  if (std::unique_ptr<RdKafka::Error> e(d.producer->begin_transaction()); e) {
+    return fail("begin_transaction", *e);
+  }
+  d.Open(/*next_epoch=*/true);
+  d.commits->Increment();
+  d.commit_seconds->Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  return std::optional<CommittedEpoch>(CommittedEpoch{epoch, std::move(checkpoints)});
+}
+
+Status KafkaChangelog::Abort() {
+  Impl& d = *impl_;
+  if (d.broken.load()) return absl::UnavailableError("kafka: changelog: an earlier commit failed");
+  d.Close();
+  for (int attempt = 0;; attempt++) {
+    std::unique_ptr<RdKafka::Error> e(d.producer->abort_transaction(10000));
+    if (!e) break;
+    if (e->is_retriable()) {
+      if (attempt == 0) spdlog::warn("kafka: changelog: abort: {}; retrying", e->str());
+      continue;
+    }
+    d.broken = true;
+    d.Open(/*next_epoch=*/false);
+    return FromKafkaError("changelog: abort_transaction", *e);
+  }
+  for (auto& p : d.delivered) p.store(-1);
+  d.open_records = 0;
+  d.open_batches = 0;
+  if (std::unique_ptr<RdKafka::Error> e(d.producer->begin_transaction()); e) {
+    d.broken = true;
+    d.Open(/*next_epoch=*/false);
+    return FromKafkaError("changelog: begin_transaction", *e);
+  }
+  d.Open(/*next_epoch=*/true);
+  return absl::OkStatus();
+}
+
+}  // namespace ecrm
