@@ -48,7 +48,7 @@ void PutCheckpoint(WriteBatch& batch, uint32_t p, int64_t next) {
 
 void ErasePartition(WriteBatch& batch, uint32_t p) {
   const std::string pppp = PartitionPrefix(p).substr(0, 4);
-  batch.DeleteRange(Cf::kProfiles, pppp + "-", pppp + ".");  // '.' follows '-'
+  batch.DeleteRange(Cf::kProfiles, pppp + "-", pppp + ".");    // '.' follows '-'
   batch.DeleteRange(Cf::kIdentities, pppp + "|", pppp + "}");  // '}' follows '|'
   batch.Delete(Cf::kMeta, SourceOffsetKey(p));
   batch.Delete(Cf::kMeta, ChangelogCheckpointKey(p));

@@ -21,10 +21,10 @@
 namespace ecrm {
 
 struct RestoreStats {
-  int64_t records = 0;              // changelog records applied
-  std::vector<uint32_t> restored;   // partitions that read at least one record
-  std::vector<uint32_t> wiped;      // partitions dropped first (checkpoint below the log start)
-  std::vector<uint32_t> unlogged;   // empty changelog, local state present
+  int64_t records = 0;             // changelog records applied
+  std::vector<uint32_t> restored;  // partitions that read at least one record
+  std::vector<uint32_t> wiped;     // partitions dropped first (checkpoint below the log start)
+  std::vector<uint32_t> unlogged;  // empty changelog, local state present
   double seconds = 0;
 };
 
