@@ -223,7 +223,7 @@ format_storage() {
   cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
   rm -rf "$DATA_DIR"
   log "formatting KRaft storage (cluster id $cluster_id)"
-  if ! java_tool kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$PROPS" \
+  if ! java_tool kafka.tools.StorageTool format --standalone --cluster-id="$cluster_id" -c "$PROPS" \
         >"$DIR/format.log" 2>&1; then
     cat "$DIR/format.log" >&2
     die "kafka.tools.StorageTool format failed"
