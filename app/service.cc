@@ -234,6 +234,7 @@ HttpResponse Service::ClusterView() const {
   w.Key("instance_id").String(config_.instance_id);
   w.Key("http_addr").String(config_.advertised_http_addr);
   w.Key("partition_count").Int(partitions);
+  std::map<uint32_t, int64_t> restoring;  // partitions being restored here -> records applied
   // partition -> (owner's instance id, this instance's lag or -1 elsewhere)
   std::vector<std::pair<std::string, int64_t>> owners(partitions, {"", -1});
   if (config_.kafka_brokers.empty()) {
@@ -267,13 +268,18 @@ HttpResponse Service::ClusterView() const {
     for (const auto& [p, lag] : consumer_->Partitions()) {
       if (p < partitions) owners[p] = {config_.instance_id, lag};
     }
+    restoring = consumer_->Restoring();
   }
   w.Key("partitions").BeginArray();
   for (uint32_t p = 0; p < partitions; p++) {
     const auto& [owner, lag] = owners[p];
     const bool mine = owner == config_.instance_id;
     w.BeginObject().Key("partition").Int(p);
-    if (owner.empty()) {
+    if (const auto r = restoring.find(p); r != restoring.end()) {
+      // Assigned here and catching up from the changelog before it is consumed.
+      w.Key("owner").String(config_.instance_id).Key("state").String("restoring");
+      w.Key("restored_records").Int(r->second);
+    } else if (owner.empty()) {
       w.Key("owner").Null().Key("state").String("unassigned");
     } else {
       w.Key("owner").String(owner).Key("state").String(mine ? "active" : "elsewhere");

@@ -58,9 +58,9 @@ void ErasePartition(WriteBatch& batch, uint32_t p) {
   }
 }
 
-StatusOr<RestoreStats> RestoreFromChangelog(const KafkaOptions& options, KvStore& store,
-                                            const std::vector<uint32_t>& partitions,
-                                            int timeout_ms) {
+StatusOr<RestoreStats> RestoreFromChangelog(
+    const KafkaOptions& options, KvStore& store, const std::vector<uint32_t>& partitions,
+    int timeout_ms, const std::function<void(uint32_t, int64_t)>& progress) {
   RestoreStats stats;
   if (partitions.empty()) return stats;
   const auto started = std::chrono::steady_clock::now();
@@ -140,14 +140,18 @@ StatusOr<RestoreStats> RestoreFromChangelog(const KafkaOptions& options, KvStore
 
   std::set<uint32_t> open;
   for (const auto& [p, from] : next) open.insert(p);
-  std::set<uint32_t> touched;  // partitions with records since the last write
+  std::set<uint32_t> touched;           // partitions with records since the last write
+  std::map<uint32_t, int64_t> applied;  // records per partition
   WriteBatch batch = store.NewBatch();
   auto write = [&]() -> Status {
     for (uint32_t p : touched) PutCheckpoint(batch, p, next[p]);
-    touched.clear();
     if (batch.Count() == 0) return absl::OkStatus();
     Status s = store.Write(batch);
     batch.Clear();
+    if (s.ok() && progress) {
+      for (uint32_t p : touched) progress(p, applied[p]);
+    }
+    touched.clear();
     return s;
   };
   auto last_progress = std::chrono::steady_clock::now();
@@ -171,6 +175,7 @@ StatusOr<RestoreStats> RestoreFromChangelog(const KafkaOptions& options, KvStore
                     std::string_view(static_cast<const char*>(m->payload()), m->len()));
         }
         stats.records++;
+        applied[p]++;
         next[p] = m->offset() + 1;
         touched.insert(p);
         if (batch.Count() >= kBatchRecords || batch.ByteSize() >= kBatchBytes) {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "common/status.h"
@@ -28,9 +29,10 @@ struct RestoreStats {
   double seconds = 0;
 };
 
-StatusOr<RestoreStats> RestoreFromChangelog(const KafkaOptions& options, KvStore& store,
-                                            const std::vector<uint32_t>& partitions,
-                                            int timeout_ms);
+// `progress(partition, records applied so far)` is called after each batch written.
+StatusOr<RestoreStats> RestoreFromChangelog(
+    const KafkaOptions& options, KvStore& store, const std::vector<uint32_t>& partitions,
+    int timeout_ms, const std::function<void(uint32_t, int64_t)>& progress = nullptr);
 
 // Drops everything this store holds of `partition`, its checkpoint included.
 void ErasePartition(WriteBatch& batch, uint32_t partition);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -78,35 +79,71 @@ struct KafkaChangelog::Impl : public RdKafka::DeliveryReportCb, public RdKafka::
     }
   }
 
-  // The gate between appends (many at once) and a commit (alone).
-  uint64_t Enter() {
-    std::unique_lock<std::mutex> lock(gate_mu);
-    gate_cv.wait(lock, [&] { return !closing; });
-    active++;
-    return epoch;
+  // One changelog record, held while a commit runs (see Append).
+  struct Held {
+    int32_t partition;
+    std::string key;
+    std::optional<std::string> value;  // nullopt: a tombstone
+  };
+
+  // Produces one record into the open transaction, waiting for queue space (which delivery
+  // reports, served on the committing thread, free). False on a hard error.
+  bool Produce(int32_t partition, std::string_view key, const std::string_view* value,
+               std::string* error) {
+    while (true) {
+      const auto err =
+          producer->produce(topic, partition, RdKafka::Producer::RK_MSG_COPY,
+                            value ? const_cast<char*>(value->data()) : nullptr,
+                            value ? value->size() : 0, key.data(), key.size(), 0, nullptr);
+      if (err == RdKafka::ERR_NO_ERROR) return true;
+      if (err != RdKafka::ERR__QUEUE_FULL) {
+        *error = RdKafka::err2str(err);
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
   }
-  void Leave() {
-    std::lock_guard<std::mutex> lock(gate_mu);
-    if (--active == 0 && closing) gate_cv.notify_all();
-  }
-  void Close() {
-    std::unique_lock<std::mutex> lock(gate_mu);
-    closing = true;
-    // Appenders may wait for queue space, which delivery reports free: keep serving them.
-    while (active > 0) {
-      gate_cv.wait_for(lock, std::chrono::milliseconds(1));
+
+  // Starts a cut: from now on appends are held in memory for the next epoch; waits until appends
+  // still producing into this epoch are done. Returns this epoch's number and counts.
+  struct Cut {
+    uint64_t epoch;
+    uint64_t records;
+    uint64_t batches;
+  };
+  Cut BeginCut() {
+    std::unique_lock<std::mutex> lock(mu);
+    committing = true;
+    while (active > 0) {  // appenders may wait for queue space: keep serving delivery reports
+      cv.wait_for(lock, std::chrono::milliseconds(1));
       lock.unlock();
       producer->poll(0);
       lock.lock();
     }
+    Cut cut{epoch, open_records, open_batches};
+    epoch++;
+    open_records = 0;
+    open_batches = 0;
+    return cut;
   }
-  void Open(bool next_epoch) {
-    {
-      std::lock_guard<std::mutex> lock(gate_mu);
-      if (next_epoch) epoch++;
-      closing = false;
+  // Ends a cut: the records held meanwhile go into the transaction now open (or are dropped when
+  // `drop`), and appends produce directly again.
+  void EndCut(bool drop) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!drop && !broken.load()) {
+      for (const auto& h : held) {
+        std::string error;
+        std::string_view value;
+        if (h.value) value = *h.value;
+        if (!Produce(h.partition, h.key, h.value ? &value : nullptr, &error)) {
+          spdlog::error("kafka: changelog: {}", error);
+          broken = true;
+          break;
+        }
+      }
     }
-    gate_cv.notify_all();
+    held.clear();
+    committing = false;
   }
 
   const KafkaOptions options;
@@ -115,14 +152,18 @@ struct KafkaChangelog::Impl : public RdKafka::DeliveryReportCb, public RdKafka::
   std::vector<std::atomic<int64_t>> delivered;  // per partition: last delivered offset, this epoch
   std::atomic<bool> delivery_failed{false};
   std::atomic<bool> broken{false};  // an error left the open epoch uncommittable
-  std::atomic<uint64_t> open_records{0};
-  std::atomic<uint64_t> open_batches{0};  // batches waiting for this epoch, records or not
 
-  std::mutex gate_mu;
-  std::condition_variable gate_cv;
-  int active = 0;        // guarded by gate_mu
-  bool closing = false;  // guarded by gate_mu
-  uint64_t epoch = 1;    // guarded by gate_mu
+  // Appends produce straight into the open transaction, except while a commit runs (librdkafka
+  // takes no records then): then they are held here, for the next epoch, so that the shards do not
+  // wait for the commit's round trips.
+  std::mutex mu;
+  std::condition_variable cv;
+  int active = 0;             // guarded by mu: appends producing into the open epoch
+  bool committing = false;    // guarded by mu
+  uint64_t epoch = 1;         // guarded by mu
+  uint64_t open_records = 0;  // guarded by mu: this epoch's records
+  uint64_t open_batches = 0;  // guarded by mu: batches waiting for this epoch, records or not
+  std::vector<Held> held;     // guarded by mu
 
   prometheus::Counter* records;
   prometheus::Counter* commits;
@@ -173,7 +214,10 @@ KafkaChangelog::~KafkaChangelog() {
 
 const std::string& KafkaChangelog::topic() const { return impl_->topic; }
 
-uint64_t KafkaChangelog::OpenRecords() const { return impl_->open_records.load(); }
+uint64_t KafkaChangelog::OpenRecords() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->open_records;
+}
 
 void KafkaChangelog::Poll() { impl_->producer->poll(0); }
 
@@ -189,39 +233,45 @@ Status KafkaChangelog::Start(int timeout_ms) {
 
 StatusOr<uint64_t> KafkaChangelog::Append(const WriteBatch& batch) {
   Impl& d = *impl_;
-  const uint64_t epoch = d.Enter();
+  std::unique_lock<std::mutex> lock(d.mu);
   if (d.broken.load()) {
-    d.Leave();
     return absl::UnavailableError("kafka: changelog: no epoch can commit (see the log)");
   }
-  Status status;
+  const uint64_t epoch = d.epoch;
   uint64_t sent = 0;
+  if (d.committing) {  // held for the next epoch, which this batch belongs to
+    batch.ForEach([&](Cf cf, std::string_view key, const std::string_view* value) {
+      const auto partition = PartitionOfKey(static_cast<int>(cf), key);
+      if (!partition) return;
+      d.held.push_back({static_cast<int32_t>(*partition),
+                        EncodeChangelogKey(static_cast<int>(cf), key),
+                        value ? std::optional<std::string>(*value) : std::nullopt});
+      sent++;
+    });
+    d.open_records += sent;
+    d.open_batches++;
+    d.records->Increment(static_cast<double>(sent));
+    return epoch;
+  }
+  d.active++;
+  lock.unlock();
+  std::string error;
   batch.ForEach([&](Cf cf, std::string_view key, const std::string_view* value) {
-    if (!status.ok()) return;
+    if (!error.empty()) return;
     const auto partition = PartitionOfKey(static_cast<int>(cf), key);
     if (!partition) return;  // not partitioned state
     const std::string record_key = EncodeChangelogKey(static_cast<int>(cf), key);
-    while (true) {
-      const auto err = d.producer->produce(
-          d.topic, static_cast<int32_t>(*partition), RdKafka::Producer::RK_MSG_COPY,
-          value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0,
-          record_key.data(), record_key.size(), 0, nullptr);
-      if (err == RdKafka::ERR_NO_ERROR) break;
-      if (err == RdKafka::ERR__QUEUE_FULL) {  // the committing thread serves delivery reports
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        continue;
-      }
-      status = absl::UnavailableError("kafka: changelog: " + RdKafka::err2str(err));
-      return;
-    }
-    sent++;
+    if (d.Produce(static_cast<int32_t>(*partition), record_key, value, &error)) sent++;
   });
-  if (!status.ok()) d.broken = true;
-  d.open_records.fetch_add(sent, std::memory_order_relaxed);
-  d.open_batches.fetch_add(1, std::memory_order_relaxed);
   d.records->Increment(static_cast<double>(sent));
-  d.Leave();
-  RETURN_IF_ERROR(status);
+  lock.lock();
+  d.open_records += sent;
+  d.open_batches++;
+  if (--d.active == 0 && d.committing) d.cv.notify_all();
+  if (!error.empty()) {
+    d.broken = true;
+    return absl::UnavailableError("kafka: changelog: " + error);
+  }
   return epoch;
 }
 
@@ -229,28 +279,23 @@ StatusOr<std::optional<KafkaChangelog::CommittedEpoch>> KafkaChangelog::Commit(
     RdKafka::KafkaConsumer& consumer, const std::map<uint32_t, int64_t>& offsets) {
   Impl& d = *impl_;
   if (d.broken.load()) return absl::UnavailableError("kafka: changelog: an earlier commit failed");
-  const auto started = std::chrono::steady_clock::now();
-  d.Close();
-  if (d.open_batches.load() == 0) {
-    d.Open(/*next_epoch=*/false);
-    return std::optional<CommittedEpoch>();
-  }
-  uint64_t epoch;
   {
-    std::lock_guard<std::mutex> lock(d.gate_mu);
-    epoch = d.epoch;
+    std::lock_guard<std::mutex> lock(d.mu);
+    if (d.open_batches == 0) return std::optional<CommittedEpoch>();
   }
-  d.open_batches = 0;
-  if (d.open_records.load() == 0) {  // only local writes (no partition's state): nothing to send
-    d.Open(/*next_epoch=*/true);
-    return std::optional<CommittedEpoch>(CommittedEpoch{epoch, std::make_shared<Checkpoints>()});
-  }
+  const auto started = std::chrono::steady_clock::now();
+  const Impl::Cut cut = d.BeginCut();
+  const uint64_t epoch = cut.epoch;
   auto fail = [&](const std::string& what, const RdKafka::Error& e) {
     d.broken = true;
     const Status s = FromKafkaError("changelog: " + what, e);
-    d.Open(/*next_epoch=*/false);  // appends fail from now on: the process must restart
+    d.EndCut(/*drop=*/true);  // appends fail from now on: the instance must restart
     return s;
   };
+  if (cut.records == 0) {  // only local writes (no partition's state): nothing to send
+    d.EndCut(/*drop=*/false);
+    return std::optional<CommittedEpoch>(CommittedEpoch{epoch, std::make_shared<Checkpoints>()});
+  }
   if (!offsets.empty()) {
     std::vector<RdKafka::TopicPartition*> tps;
     for (const auto& [p, offset] : offsets) {
@@ -286,11 +331,10 @@ StatusOr<std::optional<KafkaChangelog::CommittedEpoch>> KafkaChangelog::Commit(
     // Past the last record (the commit marker that follows is skipped by readers).
     if (last >= 0) (*checkpoints)[static_cast<uint32_t>(p)] = last + 1;
   }
-  d.open_records = 0;
   if (std::unique_ptr<RdKafka::Error> e(d.producer->begin_transaction()); e) {
     return fail("begin_transaction", *e);
   }
-  d.Open(/*next_epoch=*/true);
+  d.EndCut(/*drop=*/false);
   d.commits->Increment();
   d.commit_seconds->Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
@@ -300,7 +344,7 @@ StatusOr<std::optional<KafkaChangelog::CommittedEpoch>> KafkaChangelog::Commit(
 Status KafkaChangelog::Abort() {
   Impl& d = *impl_;
   if (d.broken.load()) return absl::UnavailableError("kafka: changelog: an earlier commit failed");
-  d.Close();
+  (void)d.BeginCut();  // the shards are idle: nothing is held, and nothing of this epoch survives
   for (int attempt = 0;; attempt++) {
     std::unique_ptr<RdKafka::Error> e(d.producer->abort_transaction(10000));
     if (!e) break;
@@ -309,18 +353,16 @@ Status KafkaChangelog::Abort() {
       continue;
     }
     d.broken = true;
-    d.Open(/*next_epoch=*/false);
+    d.EndCut(/*drop=*/true);
     return FromKafkaError("changelog: abort_transaction", *e);
   }
   for (auto& p : d.delivered) p.store(-1);
-  d.open_records = 0;
-  d.open_batches = 0;
   if (std::unique_ptr<RdKafka::Error> e(d.producer->begin_transaction()); e) {
     d.broken = true;
-    d.Open(/*next_epoch=*/false);
+    d.EndCut(/*drop=*/true);
     return FromKafkaError("changelog: begin_transaction", *e);
   }
-  d.Open(/*next_epoch=*/true);
+  d.EndCut(/*drop=*/true);
   return absl::OkStatus();
 }
 

@@ -48,10 +48,11 @@ class KafkaChangelog final : public StateLog {
     std::shared_ptr<const Checkpoints> checkpoints;  // the partitions this epoch wrote
   };
   // Commits the open epoch, with `offsets` (events-topic partition -> next offset) as the group's
-  // consumed offsets, and opens the next. Shards wait while it runs. nullopt when the epoch was
-  // empty (nothing is sent). An error means the epoch is lost and no later one can commit (this
-  // instance was fenced, or the transaction timed out): the process must restart, and its store
-  // holds only committed epochs.
+  // consumed offsets, and opens the next. Appends made while it runs are held in memory and
+  // produced into the next epoch once it is open, so the shards wait only for the cut (for
+  // appends already producing to finish). nullopt when the epoch was empty (nothing is sent). An
+  // error means the epoch is lost and no later one can commit (this instance was fenced, or the
+  // transaction timed out): the process must restart, and its store holds only committed epochs.
   [[nodiscard]] StatusOr<std::optional<CommittedEpoch>> Commit(
       RdKafka::KafkaConsumer& consumer, const std::map<uint32_t, int64_t>& offsets);
   // Aborts the open epoch (its partitions were lost: another instance may own them now) and opens

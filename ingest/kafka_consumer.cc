@@ -82,6 +82,12 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
                       .Name("ecrm_kafka_consumer_lag")
                       .Help("Messages between the partition's end and the consumer's position")
                       .Register(registry);
+    restoring_gauge =
+        &prometheus::BuildGauge()
+             .Name("ecrm_changelog_restoring_partitions")
+             .Help("Partitions being restored from the changelog (not ready meanwhile)")
+             .Register(registry)
+             .Add({});
     restored_records = &counter("ecrm_changelog_restored_records_total",
                                 "Changelog records applied to restore assigned partitions")
                             .Add({});
@@ -126,6 +132,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         if (stored->has_value()) start = **stored;
         tp->set_offset(start);
         committed[p] = start;
+        if (start >= 0) {
+          std::lock_guard<std::mutex> lock(offsets_mu);
+          txn_offsets[p] = start;
+        }
         assigned.insert(p);
         SetView(p, -1);
         spdlog::info("kafka: assigned {}[{}] from offset {}", tp->topic(), p,
@@ -151,6 +161,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         Flush();
         WaitForInFlight(std::chrono::seconds(30));
         CommitEpoch();
+      }
+      {  // no later commit may name them: the next owner's offsets are not ours to write
+        std::lock_guard<std::mutex> lock(offsets_mu);
+        for (auto* tp : partitions) txn_offsets.erase(static_cast<uint32_t>(tp->partition()));
       }
       if (changelog) {  // nothing of them stays cached
         std::vector<uint32_t> gone;
@@ -200,8 +214,25 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   // The stored offsets read afterwards are the ones that went with the restored state.
   void Restore(const std::vector<RdKafka::TopicPartition*>& partitions) {
     std::vector<uint32_t> ps;
-    for (auto* tp : partitions) ps.push_back(static_cast<uint32_t>(tp->partition()));
-    auto stats = RestoreFromChangelog(options, *store, ps, 60000);
+    {
+      std::lock_guard<std::mutex> lock(view_mu);
+      for (auto* tp : partitions) {
+        ps.push_back(static_cast<uint32_t>(tp->partition()));
+        restoring[ps.back()] = 0;
+      }
+      restoring_count = static_cast<int>(restoring.size());
+    }
+    restoring_gauge->Set(static_cast<double>(ps.size()));
+    auto stats = RestoreFromChangelog(options, *store, ps, 60000, [this](uint32_t p, int64_t n) {
+      std::lock_guard<std::mutex> lock(view_mu);
+      restoring[p] = n;
+    });
+    {
+      std::lock_guard<std::mutex> lock(view_mu);
+      restoring.clear();
+      restoring_count = 0;
+    }
+    restoring_gauge->Set(0);
     if (!stats.ok()) {
       // Consuming from a stale copy would fork the partition's history: restart and try again.
       spdlog::critical("kafka: restoring partitions from the changelog failed: {}",
@@ -224,11 +255,25 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     }
   }
 
+  // The committer thread: commits every commit interval, so that consuming never waits for a
+  // commit's round trips, and serves the changelog's delivery reports meanwhile.
+  void RunCommitter() {
+    while (!committer_stop.load()) {
+      const auto next = SteadyClock::now() + std::chrono::milliseconds(options.commit_interval_ms);
+      while (SteadyClock::now() < next && !committer_stop.load()) {
+        changelog->Poll();
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      CommitEpoch();
+    }
+  }
+
   // The assignment was lost (a session timeout): the open epoch is aborted and everything the
   // shards hold of it dropped; the store has every committed epoch, from which the partitions
   // assigned next are restored as usual. Events of the lost partitions not yet handed over are
   // dropped too: they are read again by whoever owns them now.
   void DiscardEpoch() {
+    std::lock_guard<std::mutex> lock(commit_mu);
     if (fatal.load()) return;
     pending_events.clear();
     pending_offsets.clear();
@@ -244,15 +289,16 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     spdlog::warn("kafka: assignment lost: the open changelog epoch was aborted");
   }
 
-  // Commits the open changelog epoch with the consumed offsets; the shards then write it.
+  // Commits the open changelog epoch with the consumed offsets; the shards then write it. Called
+  // by the committer thread every commit interval, and by the consumer thread when it must know
+  // everything is committed (revocation, shutdown).
   void CommitEpoch() {
+    std::lock_guard<std::mutex> lock(commit_mu);
     if (!changelog || fatal.load()) return;
-    last_commit = SteadyClock::now();
     std::map<uint32_t, int64_t> offsets;
-    for (uint32_t p : assigned) {
-      if (auto it = committed.find(p); it != committed.end() && it->second >= 0) {
-        offsets[p] = it->second;
-      }
+    {
+      std::lock_guard<std::mutex> olock(offsets_mu);
+      offsets = txn_offsets;
     }
     auto done = changelog->Commit(*consumer, offsets);
     if (!done.ok()) {
@@ -308,11 +354,6 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         if (paused) {
           std::this_thread::sleep_for(std::chrono::milliseconds(1));
           producer->poll(0);
-          // Acknowledgements wait for the commit: keep committing while paused.
-          if (changelog && SteadyClock::now() - last_commit >
-                               std::chrono::milliseconds(options.commit_interval_ms)) {
-            CommitEpoch();
-          }
           DrainCompletions();
           continue;
         }
@@ -347,12 +388,6 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         Flush();
       }
       producer->poll(0);
-      if (changelog) {
-        changelog->Poll();
-        if (now - last_commit > std::chrono::milliseconds(options.commit_interval_ms)) {
-          CommitEpoch();
-        }
-      }
       DrainCompletions();
       Backpressure();
       if (now - last_lag > std::chrono::seconds(1)) {
@@ -474,6 +509,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       }
       if (auto wm = tracker.Complete(c.partition, c.offset)) advanced[c.partition] = *wm;
     }
+    if (!advanced.empty()) {
+      std::lock_guard<std::mutex> lock(offsets_mu);
+      for (const auto& [p, wm] : advanced) txn_offsets[p] = wm;
+    }
     for (const auto& [p, wm] : advanced) {
       committed[p] = wm;
       offsets_in_flight->fetch_add(1);
@@ -573,7 +612,12 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   CollectorParser parser;
   KafkaChangelog* const changelog;  // null: state in RocksDB only
   KvStore* const store;             // restored into (with a changelog)
-  SteadyClock::time_point last_commit = SteadyClock::now();
+  // Commits come from the committer thread and from this one; one at a time.
+  std::mutex commit_mu;
+  std::mutex offsets_mu;
+  std::map<uint32_t, int64_t> txn_offsets;  // guarded by offsets_mu: watermarks to commit
+  std::thread committer;
+  std::atomic<bool> committer_stop{false};
   // Offset records handed to the engine and not yet durable (shared with their callbacks).
   std::shared_ptr<std::atomic<int64_t>> offsets_in_flight =
       std::make_shared<std::atomic<int64_t>>(0);
@@ -586,7 +630,9 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   std::atomic<bool> fatal{false};  // a fatal consumer error (e.g. fenced): never ready again
   // What GET /v1/cluster shows of this instance: its partitions and their lag (-1: not known yet).
   mutable std::mutex view_mu;
-  std::map<uint32_t, int64_t> view;  // guarded by view_mu
+  std::map<uint32_t, int64_t> view;       // guarded by view_mu
+  std::map<uint32_t, int64_t> restoring;  // guarded by view_mu: partition -> records applied
+  std::atomic<int> restoring_count{0};
   bool paused = false;
   static constexpr size_t kMaxBatchEvents = 2000;
   std::vector<Event> pending_events;  // parsed, not yet handed to the engine
@@ -612,6 +658,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   std::unordered_map<uint32_t, prometheus::Gauge*> lag_gauges;
   prometheus::Histogram* batch_events;
   prometheus::Counter* restored_records;
+  prometheus::Gauge* restoring_gauge;
   prometheus::Histogram* restore_seconds;
 };
 
@@ -677,6 +724,12 @@ void KafkaConsumer::Start() {
     pthread_setname_np(pthread_self(), "ecrm-kafka");
     impl_->Run();
   });
+  if (impl_->changelog) {
+    impl_->committer = std::thread([this] {
+      pthread_setname_np(pthread_self(), "ecrm-commit");
+      impl_->RunCommitter();
+    });
+  }
 }
 
 void KafkaConsumer::Stop() {
@@ -685,6 +738,10 @@ void KafkaConsumer::Stop() {
   impl_->thread.join();
   impl_->Flush();
   impl_->WaitForInFlight(std::chrono::seconds(30));
+  if (impl_->committer.joinable()) {
+    impl_->committer_stop = true;
+    impl_->committer.join();
+  }
   impl_->CommitEpoch();
   impl_->producer->flush(5000);
   // Runs the revoke callback; a static member sends no LeaveGroup (docs/kafka.md#membership).
@@ -697,7 +754,13 @@ std::map<uint32_t, int64_t> KafkaConsumer::Partitions() const {
 }
 
 bool KafkaConsumer::Ready() const {
-  return impl_->broker_up.load() && impl_->in_group.load() && !impl_->fatal.load();
+  return impl_->broker_up.load() && impl_->in_group.load() && !impl_->fatal.load() &&
+         impl_->restoring_count.load() == 0;
+}
+
+std::map<uint32_t, int64_t> KafkaConsumer::Restoring() const {
+  std::lock_guard<std::mutex> lock(impl_->view_mu);
+  return impl_->restoring;
 }
 
 StatusOr<int> KafkaConsumer::TopicPartitions(const std::string& brokers, const std::string& topic,

@@ -52,11 +52,14 @@ class KafkaConsumer {
   // offsets, and closes the consumer (a static member sends no LeaveGroup:
   // docs/kafka.md#membership).
   void Stop();
-  // Connected to the cluster and in the group.
+  // Connected to the cluster, in the group, and no partition restoring.
   bool Ready() const;
   // The partitions this instance consumes now, each with its lag in messages (-1 until measured,
   // about a second after assignment). Thread-safe.
   std::map<uint32_t, int64_t> Partitions() const;
+  // The partitions being restored from the changelog now, each with the records applied so far.
+  // Not ready while any is. Thread-safe.
+  std::map<uint32_t, int64_t> Restoring() const;
 
   // The partition count of `topic`, from cluster metadata.
   static StatusOr<int> TopicPartitions(const std::string& brokers, const std::string& topic,

@@ -28,8 +28,8 @@ class StateLog {
  public:
   virtual ~StateLog() = default;
   // Appends the writes of `batch` that belong to a partition (PartitionOfKey) and returns the
-  // epoch they joined. Blocks while an epoch is being committed. An error means the epoch can
-  // never commit; the batch must be treated as failed.
+  // epoch they joined. An error means the epoch can never commit; the batch must be treated as
+  // failed.
   [[nodiscard]] virtual StatusOr<uint64_t> Append(const WriteBatch& batch) = 0;
 };
 
