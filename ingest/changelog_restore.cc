@@ -46,6 +46,35 @@ void PutCheckpoint(WriteBatch& batch, uint32_t p, int64_t next) {
 
 }  // namespace
 
+StatusOr<int64_t> SeedChangelog(const KvStore& store, uint32_t p, StateLog& log) {
+  const std::string pppp = PartitionPrefix(p).substr(0, 4);
+  int64_t records = 0;
+  WriteBatch batch = store.NewBatch();
+  Status appended;
+  auto flush = [&] {
+    if (batch.Count() == 0 || !appended.ok()) return;
+    appended = log.Append(batch).status();
+    records += static_cast<int64_t>(batch.Count());
+    batch.Clear();
+  };
+  auto add = [&](Cf cf) {
+    return [&, cf](std::string_view key, std::string_view value) {
+      batch.Put(cf, key, value);
+      if (batch.Count() >= kBatchRecords || batch.ByteSize() >= kBatchBytes) flush();
+      return appended.ok();
+    };
+  };
+  RETURN_IF_ERROR(store.Scan(Cf::kProfiles, pppp + "-", add(Cf::kProfiles)));
+  RETURN_IF_ERROR(store.Scan(Cf::kIdentities, pppp + "|", add(Cf::kIdentities)));
+  RETURN_IF_ERROR(store.Scan(Cf::kMeta, SourceOffsetKey(p), add(Cf::kMeta)));
+  for (std::string_view prefix : {kMetaPendingMergePrefix, kMetaCorruptPrefix}) {
+    RETURN_IF_ERROR(store.Scan(Cf::kMeta, std::string(prefix) + pppp + "-", add(Cf::kMeta)));
+  }
+  flush();
+  RETURN_IF_ERROR(appended);
+  return records;
+}
+
 void ErasePartition(WriteBatch& batch, uint32_t p) {
   const std::string pppp = PartitionPrefix(p).substr(0, 4);
   batch.DeleteRange(Cf::kProfiles, pppp + "-", pppp + ".");    // '.' follows '-'

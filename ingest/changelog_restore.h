@@ -6,7 +6,8 @@
 // missed may have been compacted away, deletions included) is dropped and restored whole.
 //
 // A partition whose changelog is empty while this store holds state for it (a data dir from
-// before the changelog) is reported in `unlogged`; the caller seeds the changelog from it.
+// before the changelog) is reported in `unlogged`; the caller seeds the changelog from it
+// (SeedChangelog).
 //
 // Thread-compatible: call from one thread; the shards must hold nothing cached of the partitions.
 #pragma once
@@ -17,6 +18,7 @@
 
 #include "common/status.h"
 #include "ingest/kafka_options.h"
+#include "profiler/state_log.h"
 #include "store/kv_store.h"
 
 namespace ecrm {
@@ -33,6 +35,11 @@ struct RestoreStats {
 StatusOr<RestoreStats> RestoreFromChangelog(
     const KafkaOptions& options, KvStore& store, const std::vector<uint32_t>& partitions,
     int timeout_ms, const std::function<void(uint32_t, int64_t)>& progress = nullptr);
+
+// Appends everything this store holds of `partition` to `log` (not to the store), in batches: the
+// changelog of a data dir from before the changelog. Commit the epoch afterwards, as one
+// transaction, so that the partition's log is never half seeded. Returns the records appended.
+StatusOr<int64_t> SeedChangelog(const KvStore& store, uint32_t partition, StateLog& log);
 
 // Drops everything this store holds of `partition`, its checkpoint included.
 void ErasePartition(WriteBatch& batch, uint32_t partition);

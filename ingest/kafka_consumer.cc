@@ -247,11 +247,28 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
           stats->restored.size(), changelog->topic(), stats->records, stats->seconds,
           stats->wiped.size());
     }
-    for (uint32_t p : stats->unlogged) {
-      spdlog::warn(
-          "kafka: partition {} has local state but an empty changelog (a data dir from before "
-          "the changelog): only changes from now on can be restored elsewhere",
-          p);
+    if (!stats->unlogged.empty()) Seed(stats->unlogged);
+  }
+
+  // Partitions with local state and an empty changelog (a data dir from before the changelog):
+  // their whole state goes to the changelog in one transaction, with whatever the shards append
+  // meanwhile, so the log is never half seeded.
+  void Seed(const std::vector<uint32_t>& partitions) {
+    std::lock_guard<std::mutex> lock(commit_mu);
+    int64_t records = 0;
+    for (uint32_t p : partitions) {
+      auto seeded = SeedChangelog(*store, p, *changelog);
+      if (!seeded.ok()) {
+        Fatal("seeding the changelog of partition " + std::to_string(p) + ": " +
+              seeded.status().ToString());
+        return;
+      }
+      records += *seeded;
+    }
+    CommitEpochLocked();
+    if (!fatal.load()) {
+      spdlog::info("kafka: seeded {} from {} partitions' local state ({} records)",
+                   changelog->topic(), partitions.size(), records);
     }
   }
 
@@ -294,6 +311,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   // everything is committed (revocation, shutdown).
   void CommitEpoch() {
     std::lock_guard<std::mutex> lock(commit_mu);
+    CommitEpochLocked();
+  }
+
+  void CommitEpochLocked() {
     if (!changelog || fatal.load()) return;
     std::map<uint32_t, int64_t> offsets;
     {

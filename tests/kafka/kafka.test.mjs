@@ -468,6 +468,32 @@ test('kafka mode: a missing dead-letter topic is created, with the events topic\
   }
 });
 
+// Helpers of the changelog tests.
+const consumed = async (srv) => metricValue(await srv.metrics(), 'ecrm_kafka_messages_consumed_total', {});
+// Total lag of the partitions this instance consumes (a large number while one is unmeasured).
+const lag = async (srv) => {
+  const res = await srv.request('GET', '/v1/cluster', { headers: { Authorization: `Bearer ${srv.adminToken}` } });
+  const c = JSON.parse(res.text);
+  return c.partitions.filter((p) => p.state === 'active').reduce((a, p) => a + (p.lag < 0 ? 1e9 : p.lag), 0);
+};
+// Until everything produced is consumed, its epoch committed and its offsets recorded.
+const settle = async (srv, label) => {
+  const deadline = Date.now() + 60_000;
+  while ((await lag(srv)) !== 0) {
+    if (Date.now() > deadline) assert.fail(`${label}: lag ${await lag(srv)}`);
+    await sleep(300);
+  }
+  await sleep(1500);
+};
+// `ecrm check --partition-digests` of a stopped instance's data dir: one line per partition.
+const digests = (dir, partitions = 4) => {
+  const r = spawnSync(ECRM_BIN, ['check', '--data-dir', dir, '--partition-digests'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith('partition '));
+  assert.equal(lines.length, partitions, r.stdout);
+  return lines;
+};
+
 // State follows the partition (docs/cluster.md): every state change also goes to the changelog
 // topic in Kafka transactions, so an instance whose data dir is lost restores it from there. Events
 // with identifies (merges across partitions), a kill -9 mid-stream (its open epoch must vanish,
@@ -500,20 +526,6 @@ test('kafka mode: a wiped data dir is restored from the changelog, partition dig
     }
     await kcatProduce(lines.join('\n') + '\n', topic);
   };
-  const consumed = async (srv) => metricValue(await srv.metrics(), 'ecrm_kafka_messages_consumed_total', {});
-  const lag = async (srv) => {
-    const res = await srv.request('GET', '/v1/cluster', { headers: { Authorization: `Bearer ${srv.adminToken}` } });
-    const c = JSON.parse(res.text);
-    return c.partitions.filter((p) => p.state === 'active').reduce((a, p) => a + (p.lag < 0 ? 1e9 : p.lag), 0);
-  };
-  const settle = async (srv, label) => {
-    const deadline = Date.now() + 60_000;
-    while ((await lag(srv)) !== 0) {
-      if (Date.now() > deadline) assert.fail(`${label}: lag ${await lag(srv)}`);
-      await sleep(300);
-    }
-    await sleep(1500);  // the last epoch commits and its offsets follow
-  };
   const view = async (srv) => {
     const out = {};
     for (const id of [...new Set(ids)].sort()) {
@@ -521,13 +533,6 @@ test('kafka mode: a wiped data dir is restored from the changelog, partition dig
       out[id] = r.status === 200 ? `${r.json.id} ${r.json.stats.events}` : String(r.status);
     }
     return out;
-  };
-  const digests = (dir) => {
-    const r = spawnSync(ECRM_BIN, ['check', '--data-dir', dir, '--partition-digests'], { encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stdout + r.stderr);
-    const lines = r.stdout.split('\n').filter((l) => l.startsWith('partition '));
-    assert.equal(lines.length, 4, r.stdout);
-    return lines;
   };
   try {
     await first.start();
@@ -563,5 +568,60 @@ test('kafka mode: a wiped data dir is restored from the changelog, partition dig
   } finally {
     await second.cleanup();
     await first.cleanup();
+  }
+});
+
+// A data dir from before the changelog: its instance, restarted with the changelog on, seeds the
+// changelog with its whole state in one transaction, so that another copy can be restored from it.
+test('kafka mode: a data dir from before the changelog seeds it; a restore from it is equal', async () => {
+  const topic = `events-s-${run}`;
+  kafkaSh('create-topic', topic, '4');
+  const common = ['--kafka-brokers', BROKERS, '--kafka-topic', topic, '--kafka-dlq-topic', `dlq-s-${run}`,
+                  '--kafka-group', `s-${run}`, '--kafka-profiles-topic', '', '--instance-id', `s-${run}`];
+  const old = new EcrmServer({ startupTimeoutMs: 60_000, extraArgs: [...common, '--kafka-changelog=false'] });
+  const upgraded = new EcrmServer({ startupTimeoutMs: 60_000, dataDir: old.dataDir, extraArgs: common });
+  const copy = new EcrmServer({ startupTimeoutMs: 60_000, extraArgs: common });
+  try {
+    await old.start();
+    const lines = [];
+    for (let n = 0; n < 300; n++) {
+      const anon = `sa-${run}-${n % 20}`;
+      const body = n % 7 === 0
+        ? { type: 'identify', anonymousId: anon, userId: `su-${run}-${n % 10}`, messageId: `${run}-s${n}` }
+        : { type: 'track', anonymousId: anon, event: 'Product Viewed', messageId: `${run}-s${n}` };
+      lines.push(`${anon}:${JSON.stringify(body)}`);
+    }
+    await kcatProduce(lines.join('\n') + '\n', topic);
+    await settle(old, 'before the changelog');
+    await old.stop();
+
+    await upgraded.start();
+    const deadline = Date.now() + 30_000;
+    while (!/seeded .* from 4 partitions/.test(upgraded.logText())) {
+      if (Date.now() > deadline) assert.fail('no seeding logged');
+      await sleep(200);
+    }
+    await sleep(500);  // the checkpoints are written
+    await upgraded.stop();
+    const want = digests(old.dataDir);
+
+    await copy.start();
+    const restored = Date.now() + 60_000;
+    while (metricValue(await copy.metrics(), 'ecrm_kafka_partitions_assigned', {}) !== 4) {
+      if (Date.now() > restored) assert.fail('the copy got no partitions');
+      await sleep(200);
+    }
+    assert.equal(await consumed(copy), 0, 'resumed from the seeded offsets: nothing re-read');
+    await copy.stop();
+    assert.deepEqual(digests(copy.dataDir), want);
+  } catch (err) {
+    old.dumpLogs('seed: before the changelog');
+    upgraded.dumpLogs('seed: upgraded');
+    copy.dumpLogs('seed: copy');
+    throw err;
+  } finally {
+    await copy.cleanup();
+    await upgraded.cleanup();
+    await old.cleanup();
   }
 });
