@@ -578,7 +578,7 @@ test('kafka mode: a data dir from before the changelog seeds it; a restore from 
   kafkaSh('create-topic', topic, '4');
   const common = ['--kafka-brokers', BROKERS, '--kafka-topic', topic, '--kafka-dlq-topic', `dlq-s-${run}`,
                   '--kafka-group', `s-${run}`, '--kafka-profiles-topic', '', '--instance-id', `s-${run}`];
-  const old = new EcrmServer({ startupTimeoutMs: 60_000, extraArgs: [...common] });
+  const old = new EcrmServer({ startupTimeoutMs: 60_000, extraArgs: [...common, '--kafka-changelog=false'] });
   const upgraded = new EcrmServer({ startupTimeoutMs: 60_000, dataDir: old.dataDir, extraArgs: common });
   const copy = new EcrmServer({ startupTimeoutMs: 60_000, extraArgs: common });
   try {
