@@ -326,6 +326,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       // Fenced (another process took this instance's id, or its partitions moved while it was
       // frozen) or timed out: nothing of the open epoch is durable, and no later epoch can
       // commit. The store holds only committed epochs, so a restart continues exactly.
+      commit_failed = true;
       Fatal(done.status().ToString());
       return;
     }
@@ -366,7 +367,16 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     auto last_lag = SteadyClock::now();
     while (!stopping.load()) {
       if (fatal.load()) {  // nothing more to consume; keep delivering dead letters
-        producer->poll(100);
+        if (commit_failed.load() && !left_group) {
+          // A fenced commit (a zombie, say): leave the group, so that the partitions this
+          // instance can no longer process go to another member. The revocation runs in the
+          // consume() calls below; what they return is dropped.
+          left_group = true;
+          spdlog::warn("kafka: leaving the group after the failed commit");
+          (void)consumer->unsubscribe();
+        }
+        if (left_group) std::unique_ptr<RdKafka::Message>(consumer->consume(100));
+        producer->poll(left_group ? 0 : 100);
         continue;
       }
       if (paused) {  // backpressure: leave the messages with librdkafka until the workers catch up
@@ -639,6 +649,8 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   std::map<uint32_t, int64_t> txn_offsets;  // guarded by offsets_mu: watermarks to commit
   std::thread committer;
   std::atomic<bool> committer_stop{false};
+  std::atomic<bool> commit_failed{false};  // the fatal error was a failed changelog commit
+  bool left_group = false;                 // consumer thread: unsubscribed after it
   // Offset records handed to the engine and not yet durable (shared with their callbacks).
   std::shared_ptr<std::atomic<int64_t>> offsets_in_flight =
       std::make_shared<std::atomic<int64_t>>(0);

@@ -729,3 +729,89 @@ test('kafka mode: three instances, one killed mid-stream: its partitions are res
     for (const srv of nodes) await srv.cleanup();
   }
 });
+
+// A zombie: an instance frozen (SIGSTOP) past the session timeout while events flow. Its
+// partitions move to the other instance, which restores them from the changelog; when the frozen
+// one wakes (SIGCONT), whatever it had not committed must never become visible (its transaction is
+// fenced or aborted), and no event counts twice at the partition's owner.
+test('kafka mode: an instance frozen past the session timeout is fenced; nothing counts twice', async () => {
+  const topic = `events-f-${run}`;
+  kafkaSh('create-topic', topic, '4');
+  const common = ['--kafka-brokers', BROKERS, '--kafka-topic', topic, '--kafka-dlq-topic', `dlq-f-${run}`,
+                  '--kafka-group', `f-${run}`, '--kafka-profiles-topic', ''];
+  const a = new EcrmServer({ startupTimeoutMs: 60_000, extraArgs: [...common, '--instance-id', `fa-${run}`] });
+  const b = new EcrmServer({ startupTimeoutMs: 60_000, extraArgs: [...common, '--instance-id', `fb-${run}`] });
+  const want = new Map();
+  let n = 0;
+  const produce = async (count) => {
+    const lines = [];
+    for (let i = 0; i < count; i++, n++) {
+      const v = `fv-${run}-${(n * 7919) % 24}`;
+      lines.push(`${v}:${JSON.stringify({ type: 'track', anonymousId: v, messageId: `${run}-f${n}`, event: 'Product Viewed' })}`);
+      want.set(v, (want.get(v) || 0) + 1);
+    }
+    await kcatProduce(lines.join('\n') + '\n', topic);
+  };
+  const assigned = async (srv) => metricValue(await srv.metrics(), 'ecrm_kafka_partitions_assigned', {});
+  // Every visitor's count at the instance consuming its partition; b may be out of the group.
+  const exact = async (label, live = [a, b]) => {
+    const deadline = Date.now() + 90_000;
+    for (;;) {
+      const problems = [];
+      const own = new Map();
+      for (const srv of live) {
+        const res = await srv.request('GET', '/v1/cluster', { headers: { Authorization: `Bearer ${srv.adminToken}` } });
+        for (const p of JSON.parse(res.text).partitions) if (p.state === 'active') own.set(p.partition, srv);
+      }
+      for (const [v, count] of want) {
+        let got = null;
+        for (const srv of live) {
+          const r = await srv.getProfileRes(`anonymous_id:${v}`);
+          if (r.status === 200 && own.get(parseInt(r.json.id.slice(0, 4), 16)) === srv) got = r.json.stats.events;
+        }
+        if (got !== count) problems.push(`${v}: ${got} at its owner, want ${count}`);
+      }
+      if (problems.length === 0) return;
+      if (Date.now() > deadline) assert.fail(`${label}: ${problems.slice(0, 5).join('; ')}`);
+      await sleep(500);
+    }
+  };
+  try {
+    await a.start();
+    await b.start();
+    const deadline = Date.now() + 60_000;
+    while ((await assigned(a)) !== 2 || (await assigned(b)) !== 2) {
+      if (Date.now() > deadline) assert.fail('no 2/2 split');
+      await sleep(200);
+    }
+    await produce(400);
+    await exact('before the freeze');
+
+    // Freeze b while its events stream in, past the 10 s session timeout.
+    const producing = produce(400);
+    await sleep(100);
+    b.child.kill('SIGSTOP');
+    await producing;
+    const moved = Date.now() + 60_000;
+    while ((await assigned(a)) !== 4) {
+      if (Date.now() > moved) assert.fail('a did not take b\'s partitions');
+      await sleep(300);
+    }
+    await produce(200);
+    await exact('with b frozen', [a]);  // a frozen process answers nothing
+
+    // b wakes: its late commit must be refused (or its epoch aborted), and nothing doubles.
+    b.child.kill('SIGCONT');
+    await sleep(5000);
+    await produce(200);
+    await exact('after b woke');
+  } catch (err) {
+    a.dumpLogs('zombie: a');
+    b.dumpLogs('zombie: b');
+    throw err;
+  } finally {
+    try { b.child?.kill('SIGCONT'); } catch { /* gone */ }
+    await b.cleanup();
+    await a.cleanup();
+  }
+});

@@ -7,6 +7,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "common/murmur2.h"
 #include "profiler/engine.h"
@@ -87,12 +88,12 @@ class StateLogTest : public ::testing::Test {
     return future;
   }
 
-  // Waits until the shards appended `n` batches in all.
-  void WaitForAppends(size_t n) {
-    for (int i = 0; i < 2000 && log_.appended() < n; i++) {
+  // Waits until the shards have processed everything submitted (and appended its batches).
+  void WaitForIdle() {
+    for (int i = 0; i < 5000 && !engine_->Idle(); i++) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    ASSERT_GE(log_.appended(), n);
+    ASSERT_TRUE(engine_->Idle());
   }
 
   int64_t StoredEvents(const std::string& anon) {
@@ -110,16 +111,18 @@ class StateLogTest : public ::testing::Test {
 
 TEST_F(StateLogTest, BatchesWaitForTheirEpochAndShardsReadTheirOwnWrites) {
   auto first = Submit({Track("a", "m1"), Track("b", "m2")});
-  WaitForAppends(1);
+  WaitForIdle();
+  ASSERT_GE(log_.appended(), 1u);
   EXPECT_EQ(first.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout)
       << "acknowledged before the epoch committed";
   EXPECT_EQ(StoredEvents("a"), -1) << "in the store before the epoch committed";
 
   // The same visitor again, and a duplicate: the shard must read "a" from its uncommitted writes
   // (the cache holds one profile, so it was evicted).
-  auto second = Submit({Track("a", "m3"), Track("b", "m4"), Track("a", "m1")});
   const size_t before = log_.appended();
-  WaitForAppends(before + 1);
+  auto second = Submit({Track("a", "m3"), Track("b", "m4"), Track("a", "m1")});
+  WaitForIdle();
+  EXPECT_GT(log_.appended(), before);
   EXPECT_EQ(second.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
 
   const uint64_t epoch = log_.Close();
@@ -130,9 +133,14 @@ TEST_F(StateLogTest, BatchesWaitForTheirEpochAndShardsReadTheirOwnWrites) {
   EXPECT_TRUE(second.get().ok());
   EXPECT_EQ(StoredEvents("a"), 2);  // m1 once, m3
   EXPECT_EQ(StoredEvents("b"), 2);
-  // The checkpoints were written with the epoch, by the shards owning those partitions.
+  // The checkpoints were written with the epoch, by the shards owning those partitions (each
+  // shard on its own thread: a shard whose batches carried none of these acks may be later).
   for (uint32_t p : {0u, 5u}) {
     auto stored = store_->Get(Cf::kMeta, ChangelogCheckpointKey(p));
+    for (int i = 0; i < 5000 && stored.ok() && !stored->has_value(); i++) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      stored = store_->Get(Cf::kMeta, ChangelogCheckpointKey(p));
+    }
     ASSERT_TRUE(stored.ok() && stored->has_value()) << p;
     EXPECT_EQ(DecodeFixed64((*stored)->data()), p == 0 ? 17u : 3u);
   }
@@ -142,7 +150,8 @@ TEST_F(StateLogTest, BatchesWaitForTheirEpochAndShardsReadTheirOwnWrites) {
 
 TEST_F(StateLogTest, AStopBeforeTheCommitLeavesTheStoreAsItWasAndFailsTheAcks) {
   auto pending = Submit({Track("c", "m1")});
-  WaitForAppends(1);
+  WaitForIdle();
+  ASSERT_GE(log_.appended(), 1u);
   engine_->Stop();
   ASSERT_EQ(pending.wait_for(std::chrono::seconds(5)), std::future_status::ready);
   EXPECT_TRUE(absl::IsUnavailable(pending.get()));
