@@ -38,6 +38,17 @@ StatusOr<bool> HoldsState(const KvStore& store, uint32_t p) {
   return any;
 }
 
+// The key prefixes that hold a partition's state (PartitionOfKey's keys): what a seed copies and
+// an erasure drops.
+std::vector<std::pair<Cf, std::string>> PartitionPrefixes(uint32_t p) {
+  const std::string pppp = PartitionPrefix(p).substr(0, 4);
+  return {{Cf::kProfiles, pppp + "-"},
+          {Cf::kIdentities, pppp + "|"},
+          {Cf::kMeta, SourceOffsetKey(p)},
+          {Cf::kMeta, std::string(kMetaPendingMergePrefix) + pppp + "-"},
+          {Cf::kMeta, std::string(kMetaCorruptPrefix) + pppp + "-"}};
+}
+
 void PutCheckpoint(WriteBatch& batch, uint32_t p, int64_t next) {
   std::string value;
   PutFixed64(&value, static_cast<uint64_t>(next));
@@ -47,7 +58,6 @@ void PutCheckpoint(WriteBatch& batch, uint32_t p, int64_t next) {
 }  // namespace
 
 StatusOr<int64_t> SeedChangelog(const KvStore& store, uint32_t p, StateLog& log) {
-  const std::string pppp = PartitionPrefix(p).substr(0, 4);
   int64_t records = 0;
   WriteBatch batch = store.NewBatch();
   Status appended;
@@ -64,11 +74,8 @@ StatusOr<int64_t> SeedChangelog(const KvStore& store, uint32_t p, StateLog& log)
       return appended.ok();
     };
   };
-  RETURN_IF_ERROR(store.Scan(Cf::kProfiles, pppp + "-", add(Cf::kProfiles)));
-  RETURN_IF_ERROR(store.Scan(Cf::kIdentities, pppp + "|", add(Cf::kIdentities)));
-  RETURN_IF_ERROR(store.Scan(Cf::kMeta, SourceOffsetKey(p), add(Cf::kMeta)));
-  for (std::string_view prefix : {kMetaPendingMergePrefix, kMetaCorruptPrefix}) {
-    RETURN_IF_ERROR(store.Scan(Cf::kMeta, std::string(prefix) + pppp + "-", add(Cf::kMeta)));
+  for (const auto& [cf, prefix] : PartitionPrefixes(p)) {
+    RETURN_IF_ERROR(store.Scan(cf, prefix, add(cf)));
   }
   flush();
   RETURN_IF_ERROR(appended);
@@ -76,15 +83,12 @@ StatusOr<int64_t> SeedChangelog(const KvStore& store, uint32_t p, StateLog& log)
 }
 
 void ErasePartition(WriteBatch& batch, uint32_t p) {
-  const std::string pppp = PartitionPrefix(p).substr(0, 4);
-  batch.DeleteRange(Cf::kProfiles, pppp + "-", pppp + ".");    // '.' follows '-'
-  batch.DeleteRange(Cf::kIdentities, pppp + "|", pppp + "}");  // '}' follows '|'
-  batch.Delete(Cf::kMeta, SourceOffsetKey(p));
-  batch.Delete(Cf::kMeta, ChangelogCheckpointKey(p));
-  for (std::string_view prefix : {kMetaPendingMergePrefix, kMetaCorruptPrefix}) {
-    const std::string from = std::string(prefix) + pppp + "-";
-    batch.DeleteRange(Cf::kMeta, from, std::string(prefix) + pppp + ".");
+  for (const auto& [cf, prefix] : PartitionPrefixes(p)) {
+    std::string end = prefix;
+    end.back()++;  // every prefix ends in a separator ('-', '|') or a digit, never in 0xff
+    batch.DeleteRange(cf, prefix, end);
   }
+  batch.Delete(Cf::kMeta, ChangelogCheckpointKey(p));
 }
 
 StatusOr<RestoreStats> RestoreFromChangelog(

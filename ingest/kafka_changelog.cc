@@ -29,6 +29,18 @@ Status FromKafkaError(const std::string& what, const RdKafka::Error& error) {
   return absl::UnavailableError(message);
 }
 
+// Calls `call` (one transactional step) until it succeeds or fails with an error that is not
+// retriable (a broker away, a timeout: the epoch waits, as it would for any commit), which it
+// returns.
+template <typename Call>
+std::unique_ptr<RdKafka::Error> UntilNotRetriable(const char* what, Call&& call) {
+  for (int attempt = 0;; attempt++) {
+    std::unique_ptr<RdKafka::Error> e(call());
+    if (!e || !e->is_retriable()) return e;
+    if (attempt == 0) spdlog::warn("kafka: changelog: {}: {}; retrying", what, e->str());
+  }
+}
+
 }  // namespace
 
 struct KafkaChangelog::Impl : public RdKafka::DeliveryReportCb, public RdKafka::EventCb {
@@ -126,6 +138,15 @@ struct KafkaChangelog::Impl : public RdKafka::DeliveryReportCb, public RdKafka::
     open_batches = 0;
     return cut;
   }
+  // A transactional step failed for good: no epoch can commit any more (appends fail from now on,
+  // and the instance must restart). Ends the cut, dropping what it held.
+  Status Fail(const std::string& what, const RdKafka::Error& e) {
+    broken = true;
+    const Status s = FromKafkaError("changelog: " + what, e);
+    EndCut(/*drop=*/true);
+    return s;
+  }
+
   // Ends a cut: the records held meanwhile go into the transaction now open (or are dropped when
   // `drop`), and appends produce directly again.
   void EndCut(bool drop) {
@@ -214,11 +235,6 @@ KafkaChangelog::~KafkaChangelog() {
 
 const std::string& KafkaChangelog::topic() const { return impl_->topic; }
 
-uint64_t KafkaChangelog::OpenRecords() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->open_records;
-}
-
 void KafkaChangelog::Poll() { impl_->producer->poll(0); }
 
 Status KafkaChangelog::Start(int timeout_ms) {
@@ -238,36 +254,33 @@ StatusOr<uint64_t> KafkaChangelog::Append(const WriteBatch& batch) {
     return absl::UnavailableError("kafka: changelog: no epoch can commit (see the log)");
   }
   const uint64_t epoch = d.epoch;
-  uint64_t sent = 0;
-  if (d.committing) {  // held for the next epoch, which this batch belongs to
-    batch.ForEach([&](Cf cf, std::string_view key, const std::string_view* value) {
-      const auto partition = PartitionOfKey(static_cast<int>(cf), key);
-      if (!partition) return;
-      d.held.push_back({static_cast<int32_t>(*partition),
-                        EncodeChangelogKey(static_cast<int>(cf), key),
-                        value ? std::optional<std::string>(*value) : std::nullopt});
-      sent++;
-    });
-    d.open_records += sent;
-    d.open_batches++;
-    d.records->Increment(static_cast<double>(sent));
-    return epoch;
+  // During a commit the records are held (under the lock) for the next epoch, which this batch
+  // belongs to; otherwise they are produced into the open one, without the lock.
+  const bool hold = d.committing;
+  if (!hold) {
+    d.active++;
+    lock.unlock();
   }
-  d.active++;
-  lock.unlock();
+  uint64_t sent = 0;
   std::string error;
   batch.ForEach([&](Cf cf, std::string_view key, const std::string_view* value) {
     if (!error.empty()) return;
     const auto partition = PartitionOfKey(static_cast<int>(cf), key);
     if (!partition) return;  // not partitioned state
-    const std::string record_key = EncodeChangelogKey(static_cast<int>(cf), key);
-    if (d.Produce(static_cast<int32_t>(*partition), record_key, value, &error)) sent++;
+    std::string record_key = EncodeChangelogKey(static_cast<int>(cf), key);
+    if (hold) {
+      d.held.push_back({static_cast<int32_t>(*partition), std::move(record_key),
+                        value ? std::optional<std::string>(*value) : std::nullopt});
+      sent++;
+    } else if (d.Produce(static_cast<int32_t>(*partition), record_key, value, &error)) {
+      sent++;
+    }
   });
   d.records->Increment(static_cast<double>(sent));
-  lock.lock();
+  if (!hold) lock.lock();
   d.open_records += sent;
   d.open_batches++;
-  if (--d.active == 0 && d.committing) d.cv.notify_all();
+  if (!hold && --d.active == 0 && d.committing) d.cv.notify_all();
   if (!error.empty()) {
     d.broken = true;
     return absl::UnavailableError("kafka: changelog: " + error);
@@ -286,12 +299,6 @@ StatusOr<std::optional<KafkaChangelog::CommittedEpoch>> KafkaChangelog::Commit(
   const auto started = std::chrono::steady_clock::now();
   const Impl::Cut cut = d.BeginCut();
   const uint64_t epoch = cut.epoch;
-  auto fail = [&](const std::string& what, const RdKafka::Error& e) {
-    d.broken = true;
-    const Status s = FromKafkaError("changelog: " + what, e);
-    d.EndCut(/*drop=*/true);  // appends fail from now on: the instance must restart
-    return s;
-  };
   if (cut.records == 0) {  // only local writes (no partition's state): nothing to send
     d.EndCut(/*drop=*/false);
     return std::optional<CommittedEpoch>(CommittedEpoch{epoch, std::make_shared<Checkpoints>()});
@@ -302,28 +309,14 @@ StatusOr<std::optional<KafkaChangelog::CommittedEpoch>> KafkaChangelog::Commit(
       tps.push_back(RdKafka::TopicPartition::create(d.options.topic, static_cast<int>(p), offset));
     }
     std::unique_ptr<RdKafka::ConsumerGroupMetadata> group(consumer.groupMetadata());
-    for (int attempt = 0;; attempt++) {
-      std::unique_ptr<RdKafka::Error> e(
-          d.producer->send_offsets_to_transaction(tps, group.get(), 10000));
-      if (!e) break;
-      // Retriable (a broker away, a timeout): the shards wait, as they would for any commit.
-      if (e->is_retriable()) {
-        if (attempt == 0) spdlog::warn("kafka: changelog: send offsets: {}; retrying", e->str());
-        continue;
-      }
-      RdKafka::TopicPartition::destroy(tps);
-      return fail("send_offsets_to_transaction", *e);
-    }
+    auto e = UntilNotRetriable("send offsets", [&] {
+      return d.producer->send_offsets_to_transaction(tps, group.get(), 10000);
+    });
     RdKafka::TopicPartition::destroy(tps);
+    if (e) return d.Fail("send_offsets_to_transaction", *e);
   }
-  for (int attempt = 0;; attempt++) {
-    std::unique_ptr<RdKafka::Error> e(d.producer->commit_transaction(10000));
-    if (!e) break;
-    if (e->is_retriable()) {
-      if (attempt == 0) spdlog::warn("kafka: changelog: commit: {}; retrying", e->str());
-      continue;
-    }
-    return fail("commit_transaction", *e);
+  if (auto e = UntilNotRetriable("commit", [&] { return d.producer->commit_transaction(10000); })) {
+    return d.Fail("commit_transaction", *e);
   }
   auto checkpoints = std::make_shared<Checkpoints>();
   for (size_t p = 0; p < d.delivered.size(); p++) {
@@ -332,7 +325,7 @@ StatusOr<std::optional<KafkaChangelog::CommittedEpoch>> KafkaChangelog::Commit(
     if (last >= 0) (*checkpoints)[static_cast<uint32_t>(p)] = last + 1;
   }
   if (std::unique_ptr<RdKafka::Error> e(d.producer->begin_transaction()); e) {
-    return fail("begin_transaction", *e);
+    return d.Fail("begin_transaction", *e);
   }
   d.EndCut(/*drop=*/false);
   d.commits->Increment();
@@ -345,22 +338,12 @@ Status KafkaChangelog::Abort() {
   Impl& d = *impl_;
   if (d.broken.load()) return absl::UnavailableError("kafka: changelog: an earlier commit failed");
   (void)d.BeginCut();  // the shards are idle: nothing is held, and nothing of this epoch survives
-  for (int attempt = 0;; attempt++) {
-    std::unique_ptr<RdKafka::Error> e(d.producer->abort_transaction(10000));
-    if (!e) break;
-    if (e->is_retriable()) {
-      if (attempt == 0) spdlog::warn("kafka: changelog: abort: {}; retrying", e->str());
-      continue;
-    }
-    d.broken = true;
-    d.EndCut(/*drop=*/true);
-    return FromKafkaError("changelog: abort_transaction", *e);
+  if (auto e = UntilNotRetriable("abort", [&] { return d.producer->abort_transaction(10000); })) {
+    return d.Fail("abort_transaction", *e);
   }
   for (auto& p : d.delivered) p.store(-1);
   if (std::unique_ptr<RdKafka::Error> e(d.producer->begin_transaction()); e) {
-    d.broken = true;
-    d.EndCut(/*drop=*/true);
-    return FromKafkaError("changelog: begin_transaction", *e);
+    return d.Fail("begin_transaction", *e);
   }
   d.EndCut(/*drop=*/true);
   return absl::OkStatus();

@@ -61,8 +61,6 @@ class KafkaChangelog final : public StateLog {
   [[nodiscard]] Status Abort();
   // Serves delivery reports (call often from the committing thread).
   void Poll();
-  // Writes appended to the open epoch so far.
-  uint64_t OpenRecords() const;
 
   const std::string& topic() const;
 

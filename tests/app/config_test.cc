@@ -125,6 +125,23 @@ TEST(Config, KafkaPrefetchIsBounded) {
   EXPECT_FALSE(Parse({"--kafka-prefetch-messages", "10000001"}).ok());
 }
 
+TEST(Config, TheChangelogIsOnByDefaultAndItsCommitIntervalBounded) {
+  auto c = Parse({});
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c->kafka_changelog);
+  EXPECT_EQ(c->kafka_commit_interval_ms, 100);
+  c = Parse({"--kafka-changelog=false", "--kafka-commit-interval-ms", "250"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->kafka_changelog);
+  EXPECT_EQ(c->kafka_commit_interval_ms, 250);
+  for (const char* bad : {"4", "10001", "-1"}) {
+    c = Parse({"--kafka-commit-interval-ms", bad});
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(std::string(c.status().message()).find("kafka_commit_interval_ms"),
+              std::string::npos);
+  }
+}
+
 TEST(Config, EnvListsAreCommaSeparated) {
   ::setenv("ECRM_WRITE_KEYS", "x,y", 1);
   auto c = Parse({});
