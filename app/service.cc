@@ -98,6 +98,13 @@ Status Service::Start() {
                      {{"cleanup.policy", "compact"},
                       {"min.compaction.lag.ms", "60000"},
                       {"delete.retention.ms", "604800000"}}});
+      // Shard messages between instances (docs/cluster.md#cross-instance-messages): each is read
+      // once by its partition's owner, whose offset lives in its state. Kept 7 days, so a
+      // partition may go unowned that long before messages for it are lost.
+      own.push_back({InternalTopic(kafka_options),
+                     static_cast<int>(partitions),
+                     config_.kafka_replication_factor,
+                     {{"cleanup.policy", "delete"}, {"retention.ms", "604800000"}}});
     }
     auto created = EnsureTopics(config_.kafka_brokers, own, 10000);
     if (created.ok()) {
@@ -109,10 +116,11 @@ Status Service::Start() {
                          : std::to_string(config_.kafka_replication_factor));
       }
     } else if (absl::IsUnavailable(created.status())) {
-      spdlog::warn(
-          "{}; the topics {} are not checked", created.status().ToString(),
-          config_.kafka_dlq_topic +
-              (kafka_options.changelog ? " and " + ChangelogTopic(kafka_options) : std::string()));
+      spdlog::warn("{}; the topics {} are not checked", created.status().ToString(),
+                   config_.kafka_dlq_topic + (kafka_options.changelog
+                                                  ? ", " + ChangelogTopic(kafka_options) + " and " +
+                                                        InternalTopic(kafka_options)
+                                                  : std::string()));
     } else {
       return absl::InvalidArgumentError("kafka_dlq_topic: " +
                                         std::string(created.status().message()));
@@ -121,6 +129,8 @@ Status Service::Start() {
       ASSIGN_OR_RETURN(changelog_, KafkaChangelog::Create(kafka_options, partitions, *registry_));
       RETURN_IF_ERROR(changelog_->Start(30000));
       engine_options.shard.state_log = changelog_.get();
+      // Partitions are this instance's only while assigned (cluster mode).
+      engine_options.owned_by_assignment = true;
     }
   }
   ASSIGN_OR_RETURN(engine_, ProfileEngine::Create(*store_, *registry_, engine_options));

@@ -38,17 +38,6 @@ StatusOr<bool> HoldsState(const KvStore& store, uint32_t p) {
   return any;
 }
 
-// The key prefixes that hold a partition's state (PartitionOfKey's keys): what a seed copies and
-// an erasure drops.
-std::vector<std::pair<Cf, std::string>> PartitionPrefixes(uint32_t p) {
-  const std::string pppp = PartitionPrefix(p).substr(0, 4);
-  return {{Cf::kProfiles, pppp + "-"},
-          {Cf::kIdentities, pppp + "|"},
-          {Cf::kMeta, SourceOffsetKey(p)},
-          {Cf::kMeta, std::string(kMetaPendingMergePrefix) + pppp + "-"},
-          {Cf::kMeta, std::string(kMetaCorruptPrefix) + pppp + "-"}};
-}
-
 void PutCheckpoint(WriteBatch& batch, uint32_t p, int64_t next) {
   std::string value;
   PutFixed64(&value, static_cast<uint64_t>(next));
@@ -63,7 +52,7 @@ StatusOr<int64_t> SeedChangelog(const KvStore& store, uint32_t p, StateLog& log)
   Status appended;
   auto flush = [&] {
     if (batch.Count() == 0 || !appended.ok()) return;
-    appended = log.Append(batch).status();
+    appended = log.Append(batch, {}).status();
     records += static_cast<int64_t>(batch.Count());
     batch.Clear();
   };
@@ -74,8 +63,8 @@ StatusOr<int64_t> SeedChangelog(const KvStore& store, uint32_t p, StateLog& log)
       return appended.ok();
     };
   };
-  for (const auto& [cf, prefix] : PartitionPrefixes(p)) {
-    RETURN_IF_ERROR(store.Scan(cf, prefix, add(cf)));
+  for (const auto& [cf, prefix] : PartitionKeyPrefixes(p)) {
+    RETURN_IF_ERROR(store.Scan(static_cast<Cf>(cf), prefix, add(static_cast<Cf>(cf))));
   }
   flush();
   RETURN_IF_ERROR(appended);
@@ -83,10 +72,10 @@ StatusOr<int64_t> SeedChangelog(const KvStore& store, uint32_t p, StateLog& log)
 }
 
 void ErasePartition(WriteBatch& batch, uint32_t p) {
-  for (const auto& [cf, prefix] : PartitionPrefixes(p)) {
+  for (const auto& [cf, prefix] : PartitionKeyPrefixes(p)) {
     std::string end = prefix;
     end.back()++;  // every prefix ends in a separator ('-', '|') or a digit, never in 0xff
-    batch.DeleteRange(cf, prefix, end);
+    batch.DeleteRange(static_cast<Cf>(cf), prefix, end);
   }
   batch.Delete(Cf::kMeta, ChangelogCheckpointKey(p));
 }

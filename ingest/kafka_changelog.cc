@@ -19,6 +19,7 @@
 namespace ecrm {
 
 std::string ChangelogTopic(const KafkaOptions& options) { return options.group + "-changelog"; }
+std::string InternalTopic(const KafkaOptions& options) { return options.group + "-internal"; }
 
 namespace {
 
@@ -45,13 +46,21 @@ std::unique_ptr<RdKafka::Error> UntilNotRetriable(const char* what, Call&& call)
 
 struct KafkaChangelog::Impl : public RdKafka::DeliveryReportCb, public RdKafka::EventCb {
   Impl(const KafkaOptions& o, uint32_t partitions, prometheus::Registry& registry)
-      : options(o), topic(ChangelogTopic(o)), delivered(partitions) {
+      : options(o),
+        topic(ChangelogTopic(o)),
+        internal_topic(InternalTopic(o)),
+        delivered(partitions) {
     for (auto& d : delivered) d.store(-1);
     records = &prometheus::BuildCounter()
                    .Name("ecrm_changelog_records_total")
                    .Help("Writes sent to the changelog topic")
                    .Register(registry)
                    .Add({});
+    messages = &prometheus::BuildCounter()
+                    .Name("ecrm_internal_messages_produced_total")
+                    .Help("Shard messages produced to the internal topic, for other instances")
+                    .Register(registry)
+                    .Add({});
     commits = &prometheus::BuildCounter()
                    .Name("ecrm_changelog_commits_total")
                    .Help("Changelog transactions committed")
@@ -75,6 +84,7 @@ struct KafkaChangelog::Impl : public RdKafka::DeliveryReportCb, public RdKafka::
       }
       return;
     }
+    if (m.msg_opaque() != nullptr) return;  // an internal-topic message: no checkpoint
     const auto p = static_cast<size_t>(m.partition());
     if (p < delivered.size() && m.offset() > delivered[p].load(std::memory_order_relaxed)) {
       delivered[p].store(m.offset(), std::memory_order_relaxed);
@@ -91,22 +101,25 @@ struct KafkaChangelog::Impl : public RdKafka::DeliveryReportCb, public RdKafka::
     }
   }
 
-  // One changelog record, held while a commit runs (see Append).
+  // One record, held while a commit runs (see Append).
   struct Held {
+    bool internal;  // for the internal topic, else the changelog
     int32_t partition;
     std::string key;
     std::optional<std::string> value;  // nullopt: a tombstone
   };
 
   // Produces one record into the open transaction, waiting for queue space (which delivery
-  // reports, served on the committing thread, free). False on a hard error.
-  bool Produce(int32_t partition, std::string_view key, const std::string_view* value,
-               std::string* error) {
+  // reports, served on the committing thread, free). False on a hard error. Records of the
+  // internal topic carry a non-null opaque, so that their delivery moves no checkpoint.
+  bool Produce(bool internal, int32_t partition, std::string_view key,
+               const std::string_view* value, std::string* error) {
     while (true) {
-      const auto err =
-          producer->produce(topic, partition, RdKafka::Producer::RK_MSG_COPY,
-                            value ? const_cast<char*>(value->data()) : nullptr,
-                            value ? value->size() : 0, key.data(), key.size(), 0, nullptr);
+      const auto err = producer->produce(
+          internal ? internal_topic : topic, partition, RdKafka::Producer::RK_MSG_COPY,
+          value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0,
+          key.empty() ? nullptr : key.data(), key.size(), 0,
+          internal ? const_cast<std::string*>(&internal_topic) : nullptr);
       if (err == RdKafka::ERR_NO_ERROR) return true;
       if (err != RdKafka::ERR__QUEUE_FULL) {
         *error = RdKafka::err2str(err);
@@ -156,7 +169,7 @@ struct KafkaChangelog::Impl : public RdKafka::DeliveryReportCb, public RdKafka::
         std::string error;
         std::string_view value;
         if (h.value) value = *h.value;
-        if (!Produce(h.partition, h.key, h.value ? &value : nullptr, &error)) {
+        if (!Produce(h.internal, h.partition, h.key, h.value ? &value : nullptr, &error)) {
           spdlog::error("kafka: changelog: {}", error);
           broken = true;
           break;
@@ -169,6 +182,7 @@ struct KafkaChangelog::Impl : public RdKafka::DeliveryReportCb, public RdKafka::
 
   const KafkaOptions options;
   const std::string topic;
+  const std::string internal_topic;
   std::unique_ptr<RdKafka::Producer> producer;
   std::vector<std::atomic<int64_t>> delivered;  // per partition: last delivered offset, this epoch
   std::atomic<bool> delivery_failed{false};
@@ -187,6 +201,7 @@ struct KafkaChangelog::Impl : public RdKafka::DeliveryReportCb, public RdKafka::
   std::vector<Held> held;     // guarded by mu
 
   prometheus::Counter* records;
+  prometheus::Counter* messages;
   prometheus::Counter* commits;
   prometheus::Histogram* commit_seconds;
 };
@@ -247,7 +262,8 @@ Status KafkaChangelog::Start(int timeout_ms) {
   return absl::OkStatus();
 }
 
-StatusOr<uint64_t> KafkaChangelog::Append(const WriteBatch& batch) {
+StatusOr<uint64_t> KafkaChangelog::Append(const WriteBatch& batch,
+                                          std::span<const OutboundMessage> messages) {
   Impl& d = *impl_;
   std::unique_lock<std::mutex> lock(d.mu);
   if (d.broken.load()) {
@@ -263,20 +279,29 @@ StatusOr<uint64_t> KafkaChangelog::Append(const WriteBatch& batch) {
   }
   uint64_t sent = 0;
   std::string error;
-  batch.ForEach([&](Cf cf, std::string_view key, const std::string_view* value) {
+  auto add = [&](bool internal, uint32_t partition, std::string_view key,
+                 const std::string_view* value) {
     if (!error.empty()) return;
-    const auto partition = PartitionOfKey(static_cast<int>(cf), key);
-    if (!partition) return;  // not partitioned state
-    std::string record_key = EncodeChangelogKey(static_cast<int>(cf), key);
     if (hold) {
-      d.held.push_back({static_cast<int32_t>(*partition), std::move(record_key),
+      d.held.push_back({internal, static_cast<int32_t>(partition), std::string(key),
                         value ? std::optional<std::string>(*value) : std::nullopt});
       sent++;
-    } else if (d.Produce(static_cast<int32_t>(*partition), record_key, value, &error)) {
+    } else if (d.Produce(internal, static_cast<int32_t>(partition), key, value, &error)) {
       sent++;
     }
+  };
+  batch.ForEach([&](Cf cf, std::string_view key, const std::string_view* value) {
+    const auto partition = PartitionOfKey(static_cast<int>(cf), key);
+    if (!partition) return;  // not partitioned state
+    add(false, *partition, EncodeChangelogKey(static_cast<int>(cf), key), value);
   });
-  d.records->Increment(static_cast<double>(sent));
+  const uint64_t state_records = sent;
+  for (const auto& m : messages) {
+    const std::string_view value = m.data;
+    add(true, m.partition, {}, &value);
+  }
+  d.records->Increment(static_cast<double>(state_records));
+  d.messages->Increment(static_cast<double>(sent - state_records));
   if (!hold) lock.lock();
   d.open_records += sent;
   d.open_batches++;

@@ -29,6 +29,9 @@ namespace ecrm {
 
 // "<group>-changelog".
 std::string ChangelogTopic(const KafkaOptions& options);
+// "<group>-internal": shard messages for partitions another instance owns, at the destination
+// partition (docs/cluster.md#cross-instance-messages).
+std::string InternalTopic(const KafkaOptions& options);
 
 class KafkaChangelog final : public StateLog {
  public:
@@ -41,7 +44,9 @@ class KafkaChangelog final : public StateLog {
   // process with the same id left open, and opens the first epoch. Start-up only.
   Status Start(int timeout_ms);
 
-  [[nodiscard]] StatusOr<uint64_t> Append(const WriteBatch& batch) override;
+  // Also produces `messages` to the internal topic, in the same transaction.
+  [[nodiscard]] StatusOr<uint64_t> Append(const WriteBatch& batch,
+                                          std::span<const OutboundMessage> messages) override;
 
   struct CommittedEpoch {
     uint64_t epoch;

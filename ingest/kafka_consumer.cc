@@ -25,6 +25,12 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// Offsets are tracked per source: an events-topic partition p is source p, partition p of the
+// internal topic is source p | kInternalSource.
+constexpr uint32_t kInternalSource = 1u << 31;
+bool IsInternal(uint32_t source) { return (source & kInternalSource) != 0; }
+uint32_t PartitionOf(uint32_t source) { return source & ~kInternalSource; }
+
 // A dead letter in flight: the original message's coordinates and what to send again on failure.
 struct DeadLetter {
   uint32_t partition;
@@ -97,6 +103,13 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
              .Help("Time to restore the partitions of one assignment")
              .Register(registry)
              .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.1, 0.5, 1, 5, 15, 60, 300});
+    internal_consumed = &counter("ecrm_internal_messages_consumed_total",
+                                 "Shard messages consumed from the internal topic (sent by other "
+                                 "instances to partitions this one owns)")
+                             .Add({});
+    internal_corrupt = &counter("ecrm_internal_messages_corrupt_total",
+                                "Internal-topic messages that could not be decoded (skipped)")
+                            .Add({});
     batch_events =
         &prometheus::BuildHistogram()
              .Name("ecrm_kafka_message_events")
@@ -147,12 +160,18 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         spdlog::critical("kafka: incremental assign: {}", error->str());
         std::abort();  // the group and this instance would disagree on what it owns
       }
+      if (inbox) AssignInternal(partitions);
       in_group = true;
       assigned_gauge->Set(static_cast<double>(assigned.size()));
     } else {
       const bool lost = c->assignment_lost();
+      std::vector<uint32_t> gone;
+      for (auto* tp : partitions) gone.push_back(static_cast<uint32_t>(tp->partition()));
+      if (inbox) UnassignInternal(gone);
       if (changelog && lost) {
-        // Another instance may own them already: nothing more of this epoch may commit.
+        // Another instance may own them already: nothing more of this epoch may commit, and
+        // what names them from now on goes to their new owner.
+        if (inbox) engine.SetOwned(gone, false);
         DiscardEpoch();
       } else {
         // Let everything consumed from these partitions become durable and record its offsets
@@ -160,20 +179,22 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         // restores all of it).
         Flush();
         WaitForInFlight(std::chrono::seconds(30));
+        // From here on work for them is relayed to their next owner; what the shards wrote of
+        // them until now commits with this epoch.
+        if (inbox) engine.SetOwned(gone, false);
         CommitEpoch();
       }
       {  // no later commit may name them: the next owner's offsets are not ours to write
         std::lock_guard<std::mutex> lock(offsets_mu);
         for (auto* tp : partitions) txn_offsets.erase(static_cast<uint32_t>(tp->partition()));
       }
-      if (changelog) {  // nothing of them stays cached
-        std::vector<uint32_t> gone;
-        for (auto* tp : partitions) gone.push_back(static_cast<uint32_t>(tp->partition()));
-        engine.ForgetPartitions(gone);
-      }
+      if (changelog) engine.ForgetPartitions(gone);  // nothing of them stays cached
       for (auto* tp : partitions) {
         const auto p = static_cast<uint32_t>(tp->partition());
         tracker.Reset(p);
+        tracker.Reset(p | kInternalSource);
+        rewind.erase(p | kInternalSource);
+        committed.erase(p | kInternalSource);
         assigned.erase(p);
         {
           std::lock_guard<std::mutex> lock(view_mu);
@@ -195,6 +216,53 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       if (lost) in_group = false;
       assigned_gauge->Set(static_cast<double>(assigned.size()));
     }
+  }
+
+  // Cluster mode: the newly assigned partitions are this instance's to write from now on (they
+  // are restored), their partitions of the internal topic are consumed from the stored offsets,
+  // and the merges a crash interrupted in them are resumed.
+  void AssignInternal(const std::vector<RdKafka::TopicPartition*>& partitions) {
+    std::vector<uint32_t> ps;
+    std::vector<RdKafka::TopicPartition*> tps;
+    for (auto* tp : partitions) {
+      const auto p = static_cast<uint32_t>(tp->partition());
+      ps.push_back(p);
+      auto stored = engine.InternalOffset(p);
+      if (!stored.ok()) {
+        spdlog::critical("kafka: cannot read the stored internal offset of partition {}: {}", p,
+                         stored.status().ToString());
+        std::abort();
+      }
+      const int64_t start =
+          stored->has_value() ? **stored : static_cast<int64_t>(RdKafka::Topic::OFFSET_BEGINNING);
+      committed[p | kInternalSource] = start;
+      tps.push_back(RdKafka::TopicPartition::create(internal_topic, static_cast<int>(p), start));
+    }
+    engine.SetOwned(ps, true);
+    std::unique_ptr<RdKafka::Error> error(inbox->incremental_assign(tps));
+    RdKafka::TopicPartition::destroy(tps);
+    if (error) {
+      spdlog::critical("kafka: assign {}: {}", internal_topic, error->str());
+      std::abort();
+    }
+    internal_assigned += static_cast<int>(ps.size());
+    engine.ResumePendingMerges(ps);
+  }
+
+  // Stops consuming the internal topic's partitions of `partitions` (before they are made
+  // durable and given up).
+  void UnassignInternal(const std::vector<uint32_t>& partitions) {
+    std::vector<RdKafka::TopicPartition*> tps;
+    for (uint32_t p : partitions) {
+      tps.push_back(RdKafka::TopicPartition::create(internal_topic, static_cast<int>(p)));
+    }
+    std::unique_ptr<RdKafka::Error> error(inbox->incremental_unassign(tps));
+    RdKafka::TopicPartition::destroy(tps);
+    if (error) {
+      spdlog::critical("kafka: unassign {}: {}", internal_topic, error->str());
+      std::abort();
+    }
+    internal_assigned -= static_cast<int>(partitions.size());
   }
 
   void event_cb(RdKafka::Event& event) override {
@@ -294,6 +362,8 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     if (fatal.load()) return;
     pending_events.clear();
     pending_offsets.clear();
+    pending_messages.clear();
+    pending_message_offsets.clear();
     while (!engine.Idle()) {  // appends may wait for delivery reports to free queue space
       changelog->Poll();
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -389,13 +459,15 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
           continue;
         }
       }
-      std::unique_ptr<RdKafka::Message> m(consumer->consume(pending_offsets.empty() ? 50 : 0));
+      const bool pending = !pending_offsets.empty() || !pending_message_offsets.empty();
+      std::unique_ptr<RdKafka::Message> m(
+          consumer->consume(pending ? 0 : (internal_assigned > 0 ? 5 : 50)));
       const auto now = SteadyClock::now();  // read once per message: it shows in profiles
       bool idle = false;
       switch (m->err()) {
         case RdKafka::ERR_NO_ERROR:
           broker_up = true;
-          if (pending_offsets.empty()) pending_since = now;
+          if (!pending) pending_since = now;
           Handle(*m);
           break;
         case RdKafka::ERR__PARTITION_EOF:
@@ -413,9 +485,15 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
           idle = true;
           spdlog::warn("kafka: consume: {}", m->errstr());
       }
+      // What other instances sent this one's partitions: taken every millisecond or when idle.
+      if (internal_assigned > 0 && (idle || now - last_internal > std::chrono::milliseconds(1))) {
+        last_internal = now;
+        ConsumeInternal(now);
+      }
       // Hand events over in batches: one queue hand-off and one acknowledgement per batch.
-      if (!pending_offsets.empty() && (idle || pending_events.size() >= kMaxBatchEvents ||
-                                       now - pending_since > std::chrono::milliseconds(5))) {
+      const bool have = !pending_offsets.empty() || !pending_message_offsets.empty();
+      if (have && (idle || pending_events.size() + pending_messages.size() >= kMaxBatchEvents ||
+                   now - pending_since > std::chrono::milliseconds(5))) {
         Flush();
       }
       producer->poll(0);
@@ -426,6 +504,37 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         UpdateLag();
         if (!broker_up) ProbeBroker();
       }
+    }
+  }
+
+  // Takes what the internal topic has ready, up to one batch's worth.
+  void ConsumeInternal(SteadyClock::time_point now) {
+    for (size_t n = 0; n < kMaxBatchEvents; n++) {
+      std::unique_ptr<RdKafka::Message> m(inbox->consume(0));
+      if (m->err() == RdKafka::ERR__TIMED_OUT || m->err() == RdKafka::ERR__PARTITION_EOF) return;
+      if (m->err() != RdKafka::ERR_NO_ERROR) {
+        if (m->err() == RdKafka::ERR__FATAL) Fatal(m->errstr());
+        spdlog::warn("kafka: consume {}: {}", internal_topic, m->errstr());
+        return;
+      }
+      const uint32_t source = static_cast<uint32_t>(m->partition()) | kInternalSource;
+      if (rewind.contains(source)) continue;  // dropped; re-read after the seek
+      internal_consumed->Increment();
+      if (pending_offsets.empty() && pending_message_offsets.empty()) pending_since = now;
+      tracker.Begin(source, m->offset());
+      auto decoded =
+          DecodeShardMessage(std::string_view(static_cast<const char*>(m->payload()), m->len()));
+      if (!decoded.ok()) {
+        // Only ecrm instances write this topic: a newer version's message, or a bug. Counted and
+        // logged (not its content: it may hold PII), and skipped.
+        internal_corrupt->Increment();
+        spdlog::error("kafka: {}[{}] offset {}: {}; skipped", internal_topic, m->partition(),
+                      m->offset(), decoded.status().ToString());
+        pending_message_offsets.push_back({source, m->offset(), true});
+        continue;
+      }
+      pending_messages.push_back(*std::move(decoded));
+      pending_message_offsets.push_back({source, m->offset(), true});
     }
   }
 
@@ -475,6 +584,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   // Submits the pending events of (possibly) many messages as one request; its acknowledgement
   // completes all of their offsets.
   void Flush() {
+    FlushMessages();
     if (pending_offsets.empty()) return;
     while (true) {
       auto offsets = std::make_shared<std::vector<Completion>>(pending_offsets);
@@ -496,6 +606,25 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     }
     pending_events.clear();
     pending_offsets.clear();
+  }
+
+  // Hands the internal topic's pending messages to the shards.
+  void FlushMessages() {
+    if (pending_message_offsets.empty()) return;
+    auto offsets = std::make_shared<std::vector<Completion>>(std::move(pending_message_offsets));
+    const Status s =
+        engine.SubmitMessages(std::move(pending_messages), [this, offsets](Status status) {
+          std::lock_guard<std::mutex> lock(done_mu);
+          for (auto c : *offsets) {
+            c.ok = status.ok();
+            done.push_back(c);
+          }
+        });
+    if (!s.ok()) {  // the engine is stopping: read them again later
+      for (const auto& c : *offsets) rewind.insert(c.partition);
+    }
+    pending_messages.clear();
+    pending_message_offsets.clear();
   }
 
   void ProduceDeadLetter(std::unique_ptr<DeadLetter> letter) {
@@ -533,7 +662,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     }
     std::unordered_map<uint32_t, int64_t> advanced;
     for (const auto& c : batch) {
-      if (!assigned.contains(c.partition)) continue;
+      if (!assigned.contains(PartitionOf(c.partition))) continue;
       if (!c.ok) {  // not durable: read the partition again from its watermark
         rewind.insert(c.partition);
         continue;
@@ -542,15 +671,25 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
     }
     if (!advanced.empty()) {
       std::lock_guard<std::mutex> lock(offsets_mu);
-      for (const auto& [p, wm] : advanced) txn_offsets[p] = wm;
+      for (const auto& [p, wm] : advanced) {
+        if (!IsInternal(p)) txn_offsets[p] = wm;
+      }
     }
-    for (const auto& [p, wm] : advanced) {
-      committed[p] = wm;
+    for (const auto& [source, wm] : advanced) {
+      committed[source] = wm;
       offsets_in_flight->fetch_add(1);
-      engine.CommitSourceOffset(p, wm, [p, left = offsets_in_flight](Status s) {
+      auto stored = [source, left = offsets_in_flight](Status s) {
         left->fetch_sub(1);
-        if (!s.ok()) spdlog::error("kafka: offset of partition {} not stored: {}", p, s.ToString());
-      });
+        if (!s.ok()) {
+          spdlog::error("kafka: offset of {}partition {} not stored: {}",
+                        IsInternal(source) ? "internal " : "", PartitionOf(source), s.ToString());
+        }
+      };
+      if (IsInternal(source)) {
+        engine.CommitInternalOffset(PartitionOf(source), wm, std::move(stored));
+      } else {
+        engine.CommitSourceOffset(source, wm, std::move(stored));
+      }
     }
     if (!pending_letters.empty()) {  // one retry per turn of the loop
       auto letter = std::move(pending_letters.front());
@@ -558,20 +697,24 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       ProduceDeadLetter(std::move(letter));
     }
     for (auto it = rewind.begin(); it != rewind.end();) {
-      const uint32_t p = *it;
+      const uint32_t source = *it;
+      const uint32_t p = PartitionOf(source);
       // Everything in flight for the partition is abandoned (late completions are ignored); the
-      // seek re-reads it, and what was already applied is deduplicated.
-      tracker.Reset(p);
-      const int64_t from = committed.contains(p) ? committed[p] : RdKafka::Topic::OFFSET_BEGINNING;
+      // seek re-reads it, and what was already applied is deduplicated (internal messages are
+      // idempotent: docs/cluster.md#cross-instance-messages).
+      tracker.Reset(source);
+      const int64_t from =
+          committed.contains(source) ? committed[source] : RdKafka::Topic::OFFSET_BEGINNING;
+      const std::string& topic = IsInternal(source) ? internal_topic : options.topic;
       std::unique_ptr<RdKafka::TopicPartition> tp(
-          RdKafka::TopicPartition::create(options.topic, static_cast<int>(p), from));
-      const auto err = consumer->seek(*tp, 1000);
+          RdKafka::TopicPartition::create(topic, static_cast<int>(p), from));
+      const auto err = (IsInternal(source) ? inbox.get() : consumer.get())->seek(*tp, 1000);
       if (err != RdKafka::ERR_NO_ERROR) {
-        spdlog::warn("kafka: seek {}[{}] to {}: {}", options.topic, p, from, RdKafka::err2str(err));
+        spdlog::warn("kafka: seek {}[{}] to {}: {}", topic, p, from, RdKafka::err2str(err));
         ++it;
         continue;
       }
-      spdlog::warn("kafka: re-reading {}[{}] from offset {}", options.topic, p, from);
+      spdlog::warn("kafka: re-reading {}[{}] from offset {}", topic, p, from);
       it = rewind.erase(it);
     }
   }
@@ -655,6 +798,14 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   std::shared_ptr<std::atomic<int64_t>> offsets_in_flight =
       std::make_shared<std::atomic<int64_t>>(0);
   std::unique_ptr<RdKafka::KafkaConsumer> consumer;
+  // Cluster mode (with a changelog): the internal topic's partitions of the assigned ones, by
+  // manual assignment (no group of its own), read-committed.
+  std::unique_ptr<RdKafka::KafkaConsumer> inbox;
+  std::string internal_topic;
+  int internal_assigned = 0;  // consumer thread
+  SteadyClock::time_point last_internal;
+  std::vector<ShardMessage> pending_messages;  // decoded, not yet handed to the engine
+  std::vector<Completion> pending_message_offsets;
   std::unique_ptr<RdKafka::Producer> producer;  // dead letters
   std::thread thread;
   std::atomic<bool> stopping{false};
@@ -690,6 +841,8 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   prometheus::Family<prometheus::Gauge>* lag_family;
   std::unordered_map<uint32_t, prometheus::Gauge*> lag_gauges;
   prometheus::Histogram* batch_events;
+  prometheus::Counter* internal_consumed;
+  prometheus::Counter* internal_corrupt;
   prometheus::Counter* restored_records;
   prometheus::Gauge* restoring_gauge;
   prometheus::Histogram* restore_seconds;
@@ -735,6 +888,25 @@ StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
   impl->consumer.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!impl->consumer) return absl::InvalidArgumentError("kafka: consumer: " + err);
 
+  if (changelog) {
+    impl->internal_topic = InternalTopic(options);
+    ASSIGN_OR_RETURN(
+        auto iconf,
+        MakeKafkaConf({{"bootstrap.servers", options.brokers},
+                       // Required by the client; this consumer never joins it (manual assignment)
+                       // and never commits: its offsets live in RocksDB (InternalOffsetKey).
+                       {"group.id", options.group + "-internal-reader"},
+                       {"client.id", ProcessorClientId(options.advertised_http_addr) + "-internal"},
+                       {"enable.auto.commit", "false"},
+                       {"enable.auto.offset.store", "false"},
+                       {"auto.offset.reset", "earliest"},
+                       {"isolation.level", "read_committed"},
+                       {"fetch.wait.max.ms", "10"},
+                       {"fetch.queue.backoff.ms", "10"}},
+                      {.events = impl.get()}));
+    impl->inbox.reset(RdKafka::KafkaConsumer::create(iconf.get(), err));
+    if (!impl->inbox) return absl::InvalidArgumentError("kafka: internal-topic consumer: " + err);
+  }
   ASSIGN_OR_RETURN(auto pconf, MakeKafkaConf({{"bootstrap.servers", options.brokers},
                                               {"client.id", "ecrm-dead-letters"},
                                               {"enable.idempotence", "true"}},
@@ -779,6 +951,7 @@ void KafkaConsumer::Stop() {
   impl_->producer->flush(5000);
   // Runs the revoke callback; a static member sends no LeaveGroup (docs/kafka.md#membership).
   impl_->consumer->close();
+  if (impl_->inbox) impl_->inbox->close();
 }
 
 std::map<uint32_t, int64_t> KafkaConsumer::Partitions() const {

@@ -99,6 +99,8 @@ ProfileEngine::ProfileEngine(KvStore& store, prometheus::Registry& registry,
       instance_(next_engine_instance.fetch_add(1)),
       updater_(options.profiler),
       metrics_(registry, options.shards) {
+  owned_ = std::make_unique<std::atomic<bool>[]>(options.partitions);
+  for (uint32_t p = 0; p < options.partitions; p++) owned_[p] = !options.owned_by_assignment;
   for (int i = 0; i < options.shards; i++) {
     shards_.push_back(std::make_unique<Shard>(i, store, updater_, *this, metrics_, options.shard));
   }
@@ -110,22 +112,30 @@ void ProfileEngine::Start() {
   if (started_) return;
   started_ = true;
   for (auto& s : shards_) s->Start();
-  ResumePendingMerges();
+  if (!options_.owned_by_assignment) ResumePendingMerges(std::string(kMetaPendingMergePrefix));
   accepting_ = true;
 }
 
-void ProfileEngine::ResumePendingMerges() {
+void ProfileEngine::ResumePendingMerges(const std::vector<uint32_t>& partitions) {
+  for (uint32_t p : partitions) {
+    // Pending merge records are keyed by the loser's id, which starts with its partition.
+    ResumePendingMerges(std::string(kMetaPendingMergePrefix) +
+                        MakeProfileId(p, 0).substr(0, 5));  // "merge|pppp-"
+  }
+}
+
+void ProfileEngine::ResumePendingMerges(const std::string& prefix) {
   std::vector<msg::MergeAbsorb> resumed;
-  const Status s = store_.Scan(Cf::kMeta, kMetaPendingMergePrefix,
-                               [&](std::string_view key, std::string_view value) {
-                                 auto absorb = DecodePendingMerge(value);
-                                 if (!absorb) {
-                                   spdlog::error("unreadable pending merge record {}", key);
-                                   return true;
-                                 }
-                                 resumed.push_back(*std::move(absorb));
-                                 return true;
-                               });
+  const Status s =
+      store_.Scan(Cf::kMeta, prefix, [&](std::string_view key, std::string_view value) {
+        auto absorb = DecodePendingMerge(value);
+        if (!absorb) {
+          spdlog::error("unreadable pending merge record {}", key);
+          return true;
+        }
+        resumed.push_back(*std::move(absorb));
+        return true;
+      });
   if (!s.ok()) spdlog::error("pending merges could not be read: {}", s.ToString());
   if (resumed.empty()) return;
   spdlog::info("resuming {} merges interrupted by a stop or crash", resumed.size());
@@ -300,10 +310,64 @@ void ProfileEngine::EpochAborted() {
   OnEveryShard([](Shard& s, std::function<void()> done) { s.Aborted(std::move(done)); });
 }
 
-StatusOr<std::optional<int64_t>> ProfileEngine::SourceOffset(uint32_t partition) const {
-  ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kMeta, SourceOffsetKey(partition)));
+namespace {
+
+StatusOr<std::optional<int64_t>> StoredOffset(const KvStore& store, const std::string& key) {
+  ASSIGN_OR_RETURN(auto stored, store.Get(Cf::kMeta, key));
   if (!stored || stored->size() != 8) return std::optional<int64_t>();
   return std::optional<int64_t>(static_cast<int64_t>(DecodeFixed64(stored->data())));
+}
+
+}  // namespace
+
+StatusOr<std::optional<int64_t>> ProfileEngine::SourceOffset(uint32_t partition) const {
+  return StoredOffset(store_, SourceOffsetKey(partition));
+}
+
+StatusOr<std::optional<int64_t>> ProfileEngine::InternalOffset(uint32_t partition) const {
+  return StoredOffset(store_, InternalOffsetKey(partition));
+}
+
+void ProfileEngine::CommitInternalOffset(uint32_t partition, int64_t offset,
+                                         AckGroup::Callback done) {
+  ShardTask task;
+  task.message = msg::InternalOffset{partition, offset};
+  task.ack = std::make_shared<AckGroup>(1, std::move(done));
+  std::vector<ShardTask> tasks;
+  tasks.push_back(std::move(task));
+  Send(ShardOfPartition(partition % options_.partitions), std::move(tasks));
+}
+
+Status ProfileEngine::SubmitMessages(std::vector<ShardMessage>&& messages,
+                                     AckGroup::Callback done) {
+  if (messages.empty()) {
+    done(absl::OkStatus());
+    return absl::OkStatus();
+  }
+  outstanding_.fetch_add(1);
+  if (!accepting_.load()) {
+    outstanding_.fetch_sub(1);
+    return absl::UnavailableError("shutting down");
+  }
+  auto ack = std::make_shared<AckGroup>(static_cast<int>(messages.size()), std::move(done));
+  std::vector<std::vector<ShardTask>> by_shard(shards_.size());
+  for (auto& m : messages) {
+    const auto s = static_cast<size_t>(ShardOfPartition(DestinationPartition(m)));
+    by_shard[s].push_back(ShardTask{std::move(m), ack});
+  }
+  for (size_t s = 0; s < shards_.size(); s++) {
+    if (!by_shard[s].empty()) Send(static_cast<int>(s), std::move(by_shard[s]));
+  }
+  outstanding_.fetch_sub(1);
+  return absl::OkStatus();
+}
+
+void ProfileEngine::SetOwned(const std::vector<uint32_t>& partitions, bool owned) {
+  for (uint32_t p : partitions) owned_[p % options_.partitions].store(owned);
+  if (!owned && started_) {
+    // A shard may be in a batch that saw them owned: let every shard finish the one it is in.
+    OnEveryShard([](Shard& s, std::function<void()> done) { s.Post(std::move(done)); });
+  }
 }
 
 StatusOr<std::optional<Profile>> ProfileEngine::LookupById(std::string_view profile_id) const {

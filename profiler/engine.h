@@ -31,6 +31,10 @@ struct EngineOptions {
   int shards = 2;                   // worker threads; default: one per core
   uint32_t partitions = 64;         // virtual partitions; fixed for the life of a data dir
   size_t max_queue_depth = 200000;  // per shard; beyond it Submit answers ResourceExhausted
+  // Cluster mode (with a state log): this instance owns only the partitions given to SetOwned;
+  // messages for the others go through the log to their owners, and pending merges are resumed
+  // per partition as it is assigned (ResumePendingMerges) rather than all at Start.
+  bool owned_by_assignment = false;
   ShardOptions shard;
   ProfilerConfig profiler;
 };
@@ -84,6 +88,24 @@ class ProfileEngine final : public ShardRouter {
   // The stored resume point of a source partition, or nullopt if none was ever recorded.
   StatusOr<std::optional<int64_t>> SourceOffset(uint32_t partition) const;
 
+  // Cluster mode. Shard messages other instances sent (through the internal topic), handled like
+  // local ones; `done` as in Submit. Never refused for full queues: they are already committed
+  // work of another instance, and the caller bounds what it has in flight.
+  Status SubmitMessages(std::vector<ShardMessage>&& messages, AckGroup::Callback done);
+  // As CommitSourceOffset, for partition `partition` of the internal topic.
+  void CommitInternalOffset(uint32_t partition, int64_t offset, AckGroup::Callback done);
+  StatusOr<std::optional<int64_t>> InternalOffset(uint32_t partition) const;
+  // `partitions` are this instance's from now on (owned) or no longer (not owned). Giving some
+  // up returns once every shard has finished the batch it was in, so that nothing written after
+  // the call names them; their epoch must then be committed before another instance takes them.
+  void SetOwned(const std::vector<uint32_t>& partitions, bool owned);
+  bool Local(uint32_t partition) const override {
+    return owned_[partition % options_.partitions].load(std::memory_order_acquire);
+  }
+  // Re-sends the absorb step of every merge a crash interrupted whose loser is in `partitions`.
+  // Cluster mode calls it as partitions are assigned; otherwise Start does, for all.
+  void ResumePendingMerges(const std::vector<uint32_t>& partitions);
+
   const ProfileUpdater& updater() const { return updater_; }
   size_t TotalQueueDepth() const;
   uint32_t partition_count() const override { return options_.partitions; }
@@ -96,8 +118,9 @@ class ProfileEngine final : public ShardRouter {
   void Send(int shard, std::vector<ShardTask> tasks) override;
   // Posts work to every shard with a `done` callback and waits until all have run it.
   void OnEveryShard(const std::function<void(Shard&, std::function<void()>)>& post);
-  // Re-sends the absorb step of every merge a crash interrupted (meta "merge|" records).
-  void ResumePendingMerges();
+  // Re-sends the absorb step of every merge a crash interrupted (meta "merge|" records) under
+  // `prefix`.
+  void ResumePendingMerges(const std::string& prefix);
   void Finished(size_t n) override { outstanding_.fetch_sub(n); }
   void IdentityRecordsMoved() override { identity_epoch_->fetch_add(1, std::memory_order_release); }
 
@@ -116,7 +139,8 @@ class ProfileEngine final : public ShardRouter {
   std::vector<std::unique_ptr<Shard>> shards_;
   bool started_ = false;
   std::atomic<bool> accepting_{false};
-  std::atomic<int64_t> outstanding_{0};  // tasks enqueued (or reserved) and not yet finished
+  std::atomic<int64_t> outstanding_{0};         // tasks enqueued (or reserved) and not yet finished
+  std::unique_ptr<std::atomic<bool>[]> owned_;  // per partition: Local
 };
 
 }  // namespace ecrm

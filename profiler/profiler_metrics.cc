@@ -62,7 +62,11 @@ ProfilerMetrics::ProfilerMetrics(prometheus::Registry& registry, int shards) {
                                "Identifiers held by an unverified claim and given to the profile "
                                "with a verified claim for them");
   merges_resumed_ = counter("ecrm_profile_merges_resumed_total",
-                            "Merges whose last step was re-sent at start-up after a crash");
+                            "Merges whose last step was re-sent after a crash (at start-up, or "
+                            "when its partition is assigned)");
+  messages_outbound_ =
+      counter("ecrm_cluster_messages_sent_total",
+              "Shard messages sent to another instance through the internal topic");
   profiles_deleted_ = counter("ecrm_profiles_deleted_total",
                               "Profiles erased (with their identifiers and aliases)");
   corrupt_profiles_ =

@@ -39,6 +39,7 @@ class ProfilerMetrics {
   prometheus::Counter& claims_taken_over() { return *claims_taken_over_; }
   prometheus::Counter& merges_resumed() { return *merges_resumed_; }
   prometheus::Counter& corrupt_profiles() { return *corrupt_profiles_; }
+  prometheus::Counter& messages_outbound() { return *messages_outbound_; }
 
  private:
   std::vector<ShardProbe> shards_;
@@ -55,6 +56,7 @@ class ProfilerMetrics {
   prometheus::Counter* claims_taken_over_ = nullptr;
   prometheus::Counter* merges_resumed_ = nullptr;
   prometheus::Counter* corrupt_profiles_;
+  prometheus::Counter* messages_outbound_ = nullptr;
 };
 
 }  // namespace ecrm

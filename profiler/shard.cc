@@ -145,7 +145,9 @@ void Shard::Run() {
   pending_.clear();
 }
 
-bool Shard::Owns(uint32_t partition) const { return router_.ShardOfPartition(partition) == index_; }
+bool Shard::Owns(uint32_t partition) const {
+  return router_.ShardOfPartition(partition) == index_ && router_.Local(partition);
+}
 
 void Shard::Fail(const Status& status) {
   if (batch_error_.ok()) batch_error_ = status;
@@ -156,6 +158,8 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
   dirty_.clear();
   acks_.clear();
   outgoing_.clear();
+  outbound_.clear();
+  outbound_acks_.clear();
   batch_error_ = absl::OkStatus();
   records_moved_ = false;
   batch_events_ = 0;
@@ -163,7 +167,12 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
 
   for (ShardTask* const next : tasks) {
     ShardTask& task = *next;
-    if (batch_error_.ok()) {
+    if (batch_error_.ok() && options_.state_log &&
+        !router_.Local(DestinationPartition(task.message))) {
+      // Another instance owns its partition now (it moved while the task was queued, or the task
+      // came from this instance's HTTP side or a resumed merge): relay it there.
+      Relay(std::move(task));
+    } else if (batch_error_.ok()) {
       const Ack& ack = task.ack;
       std::visit(
           [&](auto& m) {
@@ -180,6 +189,10 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
               std::string value;
               PutFixed64(&value, static_cast<uint64_t>(m.offset));
               batch_.Put(Cf::kMeta, SourceOffsetKey(m.partition), value);
+            } else if constexpr (std::is_same_v<M, msg::InternalOffset>) {
+              std::string value;
+              PutFixed64(&value, static_cast<uint64_t>(m.offset));
+              batch_.Put(Cf::kMeta, InternalOffsetKey(m.partition), value);
             } else if constexpr (std::is_same_v<M, msg::MergeCheck>) {
               MergeCheck(m, ack);
             } else if constexpr (std::is_same_v<M, msg::MergeSend>) {
@@ -221,7 +234,11 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
       EncodeProfile(*profile, &encode_buffer_);
       batch_.Put(Cf::kProfiles, id, encode_buffer_);
     }
-    if (batch_.Count() > 0) status = options_.state_log ? AppendToLog() : store_.Write(batch_);
+    if (options_.state_log) {
+      if (batch_.Count() > 0 || !outbound_.empty()) status = AppendToLog();
+    } else if (batch_.Count() > 0) {
+      status = store_.Write(batch_);
+    }
   }
 
   if (status.ok()) {
@@ -238,6 +255,12 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
     for (size_t s = 0; s < by_shard.size(); s++) {
       if (!by_shard[s].empty()) router_.Send(static_cast<int>(s), std::move(by_shard[s]));
     }
+    // Messages for other instances are done when their epoch commits, as this batch is.
+    if (!outbound_.empty()) {
+      metrics_.messages_outbound().Increment(static_cast<double>(outbound_.size()));
+    }
+    acks_.insert(acks_.end(), std::make_move_iterator(outbound_acks_.begin()),
+                 std::make_move_iterator(outbound_acks_.end()));
   } else {
     spdlog::error("shard {}: batch of {} tasks failed: {}", index_, tasks.size(),
                   status.ToString());
@@ -247,6 +270,7 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
     identity_cache_.clear();
     aliases_.clear();
     for (auto& out : outgoing_) out.task.ack->Done(status);
+    for (auto& ack : outbound_acks_) ack->Done(status);
   }
   if (status.ok() && options_.state_log && !pending_.empty()) {
     // Acknowledged with the epoch: a batch that wrote nothing (duplicates, say) may still depend on
@@ -265,7 +289,7 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
 }
 
 Status Shard::AppendToLog() {
-  ASSIGN_OR_RETURN(const uint64_t epoch, options_.state_log->Append(batch_));
+  ASSIGN_OR_RETURN(const uint64_t epoch, options_.state_log->Append(batch_, outbound_));
   batch_.ForEach([&](Cf cf, std::string_view key, const std::string_view* value) {
     if (cf != Cf::kProfiles && cf != Cf::kIdentities) return;
     auto& slot = overlay_[cf == Cf::kProfiles ? 0 : 1][std::string(key)];
@@ -309,7 +333,7 @@ void Shard::WriteCommitted(uint64_t epoch, const Checkpoints& checkpoints) {
   }
   WriteBatch marks = store_.NewBatch();
   for (const auto& [partition, offset] : checkpoints) {
-    if (!Owns(partition)) continue;
+    if (router_.ShardOfPartition(partition) != index_) continue;
     std::string value;
     PutFixed64(&value, static_cast<uint64_t>(offset));
     marks.Put(Cf::kMeta, ChangelogCheckpointKey(partition), value);
@@ -496,9 +520,25 @@ int Shard::UserIdLimit() const {
 }
 
 void Shard::Send(ShardMessage&& m, const Ack& ack) {
-  const int shard = router_.ShardOfPartition(DestinationPartition(m));
+  const uint32_t partition = DestinationPartition(m);
   ack->Add(1);
-  outgoing_.push_back({shard, ShardTask{std::move(m), ack}});
+  if (options_.state_log && !router_.Local(partition)) {
+    OutboundMessage& out = outbound_.emplace_back();
+    out.partition = partition;
+    EncodeShardMessage(m, &out.data);
+    outbound_acks_.push_back(ack);
+    return;
+  }
+  outgoing_.push_back({router_.ShardOfPartition(partition), ShardTask{std::move(m), ack}});
+}
+
+void Shard::Relay(ShardTask&& task) {
+  if (std::holds_alternative<msg::SourceOffset>(task.message) ||
+      std::holds_alternative<msg::InternalOffset>(task.message)) {
+    // A resume point of a partition given up: its new owner keeps its own.
+    return;
+  }
+  Send(std::move(task.message), task.ack);
 }
 
 StatusOr<std::string> Shard::ResolveIdentity(const std::string& key) {

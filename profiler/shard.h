@@ -59,6 +59,9 @@ class ShardRouter {
   // A committed batch moved an identity record from one profile to another without a merge (a
   // verified claim took it over): cached reads of identity records must start afresh.
   virtual void IdentityRecordsMoved() {}
+  // Whether this instance owns `partition` now. A shard with a state log sends messages for a
+  // partition it does not own through the log (OutboundMessage) instead of to a local shard.
+  virtual bool Local(uint32_t /*partition*/) const { return true; }
 };
 
 struct ShardOptions {
@@ -147,8 +150,10 @@ class Shard {
   void DeleteIdentity(msg::DeleteIdentity& m);
   void DeleteAlias(msg::DeleteAlias& m);
   // Queues a follow-up message for the shard owning its destination partition (this one
-  // included), under `ack`.
+  // included), under `ack`; for another instance when it owns the partition (cluster mode).
   void Send(ShardMessage&& m, const Ack& ack);
+  // A task for a partition this instance no longer owns: sent on to its owner, under its ack.
+  void Relay(ShardTask&& task);
   int UserIdLimit() const;
   // The id `profile_id` was merged into (following aliases), or "" if it is not an alias.
   StatusOr<std::string> AliasTarget(const std::string& profile_id);
@@ -166,6 +171,7 @@ class Shard {
   // Whether the profile already had this event: its message hash, or within the upgrade window
   // the dedup CF record of schema 1 or 2.
   bool SeenMessage(const Profile& profile, uint32_t partition, const Event& event);
+  // This shard writes `partition`: it is among this shard's, and this instance owns it now.
   bool Owns(uint32_t partition) const;
   void Fail(const Status& status);
 
@@ -197,6 +203,9 @@ class Shard {
   std::vector<std::string> dirty_sorted_;  // dirty_ in key order, at commit
   std::vector<std::shared_ptr<AckGroup>> acks_;
   std::vector<Outgoing> outgoing_;
+  // Messages for partitions other instances own, and the acknowledgements that wait for them.
+  std::vector<OutboundMessage> outbound_;
+  std::vector<Ack> outbound_acks_;
   Status batch_error_;
   bool records_moved_ = false;  // this batch took an identity record over (IdentityRecordsMoved)
   int64_t batch_events_ = 0;

@@ -51,6 +51,7 @@ auto Tie(msg::RecordRefusal& m) {
 auto Tie(msg::DeleteProfile& m) { return std::tie(m.profile_id); }
 auto Tie(msg::DeleteIdentity& m) { return std::tie(m.partition, m.type, m.value, m.holders); }
 auto Tie(msg::DeleteAlias& m) { return std::tie(m.alias_id); }
+auto Tie(msg::InternalOffset& m) { return std::tie(m.partition, m.offset); }
 
 template <class T>
 concept Tied = requires(T& t) {
@@ -193,15 +194,17 @@ uint32_t DestinationPartition(const ShardMessage& m) {
     }
     uint32_t operator()(const msg::DeleteIdentity& x) const { return x.partition; }
     uint32_t operator()(const msg::DeleteAlias& x) const { return ProfilePartition(x.alias_id); }
+    uint32_t operator()(const msg::InternalOffset& x) const { return x.partition; }
   };
   return std::visit(Visitor{}, m);
 }
 
 const char* MessageName(const ShardMessage& m) {
   static constexpr const char* kNames[] = {
-      "RouteEvent",     "ApplyEvent",    "ClaimIdentity", "AttachIdentity", "SourceOffset",
-      "MergeCheck",     "MergeSend",     "MergeAbsorb",   "MergeDone",      "RepointIdentity",
-      "DetachIdentity", "RecordRefusal", "DeleteProfile", "DeleteIdentity", "DeleteAlias"};
+      "RouteEvent",    "ApplyEvent",      "ClaimIdentity",  "AttachIdentity",
+      "SourceOffset",  "MergeCheck",      "MergeSend",      "MergeAbsorb",
+      "MergeDone",     "RepointIdentity", "DetachIdentity", "RecordRefusal",
+      "DeleteProfile", "DeleteIdentity",  "DeleteAlias",    "InternalOffset"};
   static_assert(std::size(kNames) == std::variant_size_v<ShardMessage>);
   return kNames[m.index()];
 }

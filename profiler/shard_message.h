@@ -74,6 +74,14 @@ struct SourceOffset {
   int64_t offset = 0;
 };
 
+// Record `offset` as the resume point of partition `partition` of the internal topic: the shard
+// messages other instances sent this partition's owner (cluster mode, docs/cluster.md).
+struct InternalOffset {
+  static constexpr uint8_t kCode = 16;
+  uint32_t partition = 0;
+  int64_t offset = 0;
+};
+
 // A merge of `loser` into `survivor`, linked by `link` ("type:value") in the event at `at`.
 struct MergeLink {
   std::string survivor;
@@ -178,7 +186,7 @@ using ShardMessage =
     std::variant<msg::RouteEvent, msg::ApplyEvent, msg::ClaimIdentity, msg::AttachIdentity,
                  msg::SourceOffset, msg::MergeCheck, msg::MergeSend, msg::MergeAbsorb,
                  msg::MergeDone, msg::RepointIdentity, msg::DetachIdentity, msg::RecordRefusal,
-                 msg::DeleteProfile, msg::DeleteIdentity, msg::DeleteAlias>;
+                 msg::DeleteProfile, msg::DeleteIdentity, msg::DeleteAlias, msg::InternalOffset>;
 
 // A message on its way to a shard of this process, with the acknowledgement of the request it
 // serves (never serialized: an instance acknowledges its own requests).

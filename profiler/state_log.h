@@ -14,6 +14,8 @@
 
 #include <cstdint>
 #include <map>
+#include <span>
+#include <string>
 
 #include "common/status.h"
 #include "store/kv_store.h"
@@ -24,13 +26,22 @@ namespace ecrm {
 // offset to read it from (written as ChangelogCheckpointKey with the epoch's batches).
 using Checkpoints = std::map<uint32_t, int64_t>;
 
+// A shard message (EncodeShardMessage) for a partition that another instance owns. It goes to
+// that partition of the internal topic in the same epoch as the batch that sent it, so it is
+// delivered exactly when the batch's effects commit (docs/cluster.md#cross-instance-messages).
+struct OutboundMessage {
+  uint32_t partition;
+  std::string data;
+};
+
 class StateLog {
  public:
   virtual ~StateLog() = default;
-  // Appends the writes of `batch` that belong to a partition (PartitionOfKey) and returns the
-  // epoch they joined. An error means the epoch can never commit; the batch must be treated as
-  // failed.
-  [[nodiscard]] virtual StatusOr<uint64_t> Append(const WriteBatch& batch) = 0;
+  // Appends the writes of `batch` that belong to a partition (PartitionOfKey), and `messages`,
+  // and returns the epoch they joined. An error means the epoch can never commit; the batch must
+  // be treated as failed.
+  [[nodiscard]] virtual StatusOr<uint64_t> Append(const WriteBatch& batch,
+                                                  std::span<const OutboundMessage> messages) = 0;
 };
 
 }  // namespace ecrm

@@ -110,6 +110,10 @@ std::string SourceOffsetKey(uint32_t partition) {
   return "offset|" + PartitionPrefix(partition).substr(0, 4);
 }
 
+std::string InternalOffsetKey(uint32_t partition) {
+  return SourceOffsetKey(partition) + "|internal";
+}
+
 std::string ChangelogCheckpointKey(uint32_t partition) {
   return "clog|" + PartitionPrefix(partition).substr(0, 4);
 }
@@ -146,7 +150,9 @@ std::optional<uint32_t> PartitionOfKey(int cf, std::string_view key) {
     case 1:  // identities: "pppp|..."
       return key.size() > 4 && key[4] == '|' ? LeadingPartition(key) : std::nullopt;
     case 3:  // meta
-      if (StartsWith(key, "offset|") && key.size() == 11) return LeadingPartition(key.substr(7));
+      if (StartsWith(key, "offset|") && (key.size() == 11 || key.substr(11) == "|internal")) {
+        return LeadingPartition(key.substr(7));
+      }
       if (StartsWith(key, kMetaPendingMergePrefix)) {
         return PartitionOfProfileId(key.substr(kMetaPendingMergePrefix.size()));
       }
@@ -157,6 +163,15 @@ std::optional<uint32_t> PartitionOfKey(int cf, std::string_view key) {
     default:
       return std::nullopt;
   }
+}
+
+std::vector<PartitionKeyPrefix> PartitionKeyPrefixes(uint32_t p) {
+  const std::string pppp = PartitionPrefix(p).substr(0, 4);
+  return {{0, pppp + "-"},
+          {1, pppp + "|"},
+          {3, SourceOffsetKey(p)},  // and InternalOffsetKey(p), which it prefixes
+          {3, std::string(kMetaPendingMergePrefix) + pppp + "-"},
+          {3, std::string(kMetaCorruptPrefix) + pppp + "-"}};
 }
 
 std::string EncodeChangelogKey(int cf, std::string_view key) {

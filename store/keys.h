@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace ecrm {
 
@@ -76,6 +77,10 @@ inline constexpr std::string_view kMetaCorruptPrefix = "corrupt|";
 
 // meta CF: "offset|<pppp>" -> fixed64 next offset to consume from source (Kafka) partition pppp.
 std::string SourceOffsetKey(uint32_t partition);
+// meta CF: "offset|<pppp>|internal" -> fixed64 next offset to consume from partition pppp of the
+// internal topic (cluster mode: shard messages sent by other instances, docs/cluster.md). It
+// sorts under SourceOffsetKey(pppp), so a scan or range of that prefix takes both.
+std::string InternalOffsetKey(uint32_t partition);
 // meta CF: "clog|<pppp>" -> fixed64 next changelog offset to restore partition pppp from: every
 // changelog record before it is in this store (docs/cluster.md#changelog). Local to one copy,
 // so not itself in the changelog.
@@ -86,6 +91,16 @@ std::string ChangelogCheckpointKey(uint32_t partition);
 // partition (the meta CF's global records, the checkpoints above, the old dedup CF), which are
 // not in the changelog.
 std::optional<uint32_t> PartitionOfKey(int cf, std::string_view key);
+
+// Every key range of partition p's state, as (column family number, key prefix): its profiles and
+// aliases, identity records, offset records (SourceOffsetKey, InternalOffsetKey), pending merges
+// and quarantined values: what PartitionOfKey maps to p. Each prefix ends in a separator or a
+// digit (never 0xff), so prefix..prefix-with-last-byte-plus-one is its range.
+struct PartitionKeyPrefix {
+  int cf;
+  std::string prefix;
+};
+std::vector<PartitionKeyPrefix> PartitionKeyPrefixes(uint32_t p);
 
 // A changelog record's key: one byte for the column family (its Cf number), then the key.
 std::string EncodeChangelogKey(int cf, std::string_view key);

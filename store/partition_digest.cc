@@ -45,11 +45,12 @@ StatusOr<std::vector<PartitionDigest>> DigestPartitions(const KvStore& store, ui
     };
     RETURN_IF_ERROR(store.Scan(Cf::kProfiles, profiles, add(Cf::kProfiles)));
     RETURN_IF_ERROR(store.Scan(Cf::kIdentities, identities, add(Cf::kIdentities)));
-    const std::string offset_key = SourceOffsetKey(p);
-    ASSIGN_OR_RETURN(auto offset, store.Get(Cf::kMeta, offset_key));
-    if (offset) {
-      AddRecord(state.get(), Cf::kMeta, offset_key, *offset);
-      d.records++;
+    for (const std::string& offset_key : {SourceOffsetKey(p), InternalOffsetKey(p)}) {
+      ASSIGN_OR_RETURN(auto offset, store.Get(Cf::kMeta, offset_key));
+      if (offset) {
+        AddRecord(state.get(), Cf::kMeta, offset_key, *offset);
+        d.records++;
+      }
     }
     RETURN_IF_ERROR(store.Scan(Cf::kMeta, merges, add(Cf::kMeta)));
     d.digest = XXH3_64bits_digest(state.get());

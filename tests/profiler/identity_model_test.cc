@@ -11,16 +11,22 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <future>
 #include <map>
+#include <mutex>
 #include <numeric>
 #include <random>
 #include <set>
+#include <span>
 #include <sstream>
+#include <thread>
+#include <utility>
 
+#include "common/murmur2.h"
 #include "common/time_format.h"
 #include "profiler/engine.h"
 #include "profiler/graph_check.h"
@@ -32,6 +38,7 @@ namespace ecrm {
 namespace {
 
 constexpr TimeMs kT0 = 1'790'000'000'000;
+constexpr uint32_t kModelPartitions = 16;
 
 struct History {
   std::vector<Event> events;          // distinct events, each with a unique messageId
@@ -41,6 +48,10 @@ struct History {
   // Erasures (DELETE by an identifier) between rounds: request number after which -> identifier.
   std::map<size_t, std::string> erase_after;
   int shards = 2;
+  // 0: one engine writing straight to its store (embedded mode). N > 0: a cluster of N instances
+  // in deferred mode, each owning some partitions, exchanging messages as through the internal
+  // topic; a restart also moves partitions between them (with their state, as a restore would).
+  int instances = 0;
   int in_flight = 1;            // requests submitted at once (a round)
   bool shared_devices = false;  // people share devices: merge protection decides (see below)
 };
@@ -235,6 +246,208 @@ std::vector<Expected> Model(const History& h, const ProfileUpdater& updater) {
   return out;
 }
 
+// The state log of one cluster instance: epochs, and the messages each sent to other instances.
+class ClusterLog final : public StateLog {
+ public:
+  StatusOr<uint64_t> Append(const WriteBatch&, std::span<const OutboundMessage> messages) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    out_.insert(out_.end(), messages.begin(), messages.end());
+    return epoch_;
+  }
+  // Closes the open epoch: its number and the messages sent in it.
+  std::pair<uint64_t, std::vector<OutboundMessage>> Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {epoch_++, std::exchange(out_, {})};
+  }
+
+ private:
+  std::mutex mu_;
+  uint64_t epoch_ = 1;
+  std::vector<OutboundMessage> out_;
+};
+
+// N instances sharing the partitions, as Kafka mode runs them: each has its own store, engine and
+// log; a pump thread commits every instance's epochs and delivers their outbound messages to the
+// owners (in order per sender, as one producer's messages to one partition are), which is what
+// the changelog transaction and the internal topic do. Requests go to the owner of each event's
+// routing partition, as the events topic's partitioning does.
+class Cluster {
+ public:
+  Cluster(int instances, int shards, uint32_t partitions, std::shared_ptr<MemoryEnv> env,
+          const std::string& dir, uint64_t seed)
+      : shards_(shards), partitions_(partitions), env_(std::move(env)), rng_(seed) {
+    nodes_.resize(static_cast<size_t>(instances));
+    for (size_t i = 0; i < nodes_.size(); i++) {
+      auto store = KvStore::Open({.path = dir + "/node" + std::to_string(i),
+                                  .block_cache_bytes = 1 << 20,
+                                  .memory_env = env_});
+      ECRM_CHECK(store.ok());
+      nodes_[i].store = *std::move(store);
+    }
+    for (uint32_t p = 0; p < partitions_; p++) owner_.push_back(static_cast<int>(p) % instances);
+    Open();
+  }
+  ~Cluster() { Close(); }
+
+  // Splits the events by the owner of their routing partition; `done` runs when all are done.
+  void Submit(std::vector<Event>&& events, AckGroup::Callback done) {
+    std::vector<std::vector<Event>> parts(nodes_.size());
+    for (auto& e : events) {
+      parts[static_cast<size_t>(owner_[PartitionForKey(e.RoutingKey(), partitions_)])].push_back(
+          std::move(e));
+    }
+    auto group = std::make_shared<AckGroup>(static_cast<int>(nodes_.size()), std::move(done));
+    for (size_t i = 0; i < nodes_.size(); i++) {
+      const Status s =
+          nodes_[i].engine->Submit(std::move(parts[i]), [group](Status st) { group->Done(st); });
+      if (!s.ok()) group->Done(s);
+    }
+  }
+
+  // On the instance owning the identifier's partition, as an HTTP request routed there would be.
+  StatusOr<std::string> DeleteProfile(std::string_view type, std::string_view value,
+                                      AckGroup::Callback done) {
+    const int owner = owner_[PartitionForKey(value, partitions_)];
+    return nodes_[static_cast<size_t>(owner)].engine->DeleteProfile(type, value, std::move(done));
+  }
+
+  // Everything delivered, committed and written; then the instances stop and start again, and
+  // every partition may move to another instance, its state copied there first.
+  void Restart() {
+    Close();
+    std::vector<int> next(owner_.size());
+    for (auto& o : next) o = static_cast<int>(rng_() % nodes_.size());
+    for (uint32_t p = 0; p < partitions_; p++) {
+      if (next[p] != owner_[p])
+        Move(p, *nodes_[static_cast<size_t>(owner_[p])].store,
+             *nodes_[static_cast<size_t>(next[p])].store);
+    }
+    owner_ = next;
+    Open();
+  }
+
+  // A store holding each partition's state as its owner has it, after everything settled: what
+  // the checks read.
+  std::unique_ptr<KvStore> Union(const std::string& path) {
+    Quiesce();
+    auto store = KvStore::Open({.path = path, .block_cache_bytes = 1 << 20, .memory_env = env_});
+    ECRM_CHECK(store.ok());
+    for (uint32_t p = 0; p < partitions_; p++) {
+      Move(p, *nodes_[static_cast<size_t>(owner_[p])].store, **store);
+    }
+    return *std::move(store);
+  }
+
+  // Until a whole turn of the pump finds every instance idle with nothing to deliver.
+  void Quiesce() {
+    if (!pump_.joinable()) return;
+    for (int quiet = 0; quiet < 3;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      bool idle = true;
+      for (auto& n : nodes_) idle = idle && n.engine->Idle();
+      quiet = idle && delivered_in_turn_.load() == 0 ? quiet + 1 : 0;
+    }
+  }
+
+ private:
+  struct Node {
+    std::unique_ptr<KvStore> store;
+    std::shared_ptr<prometheus::Registry> registry;
+    std::unique_ptr<ClusterLog> log;
+    std::unique_ptr<ProfileEngine> engine;
+  };
+
+  void Open() {
+    for (size_t i = 0; i < nodes_.size(); i++) {
+      Node& n = nodes_[i];
+      n.registry = std::make_shared<prometheus::Registry>();
+      n.log = std::make_unique<ClusterLog>();
+      EngineOptions options;
+      options.shards = shards_;
+      options.partitions = partitions_;
+      options.owned_by_assignment = true;
+      options.shard.state_log = n.log.get();
+      auto engine = ProfileEngine::Create(*n.store, *n.registry, options);
+      ECRM_CHECK(engine.ok());
+      n.engine = *std::move(engine);
+      n.engine->Start();
+    }
+    stop_ = false;
+    pump_ = std::thread([this] { Pump(); });
+    for (size_t i = 0; i < nodes_.size(); i++) {
+      std::vector<uint32_t> mine;
+      for (uint32_t p = 0; p < partitions_; p++) {
+        if (owner_[p] == static_cast<int>(i)) mine.push_back(p);
+      }
+      nodes_[i].engine->SetOwned(mine, true);
+      nodes_[i].engine->ResumePendingMerges(mine);
+    }
+  }
+
+  void Close() {
+    if (!pump_.joinable()) return;
+    Quiesce();
+    stop_ = true;
+    pump_.join();
+    for (auto& n : nodes_) {
+      n.engine->Stop();
+      n.engine.reset();
+    }
+  }
+
+  void Pump() {
+    while (!stop_.load()) {
+      size_t delivered = 0;
+      for (auto& n : nodes_) {
+        auto [epoch, messages] = n.log->Close();
+        n.engine->EpochCommitted(epoch, std::make_shared<Checkpoints>());
+        for (auto& out : messages) {
+          auto m = DecodeShardMessage(out.data);
+          ECRM_CHECK(m.ok());
+          ECRM_CHECK(DestinationPartition(*m) == out.partition);
+          std::vector<ShardMessage> one;
+          one.push_back(*std::move(m));
+          Node& to = nodes_[static_cast<size_t>(owner_[out.partition])];
+          ECRM_CHECK(&to != &n);  // a message for a local partition never leaves its instance
+          ECRM_CHECK(
+              to.engine->SubmitMessages(std::move(one), [](Status s) { ECRM_CHECK(s.ok()); }).ok());
+          delivered++;
+        }
+      }
+      delivered_in_turn_ = delivered;
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+  }
+
+  // Copies partition p's state from one store to another (replacing what that one had of it), as
+  // a restore from the changelog does.
+  static void Move(uint32_t p, const KvStore& from, KvStore& to) {
+    WriteBatch batch = to.NewBatch();
+    for (const auto& [cf, prefix] : PartitionKeyPrefixes(p)) {
+      std::string end = prefix;
+      end.back()++;
+      batch.DeleteRange(static_cast<Cf>(cf), prefix, end);
+      ECRM_CHECK(from.Scan(static_cast<Cf>(cf), prefix,
+                           [&](std::string_view key, std::string_view value) {
+                             batch.Put(static_cast<Cf>(cf), key, value);
+                             return true;
+                           })
+                     .ok());
+    }
+    ECRM_CHECK(to.Write(batch).ok());
+  }
+
+  const int shards_;
+  const uint32_t partitions_;
+  std::shared_ptr<MemoryEnv> env_;
+  std::mt19937_64 rng_;
+  std::vector<Node> nodes_;
+  std::vector<int> owner_;  // partition -> instance; changed only while the pump is stopped
+  std::thread pump_;
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> delivered_in_turn_{0};
+};
+
 class Runner {
  public:
   explicit Runner(const History& h) : h_(h) {}
@@ -257,6 +470,10 @@ class Runner {
         start = h_.request_end[k];
         auto promise = std::make_shared<std::promise<Status>>();
         pending.push_back(promise->get_future());
+        if (cluster_) {
+          cluster_->Submit(std::move(request), [promise](Status st) { promise->set_value(st); });
+          continue;
+        }
         const Status s =
             engine_->Submit(std::move(request), [promise](Status st) { promise->set_value(st); });
         if (!s.ok()) promise->set_value(s);
@@ -270,19 +487,46 @@ class Runner {
         if (erase == h_.erase_after.end()) continue;
         const auto colon = erase->second.find(':');
         std::promise<Status> erased;
-        auto deleted =
-            engine_->DeleteProfile(erase->second.substr(0, colon), erase->second.substr(colon + 1),
-                                   [&](Status st) { erased.set_value(st); });
+        // In a cluster an acknowledgement means durable, not yet applied everywhere: what an
+        // event sent to other instances is applied there after its epoch commits. An erasure
+        // in the model comes after all of it (and before the next round), so wait for both.
+        if (cluster_) cluster_->Quiesce();
+        const std::string type = erase->second.substr(0, colon);
+        const std::string value = erase->second.substr(colon + 1);
+        auto on_erased = [&](Status st) { erased.set_value(st); };
+        auto deleted = cluster_ ? cluster_->DeleteProfile(type, value, on_erased)
+                                : engine_->DeleteProfile(type, value, on_erased);
         if (deleted.ok()) {
           const Status st = erased.get_future().get();
           if (!st.ok()) problems.push_back("erasure failed: " + st.ToString());
         } else if (!absl::IsNotFound(deleted.status())) {
           problems.push_back("erasure refused: " + deleted.status().ToString());
         }
+        if (cluster_) cluster_->Quiesce();
       }
       for (size_t after : h_.restart_after) {
-        if (after >= r && after < r + static_cast<size_t>(h_.in_flight)) Open(dir.Sub("db"));
+        if (after >= r && after < r + static_cast<size_t>(h_.in_flight)) {
+          if (cluster_) {
+            cluster_->Restart();
+          } else {
+            Open(dir.Sub("db"));
+          }
+        }
       }
+    }
+    if (cluster_) {
+      // The checks read one store with every partition's state from its owner, through a plain
+      // engine (no instance alone can follow an alias to a profile another one holds).
+      store_ = cluster_->Union(dir.Sub("union"));
+      cluster_.reset();
+      registry_ = std::make_shared<prometheus::Registry>();
+      EngineOptions options;
+      options.shards = 1;
+      options.partitions = kModelPartitions;
+      auto engine = ProfileEngine::Create(*store_, *registry_, options);
+      ECRM_CHECK(engine.ok());
+      engine_ = *std::move(engine);
+      engine_->Start();
     }
     if (h_.shared_devices) {
       CheckConserved(problems);
@@ -304,13 +548,18 @@ class Runner {
   void Open(const std::string& path) {
     engine_.reset();
     store_.reset();
+    if (h_.instances > 0) {
+      cluster_ = std::make_unique<Cluster>(h_.instances, h_.shards, kModelPartitions, env_, path,
+                                           h_.events.size() * 7919 + h_.arrival.size());
+      return;
+    }
     auto store = KvStore::Open({.path = path, .block_cache_bytes = 1 << 20, .memory_env = env_});
     ECRM_CHECK(store.ok());
     store_ = *std::move(store);
     registry_ = std::make_shared<prometheus::Registry>();
     EngineOptions options;
     options.shards = h_.shards;
-    options.partitions = 16;
+    options.partitions = kModelPartitions;
     auto engine = ProfileEngine::Create(*store_, *registry_, options);
     ECRM_CHECK(engine.ok());
     engine_ = *std::move(engine);
@@ -426,12 +675,13 @@ class Runner {
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<KvStore> store_;
   std::unique_ptr<ProfileEngine> engine_;
+  std::unique_ptr<Cluster> cluster_;
 };
 
 // With concurrency a failure may not repeat: a candidate counts as failing if any of a few runs
 // fails.
 bool Fails(const History& h, std::vector<std::string>* problems = nullptr) {
-  for (int attempt = 0; attempt < (h.in_flight > 1 ? 3 : 1); attempt++) {
+  for (int attempt = 0; attempt < (h.in_flight > 1 || h.instances > 0 ? 3 : 1); attempt++) {
     auto p = Runner(h).Run();
     if (!p.empty()) {
       if (problems) *problems = std::move(p);
@@ -484,6 +734,7 @@ std::string ScenarioJson(const History& h) {
   std::ostringstream s;
   s << "{\"description\": \"shrunk by identity_model_test (" << h.shards << " shards, "
     << h.in_flight << " requests in flight";
+  if (h.instances > 0) s << ", " << h.instances << " instances";
   for (const auto& [r, id] : h.erase_after) s << "; " << id << " erased after request " << r;
   for (size_t r : h.restart_after) s << "; restarted after request " << r;
   s << ")\"";
@@ -546,7 +797,8 @@ int EnvInt(const char* name, int fallback) {
   return v && *v ? std::atoi(v) : fallback;
 }
 
-void RunHistories(bool shared_devices, int default_histories, int default_seconds, int at_least) {
+void RunHistories(bool shared_devices, int default_histories, int default_seconds, int at_least,
+                  bool cluster = false) {
   const int histories = EnvInt("ECRM_MODEL_HISTORIES", default_histories);
   const uint64_t seed = static_cast<uint64_t>(EnvInt("ECRM_MODEL_SEED", 1));
   const auto deadline = std::chrono::steady_clock::now() +
@@ -554,7 +806,14 @@ void RunHistories(bool shared_devices, int default_histories, int default_second
   int run = EnvInt("ECRM_MODEL_FIRST", 0);
   const int first = run;
   for (; run < histories && std::chrono::steady_clock::now() < deadline; run++) {
-    const History h = Generate(seed * 1'000'003 + static_cast<uint64_t>(run), shared_devices);
+    History h = Generate(seed * 1'000'003 + static_cast<uint64_t>(run), shared_devices);
+    if (cluster) {
+      // 2 or 3 instances, and a restart that moves partitions in half of the histories.
+      h.instances = 2 + run % 2;
+      if (h.restart_after.empty() && run % 4 < 2) {
+        h.restart_after.push_back(static_cast<size_t>(run) % h.request_end.size());
+      }
+    }
     std::vector<std::string> problems;
     if (!Fails(h, &problems)) continue;
     const History small = Shrink(h);
@@ -566,8 +825,8 @@ void RunHistories(bool shared_devices, int default_histories, int default_second
            << report << "shrunk to " << small.events.size() << " events:\n"
            << ScenarioJson(small);
   }
-  std::printf("identity model%s: %d histories held\n", shared_devices ? " (shared devices)" : "",
-              run - first);
+  std::printf("identity model%s%s: %d histories held\n", shared_devices ? " (shared devices)" : "",
+              cluster ? " (cluster)" : "", run - first);
   EXPECT_GE(run - first, std::min(histories - first, at_least));  // a run that checked little fails
 }
 
@@ -585,6 +844,12 @@ TEST(IdentityModel, EveryProfileEqualsTheReferenceModel) {
 
 TEST(IdentityModel, SharedDevicesLoseNothingAndNeverJoinTwoUsers) {
   RunHistories(true, 1000, 15, 60 / kSlowdown);
+}
+
+// The same histories on a cluster: merges and follow-ups cross instances, partitions move with
+// their state at restarts, and every profile still equals the model.
+TEST(IdentityModel, AClusterOfInstancesEqualsTheReferenceModel) {
+  RunHistories(false, 1000, 30, 60 / kSlowdown, /*cluster=*/true);
 }
 
 }  // namespace

@@ -88,6 +88,7 @@ class Filler {
         msg::DeleteProfile{ProfileId()},
         msg::DeleteIdentity{Partition(), Str(), Str(), Strs()},
         msg::DeleteAlias{ProfileId()},
+        msg::InternalOffset{Partition(), Time()},
     };
   }
 
@@ -178,6 +179,7 @@ TEST(ShardMessage, DestinationIsTheIdentifiersOrTheProfilesPartition) {
   EXPECT_EQ(DestinationPartition(msg::RepointIdentity{13, "user_id", "u", survivor, loser}), 13u);
   EXPECT_EQ(DestinationPartition(msg::ApplyEvent{loser, Event{}}), 9u);
   EXPECT_EQ(DestinationPartition(msg::DeleteAlias{loser}), 9u);
+  EXPECT_EQ(DestinationPartition(msg::InternalOffset{14, 7}), 14u);
   EXPECT_STREQ(MessageName(msg::MergeSend{link, {}}), "MergeSend");
 }
 

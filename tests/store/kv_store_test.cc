@@ -83,6 +83,9 @@ TEST(Keys, EveryPartitionedKeyNamesItsPartitionAndGlobalKeysNone) {
   EXPECT_EQ(PartitionOfKey(0, id), 0x2au);
   EXPECT_EQ(PartitionOfKey(1, IdentityKey(0x2a, "user_id", "u1")), 0x2au);
   EXPECT_EQ(PartitionOfKey(3, SourceOffsetKey(0x2a)), 0x2au);
+  EXPECT_EQ(PartitionOfKey(3, InternalOffsetKey(0x2a)), 0x2au);
+  // Under the partition's offset prefix, so that ErasePartition and SeedChangelog take it too.
+  EXPECT_TRUE(InternalOffsetKey(0x2a).starts_with(SourceOffsetKey(0x2a)));
   EXPECT_EQ(PartitionOfKey(3, PendingMergeKey(id)), 0x2au);
   EXPECT_EQ(PartitionOfKey(3, std::string(kMetaCorruptPrefix) + id), 0x2au);
   // Not partitioned state: never in the changelog.
@@ -92,6 +95,7 @@ TEST(Keys, EveryPartitionedKeyNamesItsPartitionAndGlobalKeysNone) {
   EXPECT_EQ(PartitionOfKey(2, std::string(AsView(DedupKey(1, 5, "m")))), std::nullopt);
   EXPECT_EQ(PartitionOfKey(0, "zz-not-an-id"), std::nullopt);
   EXPECT_EQ(PartitionOfKey(3, "offset|00zz"), std::nullopt);
+  EXPECT_EQ(PartitionOfKey(3, "offset|002a|other"), std::nullopt);
 
   const std::string record = EncodeChangelogKey(1, "002a|user_id:u1");
   const auto decoded = DecodeChangelogKey(record);
