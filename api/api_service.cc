@@ -5,10 +5,13 @@
 #include "absl/strings/escaping.h"
 #include "common/json_writer.h"
 #include "common/logging.h"
+#include "common/murmur2.h"
 #include "common/strings.h"
 #include "ingest/gzip.h"
 #include "ingest/key_id.h"
+#include "prometheus/histogram.h"
 #include "prometheus/text_serializer.h"
+#include "store/keys.h"
 
 namespace ecrm {
 namespace {
@@ -139,7 +142,23 @@ ApiService::ApiService(ProfileEngine& engine, prometheus::Registry& registry, co
       identity_trust_(std::move(options_.identity_secret)),
       read_keys_(options_.read_keys.begin(), options_.read_keys.end()),
       rate_limiter_(AllWriteKeys(options_), options_.rate_limit_events, clock,
-                    static_cast<int64_t>(options_.limits.max_batch_events)) {
+                    static_cast<int64_t>(options_.limits.max_batch_events)),
+      forwarder_(options_.forward_timeout_ms) {
+  auto& forwarded = prometheus::BuildCounter()
+                        .Name("ecrm_http_forwarded_total")
+                        .Help(
+                            "Profile reads, personalizations and erasures handed to the instance "
+                            "owning their partition, by result")
+                        .Register(registry_);
+  forwarded_ok_ = &forwarded.Add({{"result", "answered"}});
+  forwarded_moving_ = &forwarded.Add({{"result", "moving"}});
+  forwarded_unreachable_ = &forwarded.Add({{"result", "unreachable"}});
+  forward_seconds_ = &prometheus::BuildHistogram()
+                          .Name("ecrm_http_forward_seconds")
+                          .Help("Time for the owning instance to answer a forwarded request")
+                          .Register(registry_)
+                          .Add({}, prometheus::Histogram::BucketBoundaries{
+                                       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.1, 1});
   options_.identity_secret.clear();  // IdentityTrust holds the only copy
   for (const auto& key : options_.write_keys) {
     write_keys_[key] = {WriteKeyKind::kServer, KeyId(key)};
@@ -252,8 +271,8 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
                               static_cast<double>(MonotonicNs() - req_start) / 1e9);
       (*shared)(std::move(res));
     };
-    HttpResponse res =
-        HandleProfile(req, path.substr(std::string_view("/v1/profiles/").size()), false, deliver);
+    HttpResponse res = HandleProfile(req, path.substr(std::string_view("/v1/profiles/").size()),
+                                     false, /*erase=*/true, deliver);
     if (res.status != 0) deliver(std::move(res));
     return;
   }
@@ -280,11 +299,21 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
   }
   constexpr std::string_view kProfiles = "/v1/profiles/";
   constexpr std::string_view kPersonalize = "/v1/personalize/";
-  if (path.starts_with(kProfiles)) {
-    return finish(Route::kProfile, HandleProfile(req, path.substr(kProfiles.size()), false));
-  }
-  if (path.starts_with(kPersonalize)) {
-    return finish(Route::kPersonalize, HandleProfile(req, path.substr(kPersonalize.size()), true));
+  if (path.starts_with(kProfiles) || path.starts_with(kPersonalize)) {
+    const bool personalize = path.starts_with(kPersonalize);
+    const Route route = personalize ? Route::kPersonalize : Route::kProfile;
+    // Answered now, or (forwarded to the partition's owner) later through `later`.
+    auto later = [this, route, start, respond,
+                  origin = std::string(req.Header("origin"))](HttpResponse res) {
+      if (!origin.empty()) res.headers.emplace_back("Access-Control-Allow-Origin", origin);
+      metrics_.ObserveRequest(route, res.status, static_cast<double>(MonotonicNs() - start) / 1e9);
+      respond(std::move(res));
+    };
+    HttpResponse res =
+        HandleProfile(req, path.substr((personalize ? kPersonalize : kProfiles).size()),
+                      personalize, /*erase=*/false, later);
+    if (res.status == 0) return;
+    return finish(route, std::move(res));
   }
   constexpr std::string_view kProjects = "/v1/projects/";
   if (path.starts_with(kProjects) && path.ends_with("/settings")) {
@@ -394,9 +423,9 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
 }
 
 HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view identifier,
-                                       bool personalize, std::optional<Responder> respond_delete) {
+                                       bool personalize, bool erase, const Responder& respond) {
   constexpr std::string_view kIdentities = "/identities";
-  const bool identities = !personalize && !respond_delete && identifier.ends_with(kIdentities);
+  const bool identities = !personalize && !erase && identifier.ends_with(kIdentities);
   if (identities) identifier.remove_suffix(kIdentities.size());
   const std::string_view token = BearerToken(req);
   const bool admin = !token.empty() && token == options_.admin_token;
@@ -416,7 +445,14 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
   }
   const std::string type = decoded->substr(0, colon);
   std::string value = decoded->substr(colon + 1);
-  if (!import_->KnownType(type)) {
+  // "id:<profile id>": a profile by its id (as profiles and merge histories name them).
+  const bool by_id = type == "id";
+  if (by_id && (erase || !PartitionOfProfileId(value))) {
+    return ErrorResponse(400, "invalid_identifier",
+                         erase ? "erase a profile by one of its identifiers, not its id"
+                               : "not a profile id (pppp-<16 hex digits>)");
+  }
+  if (!by_id && !import_->KnownType(type)) {
     return ErrorResponse(
         400, "invalid_identifier",
         "identifier type must be anonymous_id, user_id, email or a configured type");
@@ -428,15 +464,22 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
       return ErrorResponse(400, "invalid_identifier", "phone must be E.164, e.g. +4915112345678");
     value = *phone;
   }
-  if (respond_delete) {  // DELETE /v1/profiles/{id}: answered once the erasure is durable
-    auto deleted =
-        engine_.DeleteProfile(type, value, [respond = std::move(*respond_delete)](Status status) {
-          if (status.ok()) {
-            respond(JsonResponse(200, R"({"deleted":true})"));
-          } else {
-            respond(ErrorResponse(503, "unavailable", "the profile could not be erased; retry"));
-          }
-        });
+  // Cluster mode: the identifier's record (or the profile) lives with its partition's owner.
+  const bool cluster = options_.directory != nullptr;
+  const uint32_t partition =
+      by_id ? *PartitionOfProfileId(value) : PartitionForKey(value, engine_.partition_count());
+  if (cluster && !engine_.Local(partition)) {
+    Forward(req, partition, erase ? "DELETE" : "GET", req.target, respond);
+    return HttpResponse{.status = 0};
+  }
+  if (erase) {  // DELETE /v1/profiles/{id}: answered once the erasure is durable
+    auto deleted = engine_.DeleteProfile(type, value, [respond](Status status) {
+      if (status.ok()) {
+        respond(JsonResponse(200, R"({"deleted":true})"));
+      } else {
+        respond(ErrorResponse(503, "unavailable", "the profile could not be erased; retry"));
+      }
+    });
     if (absl::IsNotFound(deleted.status())) {
       return ErrorResponse(404, "not_found", "no profile for that identifier");
     }
@@ -445,7 +488,22 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
     spdlog::info("profile {} erased", *deleted);
     return HttpResponse{.status = 0};  // answered by the callback
   }
-  auto found = engine_.Lookup(type, value);
+  StatusOr<std::optional<Profile>> found = std::optional<Profile>();
+  if (cluster) {
+    auto read = by_id ? engine_.ReadById(value) : engine_.Read(type, value);
+    if (read.ok() && !read->elsewhere.empty()) {
+      // The profile (or the survivor it was merged into) is another instance's: read it there.
+      std::string target = std::string(personalize ? "/v1/personalize/id:" : "/v1/profiles/id:") +
+                           read->elsewhere + (identities ? "/identities" : "");
+      if (!req.Query().empty()) target += "?" + std::string(req.Query());
+      Forward(req, *PartitionOfProfileId(read->elsewhere), "GET", target, respond);
+      return HttpResponse{.status = 0};
+    }
+    found = read.ok() ? StatusOr<std::optional<Profile>>(std::move(read->profile))
+                      : StatusOr<std::optional<Profile>>(read.status());
+  } else {
+    found = by_id ? engine_.LookupById(value) : engine_.Lookup(type, value);
+  }
   if (!found.ok()) {
     spdlog::error("profile read failed: {}", found.status().ToString());
     return ErrorResponse(500, "internal", "profile could not be read");
@@ -466,6 +524,86 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
   }
   RenderProfileJson(**found, engine_.updater(), clock_.NowMs(), &res.body);
   return res;
+}
+
+// A forwarded request's state across its attempts (on the forwarder's thread after the first).
+struct ApiService::Forwarding {
+  uint32_t partition;
+  std::string method;
+  std::string target;
+  std::vector<std::pair<std::string, std::string>> headers;
+  Responder respond;
+  int attempt = 0;
+};
+
+namespace {
+
+HttpResponse PartitionMoving() {
+  HttpResponse res =
+      ErrorResponse(503, "partition_moving",
+                    "the partition of this identifier is moving between instances; retry shortly");
+  res.headers.emplace_back("Retry-After", "1");
+  return res;
+}
+
+}  // namespace
+
+void ApiService::Forward(const HttpRequest& req, uint32_t partition, std::string_view method,
+                         std::string_view target, Responder respond) {
+  // Two hops at most: to the identifier's owner, then to the profile's. A request that arrives
+  // at an instance that no longer owns what it needs is answered 503 (the partition is moving),
+  // never with another instance's stale or missing copy.
+  constexpr std::string_view kHopHeader = "x-ecrm-forwarded";
+  const std::string_view hops_text = req.Header(kHopHeader);
+  const int hops = hops_text.empty() ? 0 : std::max(1, std::atoi(std::string(hops_text).c_str()));
+  if (hops >= 2) {
+    forwarded_moving_->Increment();
+    return respond(PartitionMoving());
+  }
+  auto f = std::make_shared<Forwarding>();
+  f->partition = partition;
+  f->method = std::string(method);
+  f->target = std::string(target);
+  f->headers.emplace_back(std::string(kHopHeader), std::to_string(hops + 1));
+  if (const std::string_view auth = req.Header("authorization"); !auth.empty()) {
+    f->headers.emplace_back("Authorization", std::string(auth));
+  }
+  f->respond = std::move(respond);
+  ForwardAttempt(std::move(f));
+}
+
+void ApiService::ForwardAttempt(std::shared_ptr<Forwarding> f) {
+  // Three attempts, 300 ms apart, each after learning the owners again: about the time a
+  // partition takes to move (a rebalance, a restore of a small partition).
+  constexpr int kAttempts = 3;
+  auto retry = [this](std::shared_ptr<Forwarding> again) {
+    if (++again->attempt >= kAttempts) {
+      forwarded_moving_->Increment();
+      return again->respond(PartitionMoving());
+    }
+    options_.directory->Refresh();
+    forwarder_.After(300, [this, again] { ForwardAttempt(again); });
+  };
+  const std::string addr = options_.directory->OwnerAddress(f->partition);
+  if (addr.empty() || addr == options_.self_addr) return retry(std::move(f));  // stale or moving
+  const int64_t start = MonotonicNs();
+  forwarder_.Send(
+      addr, f->method, f->target, f->headers,
+      [this, f, addr, start, retry](StatusOr<HttpResponse> res) {
+        forward_seconds_->Observe(static_cast<double>(MonotonicNs() - start) / 1e9);
+        if (!res.ok()) {
+          forwarded_unreachable_->Increment();
+          spdlog::warn("forwarding a request for partition {} to {}: {}", f->partition, addr,
+                       res.status().ToString());
+          return retry(f);
+        }
+        if (res->status == 503 && res->body.find("partition_moving") != std::string::npos) {
+          return retry(f);
+        }
+        forwarded_ok_->Increment();
+        res->headers.emplace_back("X-Ecrm-Served-By", addr);
+        f->respond(*std::move(res));
+      });
 }
 
 HttpResponse ApiService::HandleSettings(const HttpRequest& req, std::string_view write_key) {

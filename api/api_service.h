@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "api/api_metrics.h"
+#include "api/forwarder.h"
 #include "api/http_types.h"
 #include "api/profile_import.h"
 #include "api/rate_limiter.h"
@@ -53,6 +54,12 @@ struct ApiOptions {
   // Identifier types besides anonymous_id, user_id and email (imports, profile reads).
   std::vector<std::string> identifier_types = {"phone", "crm_id"};
   RuleMetrics* rule_metrics = nullptr;
+  // Cluster mode: who owns the partitions this instance does not. Profile reads, personalization
+  // and erasures for them are forwarded there (docs/cluster.md#any-instance-answers). Null: every
+  // partition is served here. Must outlive the service.
+  PartitionDirectory* directory = nullptr;
+  int forward_timeout_ms = 2000;
+  std::string self_addr;  // this instance's advertised HTTP address (never forwarded to)
 };
 
 class ApiService final : public HttpHandler {
@@ -66,10 +73,18 @@ class ApiService final : public HttpHandler {
  private:
   void HandleCollect(const HttpRequest& req, std::optional<EventType> path_type, Route route,
                      Responder respond, int64_t start_ns);
-  // With `respond_delete`, erases the profile (DELETE) and answers through it; the returned
-  // response has status 0 when the answer is left to the erasure's callback.
+  // A profile read, personalization or (with `erase`) erasure. The returned response has status
+  // 0 when the answer is left to `respond` (an erasure once durable, a forwarded request once its
+  // owner answered).
   HttpResponse HandleProfile(const HttpRequest& req, std::string_view identifier, bool personalize,
-                             std::optional<Responder> respond_delete = std::nullopt);
+                             bool erase, const Responder& respond);
+  // Hands the request to the owner of `partition` as `method` `target`, and answers through
+  // `respond` with the owner's answer; 503 partition_moving if no owner answers for it. Never
+  // blocks: the answer comes from the forwarder's thread.
+  void Forward(const HttpRequest& req, uint32_t partition, std::string_view method,
+               std::string_view target, Responder respond);
+  struct Forwarding;
+  void ForwardAttempt(std::shared_ptr<Forwarding> f);
   HttpResponse HandleSettings(const HttpRequest& req, std::string_view write_key);
   HttpResponse HandleMetrics();
   HttpResponse Reject(const Rejection& rejection);
@@ -86,6 +101,11 @@ class ApiService final : public HttpHandler {
   RateLimiter rate_limiter_;
   std::unique_ptr<RulesApi> rules_api_;
   std::unique_ptr<ProfileImport> import_;
+  Forwarder forwarder_;
+  prometheus::Counter* forwarded_ok_ = nullptr;
+  prometheus::Counter* forwarded_moving_ = nullptr;
+  prometheus::Counter* forwarded_unreachable_ = nullptr;
+  prometheus::Histogram* forward_seconds_ = nullptr;
 };
 
 // "a%40b.c" -> "a@b.c"; nullopt on a malformed escape.

@@ -1,6 +1,7 @@
 // The HTTP request/response values that handlers see, free of Boost.Beast so that only
-// api/http_server.cc compiles Beast. A request's views point into the server's buffers and are
-// valid only during the synchronous part of Handle(); copy what an asynchronous answer needs.
+// api/http_server.cc and api/forwarder.cc compile Beast. A request's views point into the server's
+// buffers and are valid only during the synchronous part of Handle(); copy what an asynchronous
+// answer needs.
 #pragma once
 
 #include <functional>

@@ -133,6 +133,8 @@ Status Service::Start() {
       engine_options.owned_by_assignment = true;
     }
   }
+  // A collector-only instance owns no partition: its reads go to the processors that do.
+  if (kafka && config_.role == "collector") engine_options.owned_by_assignment = true;
   ASSIGN_OR_RETURN(engine_, ProfileEngine::Create(*store_, *registry_, engine_options));
   engine_->Start();
   if (kafka && config_.role != "collector") {
@@ -187,6 +189,12 @@ Status Service::Start() {
            (!producer_ || producer_->Ready());
   };
   api_options.cluster = [this] { return ClusterView(); };
+  if (engine_options.owned_by_assignment) {
+    owners_ = std::make_unique<PartitionOwners>(config_.kafka_brokers, config_.kafka_group,
+                                                config_.kafka_topic, engine_->partition_count());
+    api_options.directory = owners_.get();
+    api_options.self_addr = config_.advertised_http_addr;
+  }
   api_options.producer = producer_.get();
   api_options.collector_enabled = config_.role != "processor";
   api_ = std::make_unique<ApiService>(*engine_, *registry_, *clock_, std::move(api_options));

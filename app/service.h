@@ -11,6 +11,7 @@
 #include "api/api_service.h"
 #include "api/http_server.h"
 #include "app/config.h"
+#include "app/partition_owners.h"
 #include "app/store_metrics.h"
 #include "common/clock.h"
 #include "ingest/kafka_consumer.h"
@@ -55,6 +56,8 @@ class Service {
   std::unique_ptr<KafkaConsumer> consumer_;                 // Kafka mode, roles all/processor
   std::unique_ptr<KafkaProfileConsumer> profile_consumer_;  // the same, when a topic is set
   std::unique_ptr<KafkaEventProducer> producer_;            // Kafka mode, roles all/collector
+  // Cluster mode: who owns the partitions not served here (forwarded reads).
+  std::unique_ptr<PartitionOwners> owners_;
   std::unique_ptr<ApiService> api_;
   std::unique_ptr<HttpServer> server_;
   std::atomic<bool> ready_{false};

@@ -250,8 +250,10 @@ StatusOr<std::string> ProfileEngine::DeleteProfile(std::string_view type, std::s
   ASSIGN_OR_RETURN(auto record, store_.Get(Cf::kIdentities, IdentityKey(partition, type, value)));
   if (!record) return absl::NotFoundError("no profile for that identifier");
   std::optional<std::string> profile_id = DecodeIdentityRecord(*record).profile_id;
-  // Follow aliases to the live profile (its shard follows them again if a merge is in flight).
-  RETURN_IF_ERROR(FollowAliases(*profile_id).status());
+  // Follow aliases to the live profile (its shard follows them again if a merge is in flight, or
+  // the rest of the chain, which another instance holds).
+  std::string elsewhere;
+  RETURN_IF_ERROR(FollowAliases(*profile_id, &elsewhere).status());
   outstanding_.fetch_add(1);
   if (!accepting_.load()) {
     outstanding_.fetch_sub(1);
@@ -378,16 +380,44 @@ StatusOr<std::optional<Profile>> ProfileEngine::LookupById(std::string_view prof
   return std::optional<Profile>(std::move(profile));
 }
 
-StatusOr<std::optional<std::string>> ProfileEngine::FollowAliases(std::string& profile_id) const {
+StatusOr<std::optional<std::string>> ProfileEngine::FollowAliases(std::string& profile_id,
+                                                                  std::string* elsewhere) const {
+  auto here = [&] {
+    const auto p = PartitionOfProfileId(profile_id);
+    if (!elsewhere || !p || Local(*p)) return true;
+    *elsewhere = profile_id;
+    return false;
+  };
+  if (!here()) return std::optional<std::string>();
   ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kProfiles, profile_id));
   // A merged-away profile is an alias of its survivor (a chain after repeated merges).
   for (int hops = 0; stored && hops < 16; hops++) {
     auto survivor = DecodeAlias(*stored);
     if (!survivor) break;
     profile_id = *std::move(survivor);
+    if (!here()) return std::optional<std::string>();
     ASSIGN_OR_RETURN(stored, store_.Get(Cf::kProfiles, profile_id));
   }
   return stored;
+}
+
+StatusOr<ProfileEngine::ProfileRead> ProfileEngine::ReadById(std::string_view profile_id) const {
+  ProfileRead out;
+  std::string id(profile_id);
+  ASSIGN_OR_RETURN(auto stored, FollowAliases(id, &out.elsewhere));
+  if (stored) {
+    ASSIGN_OR_RETURN(Profile profile, DecodeProfile(*stored));
+    out.profile = std::move(profile);
+  }
+  return out;
+}
+
+StatusOr<ProfileEngine::ProfileRead> ProfileEngine::Read(std::string_view type,
+                                                         std::string_view value) const {
+  const uint32_t partition = PartitionForKey(value, options_.partitions);
+  ASSIGN_OR_RETURN(auto record, store_.Get(Cf::kIdentities, IdentityKey(partition, type, value)));
+  if (!record) return ProfileRead{};
+  return ReadById(DecodeIdentityRecord(*record).profile_id);
 }
 
 }  // namespace ecrm

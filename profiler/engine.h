@@ -63,6 +63,17 @@ class ProfileEngine final : public ShardRouter {
   StatusOr<std::optional<Profile>> Lookup(std::string_view type, std::string_view value) const;
   StatusOr<std::optional<Profile>> LookupById(std::string_view profile_id) const;
 
+  // Cluster mode's reads, which may need another instance: the profile, or the id to read next
+  // from the instance that owns its partition (the identifier's profile, or an alias's survivor,
+  // lives there). The identifier's own partition must be owned here (Local). Without
+  // owned_by_assignment they answer as Lookup and LookupById.
+  struct ProfileRead {
+    std::optional<Profile> profile;
+    std::string elsewhere;  // non-empty: read this profile id from its partition's owner
+  };
+  StatusOr<ProfileRead> Read(std::string_view type, std::string_view value) const;
+  StatusOr<ProfileRead> ReadById(std::string_view profile_id) const;
+
   // Erases the profile an identifier leads to, every identifier pointing to it and every alias
   // (profiles merged into it). Returns its id, or NotFound; `done` runs once the erasure is
   // durable. Late events for an erased identifier start a fresh profile.
@@ -127,8 +138,10 @@ class ProfileEngine final : public ShardRouter {
   KvStore& store_;
   const EngineOptions options_;
   // Follows alias records from `profile_id` (updated to the live id); the live profile's stored
-  // value, or nullopt if there is none.
-  StatusOr<std::optional<std::string>> FollowAliases(std::string& profile_id) const;
+  // value, or nullopt if there is none. With `elsewhere`, stops at an id whose partition this
+  // instance does not own, which it names there.
+  StatusOr<std::optional<std::string>> FollowAliases(std::string& profile_id,
+                                                     std::string* elsewhere = nullptr) const;
 
   const uint64_t instance_;  // unique per engine in this process (tags reader caches)
   // Bumped by every erasure: reader caches of identifier -> profile id start afresh.

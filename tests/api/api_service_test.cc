@@ -112,6 +112,22 @@ TEST_F(ApiTest, CollectsThenServesProfileAndPersonalization) {
   EXPECT_EQ(Metric(R"(ecrm_events_accepted_total{type="page"})"), 1);
 }
 
+TEST_F(ApiTest, AProfileIsReadByItsIdToo) {
+  ASSERT_EQ(Post("/v1/identify", R"({"anonymousId":"a9","userId":"u9"})").status, 200);
+  const auto profile = Get("/v1/profiles/user_id:u9");
+  ASSERT_EQ(profile.status, 200);
+  const auto at = profile.body.find(R"("id":")");
+  ASSERT_NE(at, std::string::npos) << profile.body;
+  const std::string id = profile.body.substr(at + 6, 21);
+  EXPECT_EQ(Get("/v1/profiles/id:" + id).body, profile.body);
+  EXPECT_NE(Get("/v1/personalize/id:" + id, "rk").body.find(R"("known":true)"), std::string::npos);
+  ExpectError(Get("/v1/profiles/id:0000-0000000000000bad"), 404, "not_found");
+  ExpectError(Get("/v1/profiles/id:not-an-id"), 400, "invalid_identifier");
+  Call erase{"DELETE", "/v1/profiles/id:" + id, "", {{"Authorization", "Bearer admin"}}};
+  ExpectError(Do(erase), 400, "invalid_identifier");  // erased by an identifier only
+  EXPECT_EQ(Get("/v1/profiles/id:" + id).status, 200);
+}
+
 TEST_F(ApiTest, UnknownVisitorPersonalizesToDefaultButProfileIs404) {
   auto p = Get("/v1/personalize/anonymous_id:nobody", "rk");
   EXPECT_EQ(p.status, 200);

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { EcrmServer, ECRM_BIN, randomId, metricValue } from '../e2e/lib/server.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -773,5 +774,141 @@ test('kafka mode: an instance frozen past the session timeout is fenced; nothing
     try { b.child?.kill('SIGCONT'); } catch { /* gone */ }
     await b.cleanup();
     await a.cleanup();
+  }
+});
+
+// Free loopback ports, for instances whose advertised address must be known before they start.
+async function freePorts(n) {
+  const servers = await Promise.all(Array.from({ length: n }, () => new Promise((res) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => res(srv));
+  })));
+  const ports = servers.map((srv) => srv.address().port);
+  await Promise.all(servers.map((srv) => new Promise((res) => srv.close(res))));
+  return ports;
+}
+
+// Identity across instances (docs/cluster.md#cross-instance-messages): people whose two devices and
+// user id hash to partitions of different instances, so claims, forwarded events and merges cross
+// between them through the internal topic, with one instance killed (-9) mid-stream and restarted.
+// Every identifier, read from every instance (forwarded to the owner where it is not local), must
+// lead to one profile with every event counted once.
+test('kafka mode: merges across three instances; every instance gives the same profile for every identifier', async () => {
+  const topic = `events-m-${run}`;
+  kafkaSh('create-topic', topic, '6');
+  const ports = await freePorts(3);
+  const adminToken = randomId('at_');
+  const readKey = randomId('rk_');
+  const common = ['--kafka-brokers', BROKERS, '--kafka-topic', topic, '--kafka-dlq-topic', `dlq-m-${run}`,
+                  '--kafka-group', `m-${run}`, '--kafka-profiles-topic', '', '--cache-profiles', '50'];
+  const names = ['p', 'q', 'r'];
+  const nodes = names.map((n, i) => new EcrmServer({
+    startupTimeoutMs: 60_000, adminToken, readKey, httpAddr: `127.0.0.1:${ports[i]}`,
+    extraArgs: [...common, '--instance-id', `${n}-${run}`, '--advertised-http-addr', `127.0.0.1:${ports[i]}`],
+  }));
+  const PEOPLE = 24;
+  const lines = [];
+  let m = 0;
+  const line = (key, body) => lines.push(`${key}:${JSON.stringify({ ...body, messageId: `${run}-x${m++}` })}`);
+  for (let i = 0; i < PEOPLE; i++) {
+    const a = `ma-${run}-${i}`, b = `mb-${run}-${i}`, u = `mu-${run}-${i}`;
+    line(a, { type: 'track', anonymousId: a, event: 'Product Viewed' });
+    line(a, { type: 'track', anonymousId: a, event: 'Product Viewed' });
+    line(b, { type: 'track', anonymousId: b, event: 'Product Viewed' });
+    line(a, { type: 'identify', anonymousId: a, userId: u, traits: { plan: 'gold' } });
+    line(u, { type: 'track', userId: u, event: 'Order Completed', properties: { revenue: 10 } });
+    line(b, { type: 'identify', anonymousId: b, userId: u });
+  }
+  // A seeded shuffle: arrival order differs from time order, and a person's events interleave.
+  let seed = 7;
+  for (let i = lines.length - 1; i > 0; i--) {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    const j = seed % (i + 1);
+    [lines[i], lines[j]] = [lines[j], lines[i]];
+  }
+  const waitAssigned = async (live, each, label) => {
+    const deadline = Date.now() + 90_000;
+    for (;;) {
+      const counts = await Promise.all(live.map(assignedPartitions));
+      if (counts.every((c) => c === each)) return;
+      if (Date.now() > deadline) assert.fail(`${label}: partitions ${counts.join('/')}`);
+      await sleep(300);
+    }
+  };
+  // Every identifier of every person, from every instance: one profile id, 6 events, revenue 10.
+  const sameEverywhere = async (live, label) => {
+    const deadline = Date.now() + 90_000;
+    for (;;) {
+      const problems = [];
+      for (let i = 0; i < PEOPLE && problems.length < 5; i++) {
+        const ids = new Set();
+        for (const id of [`anonymous_id:ma-${run}-${i}`, `anonymous_id:mb-${run}-${i}`, `user_id:mu-${run}-${i}`]) {
+          for (const srv of live) {
+            const r = await srv.getProfileRes(id);
+            if (r.status !== 200) { problems.push(`${id} at ${srv.addr}: ${r.status}`); continue; }
+            ids.add(r.json.id);
+            if (r.json.stats.events !== 6 || r.json.stats.revenue !== 10) {
+              problems.push(`${id} at ${srv.addr}: ${r.json.stats.events} events, revenue ${r.json.stats.revenue}`);
+            }
+          }
+        }
+        if (ids.size > 1) problems.push(`person ${i}: ${ids.size} profiles (${[...ids].join(', ')})`);
+      }
+      if (problems.length === 0) return;
+      if (Date.now() > deadline) assert.fail(`${label}: ${problems.join('; ')}`);
+      await sleep(500);
+    }
+  };
+  try {
+    for (const srv of nodes) await srv.start();
+    await waitAssigned(nodes, 2, 'three instances');
+    const third = Math.ceil(lines.length / 3);
+    await kcatProduce(lines.slice(0, third).join('\n') + '\n', topic);
+    await sleep(300);
+    await nodes[1].kill9();  // mid-stream: some of its merges are half way
+    await kcatProduce(lines.slice(third, 2 * third).join('\n') + '\n', topic);
+    await waitAssigned([nodes[0], nodes[2]], 3, 'after the kill');
+    await nodes[1].restart();
+    await kcatProduce(lines.slice(2 * third).join('\n') + '\n', topic);
+    await waitAssigned(nodes, 2, 'q back');
+    await sameEverywhere(nodes, 'three instances');
+    // Merges did cross instances, and reads were forwarded.
+    let sent = 0, forwarded = 0;
+    for (const srv of nodes) {
+      const text = await srv.metrics();
+      sent += metricValue(text, 'ecrm_cluster_messages_sent_total', {}) || 0;
+      forwarded += metricValue(text, 'ecrm_http_forwarded_total', { result: 'answered' }) || 0;
+    }
+    assert.ok(sent > 0, 'no shard message crossed instances');
+    assert.ok(forwarded > 0, 'no read was forwarded');
+    // Records from another channel, imported on one instance, reach the owners of the profiles.
+    const ndjson = Array.from({ length: PEOPLE }, (_, i) =>
+      JSON.stringify({ identifiers: { user_id: `mu-${run}-${i}` }, traits: { tier: 'vip' }, channel: 'crm' })).join('\n');
+    const imported = await nodes[0].request('POST', '/v1/profiles/import', {
+      body: ndjson, headers: { Authorization: `Bearer ${adminToken}`, 'Content-Type': 'application/x-ndjson' } });
+    assert.equal(imported.status, 200, imported.text);
+    assert.equal(JSON.parse(imported.text).imported, PEOPLE, imported.text);
+    const deadline = Date.now() + 30_000;
+    for (let i = 0; i < PEOPLE; i++) {
+      for (const srv of nodes) {
+        for (;;) {
+          const r = await srv.getProfileRes(`anonymous_id:mb-${run}-${i}`);
+          if (r.status === 200 && r.json.traits.tier === 'vip') break;
+          if (Date.now() > deadline) assert.fail(`person ${i} at ${srv.addr}: no imported trait (${r.status})`);
+          await sleep(200);
+        }
+      }
+    }
+    // Personalization too: every instance knows every person.
+    for (const srv of nodes) {
+      const r = await srv.request('GET', `/v1/personalize/user_id:mu-${run}-0`, { headers: { Authorization: `Bearer ${readKey}` } });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(JSON.parse(r.text).known, true, r.text);
+    }
+  } catch (err) {
+    nodes.forEach((srv, i) => srv.dumpLogs(`merges across instances: ${names[i]}`));
+    throw err;
+  } finally {
+    for (const srv of nodes) await srv.cleanup();
   }
 });

@@ -71,6 +71,7 @@ export class EcrmServer {
     this.readKey = opts.readKey || randomId('rk_');
     this.workers = opts.workers ?? 2;
     this.extraArgs = opts.extraArgs || [];
+    this.httpAddr = opts.httpAddr || '127.0.0.1:0';  // a fixed port keeps the address across restarts
     this.startupTimeoutMs = opts.startupTimeoutMs ?? STARTUP_TIMEOUT_MS;
     this.child = null;
     this.addr = null;
@@ -132,7 +133,7 @@ export class EcrmServer {
     this.generation += 1;
     const args = [
       'serve',
-      '--http-addr', '127.0.0.1:0',
+      '--http-addr', this.httpAddr,
       '--data-dir', this.dataDir,
       '--write-key', this.writeKey,
       '--admin-token', this.adminToken,
