@@ -182,6 +182,9 @@ HttpResponse RulesApi::Push(const HttpRequest& req) {
       return InvalidRuleSet(errors);
     }
     spdlog::error("rule push failed: {}", version.status().ToString());
+    if (absl::IsUnavailable(version.status())) {  // cluster mode: the rules topic is away
+      return ErrorResponse(503, "unavailable", "the rule set could not be shared; retry");
+    }
     return ErrorResponse(500, "internal", "the rule set could not be stored");
   }
   if (metrics_) metrics_->PushAccepted();
@@ -216,6 +219,9 @@ HttpResponse RulesApi::Rollback(const HttpRequest& req) {
       return ErrorResponse(404, "not_found", std::string(result.status().message()));
     }
     spdlog::error("rule rollback failed: {}", result.status().ToString());
+    if (absl::IsUnavailable(result.status())) {
+      return ErrorResponse(503, "unavailable", "the rollback could not be shared; retry");
+    }
     return ErrorResponse(500, "internal", "the rollback could not be stored");
   }
   spdlog::info("rule set v{} re-activated as v{}", version, *result);

@@ -105,12 +105,20 @@ Status Service::Start() {
                      static_cast<int>(partitions),
                      config_.kafka_replication_factor,
                      {{"cleanup.policy", "delete"}, {"retention.ms", "604800000"}}});
+      // Rule pushes, shared by every instance (docs/cluster.md#rules): one partition, one key.
+      own.push_back({RulesTopic(kafka_options),
+                     1,
+                     config_.kafka_replication_factor,
+                     {{"cleanup.policy", "compact"}}});
     }
     auto created = EnsureTopics(config_.kafka_brokers, own, 10000);
     if (created.ok()) {
       for (const auto& name : *created) {
-        spdlog::info("kafka: created topic {} ({} partitions, replication factor {})", name,
-                     partitions,
+        int count = static_cast<int>(partitions);
+        for (const auto& spec : own) {
+          if (spec.name == name) count = spec.partitions;
+        }
+        spdlog::info("kafka: created topic {} ({} partitions, replication factor {})", name, count,
                      config_.kafka_replication_factor < 0
                          ? std::string("the broker's default")
                          : std::to_string(config_.kafka_replication_factor));
@@ -129,6 +137,9 @@ Status Service::Start() {
       ASSIGN_OR_RETURN(changelog_, KafkaChangelog::Create(kafka_options, partitions, *registry_));
       RETURN_IF_ERROR(changelog_->Start(30000));
       engine_options.shard.state_log = changelog_.get();
+      ASSIGN_OR_RETURN(kafka_rules_, KafkaRules::Create(kafka_options, *rules_));
+      RETURN_IF_ERROR(kafka_rules_->Start(30000));
+      rules_->SetLog(kafka_rules_.get());
       // Partitions are this instance's only while assigned (cluster mode).
       engine_options.owned_by_assignment = true;
     }

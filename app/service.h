@@ -17,6 +17,7 @@
 #include "ingest/kafka_consumer.h"
 #include "ingest/kafka_producer.h"
 #include "ingest/kafka_profile_consumer.h"
+#include "ingest/kafka_rules.h"
 #include "profiler/engine.h"
 #include "prometheus/registry.h"
 #include "rules/rule_metrics.h"
@@ -52,6 +53,7 @@ class Service {
   std::unique_ptr<RuleRegistry> rules_;
   std::unique_ptr<RuleMetrics> rule_metrics_;
   std::unique_ptr<KafkaChangelog> changelog_;  // Kafka mode with a changelog; outlives the engine
+  std::unique_ptr<KafkaRules> kafka_rules_;    // the same: rule pushes shared by the instances
   std::unique_ptr<ProfileEngine> engine_;
   std::unique_ptr<KafkaConsumer> consumer_;                 // Kafka mode, roles all/processor
   std::unique_ptr<KafkaProfileConsumer> profile_consumer_;  // the same, when a topic is set

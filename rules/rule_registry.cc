@@ -83,18 +83,48 @@ StatusOr<uint64_t> RuleRegistry::Activate(std::string_view rules_document,
 }
 
 StatusOr<uint64_t> RuleRegistry::Push(std::string_view json, std::vector<RuleError>* errors) {
+  if (log_) {
+    // Invalid sets are refused here; valid ones get their version from the log (not under mu_:
+    // the log's reader activates it through ApplyShared).
+    RETURN_IF_ERROR(RuleSet::Compile(json, 0, errors).status());
+    return log_->Publish(json);
+  }
   std::lock_guard lock(mu_);
   return Activate(json, errors);
 }
 
-StatusOr<uint64_t> RuleRegistry::Rollback(uint64_t version) {
+Status RuleRegistry::ApplyShared(uint64_t version, std::string_view rules_document) {
   std::lock_guard lock(mu_);
-  if (version == 0 || version > latest_) {
-    return absl::NotFoundError("no rule set version " + std::to_string(version));
+  if (current_.load()->version() == version) return absl::OkStatus();
+  std::vector<RuleError> errors;
+  auto set = RuleSet::Compile(rules_document, version, &errors, &StatsFor, this);
+  if (!set.ok()) {
+    return absl::InvalidArgumentError(
+        "shared rule set v" + std::to_string(version) +
+        " does not compile here: " + (errors.empty() ? "" : errors[0].message));
   }
-  ASSIGN_OR_RETURN(auto rules_json, store_.Get(Cf::kMeta, VersionKey(version)));
-  if (!rules_json) return absl::NotFoundError("no rule set version " + std::to_string(version));
-  return Activate(Document(*rules_json), nullptr);
+  WriteBatch batch = store_.NewBatch();
+  batch.Put(Cf::kMeta, VersionKey(version), (*set)->rules_json());
+  batch.Put(Cf::kMeta, kActiveKey, std::to_string(version));
+  RETURN_IF_ERROR(store_.Write(batch));
+  latest_ = std::max(latest_, version);
+  Publish(*std::move(set));
+  return absl::OkStatus();
+}
+
+StatusOr<uint64_t> RuleRegistry::Rollback(uint64_t version) {
+  std::string document;
+  {
+    std::lock_guard lock(mu_);
+    if (version == 0 || version > latest_) {
+      return absl::NotFoundError("no rule set version " + std::to_string(version));
+    }
+    ASSIGN_OR_RETURN(auto rules_json, store_.Get(Cf::kMeta, VersionKey(version)));
+    if (!rules_json) return absl::NotFoundError("no rule set version " + std::to_string(version));
+    if (!log_) return Activate(Document(*rules_json), nullptr);
+    document = Document(*rules_json);
+  }
+  return log_->Publish(document);  // activated here by the log's reader (ApplyShared)
 }
 
 std::vector<std::pair<std::string, std::shared_ptr<RuleStats>>> RuleRegistry::AllStats() const {

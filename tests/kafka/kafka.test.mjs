@@ -794,13 +794,13 @@ async function freePorts(n) {
 // Every identifier, read from every instance (forwarded to the owner where it is not local), must
 // lead to one profile with every event counted once.
 test('kafka mode: merges across three instances; every instance gives the same profile for every identifier', async () => {
-  const topic = `events-m-${run}`;
+  const topic = `events-x-${run}`;
   kafkaSh('create-topic', topic, '6');
   const ports = await freePorts(3);
   const adminToken = randomId('at_');
   const readKey = randomId('rk_');
-  const common = ['--kafka-brokers', BROKERS, '--kafka-topic', topic, '--kafka-dlq-topic', `dlq-m-${run}`,
-                  '--kafka-group', `m-${run}`, '--kafka-profiles-topic', '', '--cache-profiles', '50'];
+  const common = ['--kafka-brokers', BROKERS, '--kafka-topic', topic, '--kafka-dlq-topic', `dlq-x-${run}`,
+                  '--kafka-group', `x-${run}`, '--kafka-profiles-topic', '', '--cache-profiles', '50'];
   const names = ['p', 'q', 'r'];
   const nodes = names.map((n, i) => new EcrmServer({
     startupTimeoutMs: 60_000, adminToken, readKey, httpAddr: `127.0.0.1:${ports[i]}`,
@@ -899,6 +899,29 @@ test('kafka mode: merges across three instances; every instance gives the same p
         }
       }
     }
+    // A rule push on any instance is the same version on every instance (the rules topic).
+    const auth = { Authorization: `Bearer ${adminToken}`, 'Content-Type': 'application/json' };
+    const rulesOn = async (srv) => JSON.parse((await srv.request('GET', '/v1/rules', { headers: auth })).text);
+    const pushed = [];
+    for (const [srv, segment] of [[nodes[2], 'shopper'], [nodes[0], 'buyer']]) {
+      const set = { rules: [{ id: 'seg', when: 'true', then: [{ add_segment: segment }] }] };
+      const r = await srv.request('PUT', '/v1/rules', { body: JSON.stringify(set), headers: auth });
+      assert.equal(r.status, 200, r.text);
+      pushed.push(JSON.parse(r.text).version);
+      const rdeadline = Date.now() + 10_000;
+      for (const other of nodes) {
+        for (;;) {
+          const got = await rulesOn(other);
+          if (got.version === pushed.at(-1) && got.rules[0].then[0].add_segment === segment) break;
+          if (Date.now() > rdeadline) assert.fail(`rules at ${other.addr}: ${JSON.stringify(got)}, want v${pushed.at(-1)} ${segment}`);
+          await sleep(100);
+        }
+      }
+    }
+    assert.ok(pushed[1] > pushed[0], `versions ${pushed}`);
+    const invalid = await nodes[1].request('PUT', '/v1/rules', { body: '{"rules":[{"id":"x","when":"(("}]}', headers: auth });
+    assert.equal(invalid.status, 400, invalid.text);
+    assert.equal((await rulesOn(nodes[1])).version, pushed[1], 'an invalid push changed nothing');
     // Personalization too: every instance knows every person.
     for (const srv of nodes) {
       const r = await srv.request('GET', `/v1/personalize/user_id:mu-${run}-0`, { headers: { Authorization: `Bearer ${readKey}` } });
