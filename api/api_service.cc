@@ -550,13 +550,15 @@ HttpResponse PartitionMoving() {
 
 void ApiService::Forward(const HttpRequest& req, uint32_t partition, std::string_view method,
                          std::string_view target, Responder respond) {
-  // Two hops at most: to the identifier's owner, then to the profile's. A request that arrives
-  // at an instance that no longer owns what it needs is answered 503 (the partition is moving),
-  // never with another instance's stale or missing copy.
+  // A few hops at most: to the identifier's owner, to the profile's, and on along a chain of
+  // merges (an identity record may still name a merged-away profile whose survivor lives
+  // elsewhere). The counter also ends a loop while owners are moving: the answer is then 503
+  // (the partition is moving), never another instance's stale or missing copy.
+  constexpr int kMaxHops = 4;
   constexpr std::string_view kHopHeader = "x-ecrm-forwarded";
   const std::string_view hops_text = req.Header(kHopHeader);
   const int hops = hops_text.empty() ? 0 : std::max(1, std::atoi(std::string(hops_text).c_str()));
-  if (hops >= 2) {
+  if (hops >= kMaxHops) {
     forwarded_moving_->Increment();
     return respond(PartitionMoving());
   }

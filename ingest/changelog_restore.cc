@@ -99,6 +99,10 @@ StatusOr<RestoreStats> RestoreFromChangelog(
                        {"auto.offset.reset", "earliest"},
                        {"fetch.max.bytes", "52428800"},
                        {"max.partition.fetch.bytes", "16777216"},
+                       // The end of a partition is seen when a fetch comes back empty, which a
+                       // broker holds for up to this long (librdkafka's default, 500 ms, was the
+                       // whole of a small partition's restore time).
+                       {"fetch.wait.max.ms", "10"},
                    }));
   std::string err;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
@@ -113,10 +117,13 @@ StatusOr<RestoreStats> RestoreFromChangelog(
     RdKafka::ErrorCode code;
     while (true) {
       code = consumer->query_watermark_offsets(topic, static_cast<int32_t>(p), &low, &high, 5000);
-      const bool transient = code == RdKafka::ERR_NOT_LEADER_FOR_PARTITION ||
-                             code == RdKafka::ERR_LEADER_NOT_AVAILABLE ||
-                             code == RdKafka::ERR_UNKNOWN_TOPIC_OR_PART ||
-                             code == RdKafka::ERR__TIMED_OUT || code == RdKafka::ERR__TRANSPORT;
+      const bool transient =
+          code == RdKafka::ERR_NOT_LEADER_FOR_PARTITION ||
+          code == RdKafka::ERR_LEADER_NOT_AVAILABLE || code == RdKafka::ERR_UNKNOWN_TOPIC_OR_PART ||
+          // a topic another instance created a moment ago, not yet in
+          // this client's metadata
+          code == RdKafka::ERR__UNKNOWN_PARTITION || code == RdKafka::ERR__UNKNOWN_TOPIC ||
+          code == RdKafka::ERR__TIMED_OUT || code == RdKafka::ERR__TRANSPORT;
       if (!transient || std::chrono::steady_clock::now() > deadline) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }

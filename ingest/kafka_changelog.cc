@@ -160,6 +160,16 @@ struct KafkaChangelog::Impl : public RdKafka::DeliveryReportCb, public RdKafka::
     return s;
   }
 
+  // A step failed with an error after which the transaction can only be aborted, not the
+  // producer (for example ILLEGAL_GENERATION: the group moved to a new generation while this
+  // epoch was open, as a member joined): Aborted, and the cut stays open (appends are held) until
+  // Abort drops the epoch and what was held. Any other error is Fail's.
+  Status FailOrAbort(const std::string& what, const RdKafka::Error& e) {
+    if (!e.txn_requires_abort() || e.is_fatal()) return Fail(what, e);
+    must_abort = true;
+    return absl::AbortedError(FromKafkaError("changelog: " + what, e).message());
+  }
+
   // Ends a cut: the records held meanwhile go into the transaction now open (or are dropped when
   // `drop`), and appends produce directly again.
   void EndCut(bool drop) {
@@ -186,7 +196,8 @@ struct KafkaChangelog::Impl : public RdKafka::DeliveryReportCb, public RdKafka::
   std::unique_ptr<RdKafka::Producer> producer;
   std::vector<std::atomic<int64_t>> delivered;  // per partition: last delivered offset, this epoch
   std::atomic<bool> delivery_failed{false};
-  std::atomic<bool> broken{false};  // an error left the open epoch uncommittable
+  std::atomic<bool> broken{false};      // an error left the open epoch uncommittable
+  std::atomic<bool> must_abort{false};  // the open epoch can only be aborted (FailOrAbort)
 
   // Appends produce straight into the open transaction, except while a commit runs (librdkafka
   // takes no records then): then they are held here, for the next epoch, so that the shards do not
@@ -317,6 +328,9 @@ StatusOr<std::optional<KafkaChangelog::CommittedEpoch>> KafkaChangelog::Commit(
     RdKafka::KafkaConsumer& consumer, const std::map<uint32_t, int64_t>& offsets) {
   Impl& d = *impl_;
   if (d.broken.load()) return absl::UnavailableError("kafka: changelog: an earlier commit failed");
+  if (d.must_abort.load()) {
+    return absl::AbortedError("kafka: changelog: the open epoch must be aborted first");
+  }
   {
     std::lock_guard<std::mutex> lock(d.mu);
     if (d.open_batches == 0) return std::optional<CommittedEpoch>();
@@ -338,10 +352,10 @@ StatusOr<std::optional<KafkaChangelog::CommittedEpoch>> KafkaChangelog::Commit(
       return d.producer->send_offsets_to_transaction(tps, group.get(), 10000);
     });
     RdKafka::TopicPartition::destroy(tps);
-    if (e) return d.Fail("send_offsets_to_transaction", *e);
+    if (e) return d.FailOrAbort("send_offsets_to_transaction", *e);
   }
   if (auto e = UntilNotRetriable("commit", [&] { return d.producer->commit_transaction(10000); })) {
-    return d.Fail("commit_transaction", *e);
+    return d.FailOrAbort("commit_transaction", *e);
   }
   auto checkpoints = std::make_shared<Checkpoints>();
   for (size_t p = 0; p < d.delivered.size(); p++) {
@@ -370,6 +384,7 @@ Status KafkaChangelog::Abort() {
   if (std::unique_ptr<RdKafka::Error> e(d.producer->begin_transaction()); e) {
     return d.Fail("begin_transaction", *e);
   }
+  d.must_abort = false;
   d.EndCut(/*drop=*/true);
   return absl::OkStatus();
 }

@@ -58,6 +58,9 @@ class KafkaChangelog final : public StateLog {
   // appends already producing to finish). nullopt when the epoch was empty (nothing is sent). An
   // error means the epoch is lost and no later one can commit (this instance was fenced, or the
   // transaction timed out): the process must restart, and its store holds only committed epochs.
+  // Aborted means only this epoch is lost (the group's generation moved on while it was open, a
+  // member having joined or left): the caller must Abort it, with what the shards hold of it, and
+  // read its messages again; until then every Commit answers Aborted.
   [[nodiscard]] StatusOr<std::optional<CommittedEpoch>> Commit(
       RdKafka::KafkaConsumer& consumer, const std::map<uint32_t, int64_t>& offsets);
   // Aborts the open epoch (its partitions were lost: another instance may own them now) and opens

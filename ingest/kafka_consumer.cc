@@ -103,6 +103,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
              .Help("Time to restore the partitions of one assignment")
              .Register(registry)
              .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.1, 0.5, 1, 5, 15, 60, 300});
+    epochs_aborted = &counter("ecrm_changelog_epochs_aborted_total",
+                              "Open changelog epochs aborted (assignment lost, or a commit the "
+                              "group refused after a rebalance); their messages are read again")
+                          .Add({});
     internal_consumed = &counter("ecrm_internal_messages_consumed_total",
                                  "Shard messages consumed from the internal topic (sent by other "
                                  "instances to partitions this one owns)")
@@ -334,6 +338,11 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       records += *seeded;
     }
     CommitEpochLocked();
+    if (abort_requested.load()) {
+      // A seed must commit whole, before anything else of its partitions: start again.
+      Fatal("the changelog seed's transaction was refused by the group; restart to seed again");
+      return;
+    }
     if (!fatal.load()) {
       spdlog::info("kafka: seeded {} from {} partitions' local state ({} records)",
                    changelog->topic(), partitions.size(), records);
@@ -357,9 +366,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   // shards hold of it dropped; the store has every committed epoch, from which the partitions
   // assigned next are restored as usual. Events of the lost partitions not yet handed over are
   // dropped too: they are read again by whoever owns them now.
-  void DiscardEpoch() {
+  void DiscardEpoch(bool reread = false) {
     std::lock_guard<std::mutex> lock(commit_mu);
     if (fatal.load()) return;
+    abort_requested = false;
     pending_events.clear();
     pending_offsets.clear();
     pending_messages.clear();
@@ -373,6 +383,15 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       return;
     }
     engine.EpochAborted();
+    epochs_aborted->Increment();
+    if (reread) {  // the partitions are still ours: read what the epoch held again
+      for (uint32_t p : assigned) {
+        rewind.insert(p);
+        if (inbox) rewind.insert(p | kInternalSource);
+      }
+      spdlog::warn("kafka: the open changelog epoch was aborted; its messages are read again");
+      return;
+    }
     spdlog::warn("kafka: assignment lost: the open changelog epoch was aborted");
   }
 
@@ -392,6 +411,16 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       offsets = txn_offsets;
     }
     auto done = changelog->Commit(*consumer, offsets);
+    if (absl::IsAborted(done.status())) {
+      // The group moved to a new generation while the epoch was open: the epoch is dropped and
+      // its messages read again (DiscardEpoch, on the consumer thread), as Kafka Streams aborts
+      // and re-reads after a commit its group refused.
+      if (!abort_requested.exchange(true)) {
+        spdlog::warn("kafka: {}; the epoch is aborted and its messages read again",
+                     std::string(done.status().message()));
+      }
+      return;
+    }
     if (!done.ok()) {
       // Fenced (another process took this instance's id, or its partitions moved while it was
       // frozen) or timed out: nothing of the open epoch is durable, and no later epoch can
@@ -436,6 +465,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   void Run() {
     auto last_lag = SteadyClock::now();
     while (!stopping.load()) {
+      if (abort_requested.load()) DiscardEpoch(/*reread=*/true);
       if (fatal.load()) {  // nothing more to consume; keep delivering dead letters
         if (commit_failed.load() && !left_group) {
           // A fenced commit (a zombie, say): leave the group, so that the partitions this
@@ -727,6 +757,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       if (changelog && fatal.load()) return;  // no commit can come: nothing more becomes durable
       producer->poll(changelog ? 2 : 10);
       if (changelog) CommitEpoch();
+      if (abort_requested.load()) DiscardEpoch(/*reread=*/true);  // what was in flight fails
       DrainCompletions();
     }
   }
@@ -765,7 +796,12 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       std::vector<RdKafka::TopicPartition*> tps = {
           RdKafka::TopicPartition::create(options.topic, static_cast<int>(p))};
       consumer->position(tps);
-      const int64_t pos = tps[0]->offset() >= 0 ? tps[0]->offset() : low;
+      // No position right after an assignment or a seek: the watermark it resumes from, not the
+      // partition's start (which showed a re-read as the whole partition's lag).
+      const auto resume = committed.find(p);
+      const int64_t pos = tps[0]->offset() >= 0                              ? tps[0]->offset()
+                          : resume != committed.end() && resume->second >= 0 ? resume->second
+                                                                             : low;
       RdKafka::TopicPartition::destroy(tps);
       auto& gauge = lag_gauges[p];
       if (!gauge) gauge = &lag_family->Add({{"partition", std::to_string(p)}});
@@ -793,7 +829,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   std::thread committer;
   std::atomic<bool> committer_stop{false};
   std::atomic<bool> commit_failed{false};  // the fatal error was a failed changelog commit
-  bool left_group = false;                 // consumer thread: unsubscribed after it
+  // A commit was refused in a way that loses only the open epoch (KafkaChangelog::Commit's
+  // Aborted): the consumer thread aborts it and reads its messages again.
+  std::atomic<bool> abort_requested{false};
+  bool left_group = false;  // consumer thread: unsubscribed after it
   // Offset records handed to the engine and not yet durable (shared with their callbacks).
   std::shared_ptr<std::atomic<int64_t>> offsets_in_flight =
       std::make_shared<std::atomic<int64_t>>(0);
@@ -842,6 +881,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   std::unordered_map<uint32_t, prometheus::Gauge*> lag_gauges;
   prometheus::Histogram* batch_events;
   prometheus::Counter* internal_consumed;
+  prometheus::Counter* epochs_aborted;
   prometheus::Counter* internal_corrupt;
   prometheus::Counter* restored_records;
   prometheus::Gauge* restoring_gauge;

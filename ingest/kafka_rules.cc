@@ -110,10 +110,13 @@ Status KafkaRules::Start(int timeout_ms) {
   for (;;) {  // a topic created a moment ago has no leader yet
     const auto err = d.consumer->query_watermark_offsets(d.topic, 0, &low, &high, 2000);
     if (err == RdKafka::ERR_NO_ERROR) break;
-    const bool transient = err == RdKafka::ERR_NOT_LEADER_FOR_PARTITION ||
-                           err == RdKafka::ERR_LEADER_NOT_AVAILABLE ||
-                           err == RdKafka::ERR_UNKNOWN_TOPIC_OR_PART ||
-                           err == RdKafka::ERR__TIMED_OUT || err == RdKafka::ERR__TRANSPORT;
+    const bool transient =
+        err == RdKafka::ERR_NOT_LEADER_FOR_PARTITION || err == RdKafka::ERR_LEADER_NOT_AVAILABLE ||
+        err == RdKafka::ERR_UNKNOWN_TOPIC_OR_PART ||
+        // a topic another instance created a moment ago, not yet in
+        // this client's metadata
+        err == RdKafka::ERR__UNKNOWN_PARTITION || err == RdKafka::ERR__UNKNOWN_TOPIC ||
+        err == RdKafka::ERR__TIMED_OUT || err == RdKafka::ERR__TRANSPORT;
     if (!transient || std::chrono::steady_clock::now() > deadline) {
       return absl::UnavailableError("kafka: rules topic " + d.topic + ": " + RdKafka::err2str(err));
     }
