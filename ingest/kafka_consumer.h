@@ -10,7 +10,10 @@
 // transaction with the consumed offsets (KafkaChangelog); a newly assigned partition is first
 // restored from the changelog (RestoreFromChangelog), so its stored offset is the one that went
 // with its state. A commit that fails (this instance was fenced as a zombie, or its transaction
-// timed out) ends the process: its store holds only committed epochs, so a restart resumes.
+// timed out) leaves the instance not ready until restarted: its store holds only committed epochs,
+// so a restart resumes. A commit the group refuses because a rebalance moved its generation on
+// loses only the open epoch, which is aborted and read again. In cluster mode it also consumes its
+// partitions of the internal topic (docs/cluster.md#cross-instance-messages).
 // Messages after the stored offset may be applied a second time after a crash; that is idempotent,
 // because every event is deduplicated by its messageId (a message without one gets
 // "kafka-<partition>-<offset>-<index>").

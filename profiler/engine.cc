@@ -364,12 +364,14 @@ Status ProfileEngine::SubmitMessages(std::vector<ShardMessage>&& messages,
   return absl::OkStatus();
 }
 
+void ProfileEngine::Sync() {
+  OnEveryShard([](Shard& s, std::function<void()> done) { s.Post(std::move(done)); });
+}
+
 void ProfileEngine::SetOwned(const std::vector<uint32_t>& partitions, bool owned) {
   for (uint32_t p : partitions) owned_[p % options_.partitions].store(owned);
-  if (!owned && started_) {
-    // A shard may be in a batch that saw them owned: let every shard finish the one it is in.
-    OnEveryShard([](Shard& s, std::function<void()> done) { s.Post(std::move(done)); });
-  }
+  // A shard may be in a batch that saw them owned: let every shard finish the one it is in.
+  if (!owned && started_) Sync();
 }
 
 StatusOr<std::optional<Profile>> ProfileEngine::LookupById(std::string_view profile_id) const {

@@ -93,6 +93,9 @@ class ProfileEngine final : public ShardRouter {
   void EpochAborted();
   // No task is queued or being processed.
   bool Idle() const { return outstanding_.load() == 0; }
+  // Returns once every shard has run what was posted to it before (for example the store writes
+  // of epochs reported committed). For tests and hand-overs.
+  void Sync();
   // Drops what the shards cache of `partitions` (they are no longer this instance's to write);
   // returns once every shard has. Their epochs must be committed first.
   void ForgetPartitions(const std::vector<uint32_t>& partitions);

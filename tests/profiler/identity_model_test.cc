@@ -330,6 +330,7 @@ class Cluster {
   // the checks read.
   std::unique_ptr<KvStore> Union(const std::string& path) {
     Quiesce();
+    for (auto& n : nodes_) n.engine->Sync();  // committed batches are written asynchronously
     auto store = KvStore::Open({.path = path, .block_cache_bytes = 1 << 20, .memory_env = env_});
     ECRM_CHECK(store.ok());
     for (uint32_t p = 0; p < partitions_; p++) {
