@@ -476,6 +476,16 @@ function anonTracks(topic, prefix, tag, visitors) {
 }
 
 const assignedPartitions = async (srv) => metricValue(await srv.metrics(), 'ecrm_kafka_partitions_assigned', {});
+// Until every instance of `live` consumes `each` partitions (at most 90 s).
+async function waitAssigned(live, each, label) {
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    const counts = await Promise.all(live.map(assignedPartitions));
+    if (counts.every((c) => c === each)) return;
+    if (Date.now() > deadline) assert.fail(`${label}: partitions ${counts.join('/')}`);
+    await sleep(300);
+  }
+}
 
 // Until every visitor's count, read from the live instance that consumes the visitor's partition
 // (state active in its /v1/cluster; the partition from the profile id), equals `want`. With
@@ -679,15 +689,6 @@ test('kafka mode: three instances, one killed mid-stream: its partitions are res
   const nodes = names.map((n) => new EcrmServer({ startupTimeoutMs: 60_000, extraArgs: [...common, '--instance-id', `${n}-${run}`] }));
   const [, y] = nodes;
   const { want, produce } = anonTracks(topic, 'kv3', 'k', 36);
-  const waitAssigned = async (live, each, label) => {
-    const deadline = Date.now() + 90_000;
-    for (;;) {
-      const counts = await Promise.all(live.map(assignedPartitions));
-      if (counts.every((c) => c === each)) return;
-      if (Date.now() > deadline) assert.fail(`${label}: partitions ${counts.join('/')}`);
-      await sleep(300);
-    }
-  };
   try {
     for (const srv of nodes) await srv.start();
     await waitAssigned(nodes, 2, 'three instances');
@@ -832,15 +833,6 @@ test('kafka mode: merges across three instances; every instance gives the same p
     const j = seed % (i + 1);
     [lines[i], lines[j]] = [lines[j], lines[i]];
   }
-  const waitAssigned = async (live, each, label) => {
-    const deadline = Date.now() + 90_000;
-    for (;;) {
-      const counts = await Promise.all(live.map(assignedPartitions));
-      if (counts.every((c) => c === each)) return;
-      if (Date.now() > deadline) assert.fail(`${label}: partitions ${counts.join('/')}`);
-      await sleep(300);
-    }
-  };
   // Every identifier of every person, from every instance: one profile id, 6 events, revenue 10.
   const sameEverywhere = async (live, label) => {
     const deadline = Date.now() + 90_000;
@@ -969,15 +961,6 @@ test('kafka mode: scale 2 to 3 to 2 while events flow; unmoved partitions keep f
       }
     }
     return own;
-  };
-  const waitAssigned = async (live, each, label) => {
-    const deadline = Date.now() + 90_000;
-    for (;;) {
-      const counts = await Promise.all(live.map(assignedPartitions));
-      if (counts.every((c) => c === each)) return;
-      if (Date.now() > deadline) assert.fail(`${label}: partitions ${counts.join('/')}`);
-      await sleep(300);
-    }
   };
   // 60 messages every 100 ms: about 100 per partition per second.
   let producing = true;
