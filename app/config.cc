@@ -206,6 +206,15 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       c.kafka_commit_interval_ms,
       "How often the changelog transaction commits; consumed events are acknowledged then")
       ->capture_default_str();
+  add("--standby-replicas", "standby_replicas", "ECRM_STANDBY_REPLICAS", c.standby_replicas,
+      "Warm copies of each partition kept on this many other instances, which tail its changelog; "
+      "a failover to one of them restores only what it had not read yet")
+      ->capture_default_str();
+  add("--state-cleanup-delay-ms", "state_cleanup_delay_ms", "ECRM_STATE_CLEANUP_DELAY_MS",
+      c.state_cleanup_delay_ms,
+      "A local copy of a partition neither owned nor standby here is dropped after this long; -1 "
+      "= kept for ever")
+      ->capture_default_str();
   add("--role", "role", "ECRM_ROLE", c.role,
       "all | collector (HTTP -> Kafka) | processor (Kafka -> profiles); Kafka mode only")
       ->capture_default_str();
@@ -330,6 +339,17 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       (c.kafka_replication_factor < 1 || c.kafka_replication_factor > 32767)) {
     return absl::InvalidArgumentError(
         "kafka_replication_factor: must be -1 (the broker's default) or 1 to 32767");
+  }
+  if (c.standby_replicas < 0 || c.standby_replicas > 16) {
+    return absl::InvalidArgumentError("standby_replicas: must be 0 to 16");
+  }
+  if (c.standby_replicas > 0 && !c.kafka_changelog) {
+    return absl::InvalidArgumentError(
+        "standby_replicas: standbys tail the changelog; "
+        "--kafka-changelog=false has none");
+  }
+  if (c.state_cleanup_delay_ms < -1) {
+    return absl::InvalidArgumentError("state_cleanup_delay_ms: must be -1 (never) or more");
   }
   if (c.kafka_commit_interval_ms < 5 || c.kafka_commit_interval_ms > 10000) {
     return absl::InvalidArgumentError("kafka_commit_interval_ms: must be 5 to 10000");

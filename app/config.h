@@ -50,6 +50,12 @@ struct Config {
   // transactions committed every --kafka-commit-interval-ms (docs/cluster.md).
   bool kafka_changelog = true;
   int kafka_commit_interval_ms = 100;
+  // --standby-replicas: warm copies of each partition kept on that many other instances, by
+  // tailing the changelog (docs/cluster.md#standby-replicas).
+  int standby_replicas = 0;
+  // --state-cleanup-delay-ms: a local copy neither owned nor standby here is dropped after this
+  // long (-1: kept for ever).
+  int64_t state_cleanup_delay_ms = 600000;
   // Identifier values treated as absent besides empty, "null" and "undefined" (always blocked),
   // compared trimmed and case-blind.
   std::vector<std::string> blocked_identifiers;

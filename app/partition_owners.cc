@@ -3,16 +3,17 @@
 #include <pthread.h>
 
 #include "common/logging.h"
-#include "ingest/kafka_admin.h"
 
 namespace ecrm {
 
 PartitionOwners::PartitionOwners(std::string brokers, std::string group, std::string topic,
-                                 uint32_t partitions)
+                                 uint32_t partitions,
+                                 std::function<void(const GroupDescription&)> on_group)
     : brokers_(std::move(brokers)),
       group_(std::move(group)),
       topic_(std::move(topic)),
       partitions_(partitions),
+      on_group_(std::move(on_group)),
       owners_(std::make_shared<std::vector<std::string>>(partitions)) {
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "ecrm-owners");
@@ -67,8 +68,11 @@ void PartitionOwners::Learn() {
       if (p >= 0 && static_cast<uint32_t>(p) < partitions_) (*owners)[p] = m.http_addr;
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  owners_ = std::move(owners);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    owners_ = std::move(owners);
+  }
+  if (on_group_) on_group_(*group);
 }
 
 }  // namespace ecrm

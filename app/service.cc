@@ -153,8 +153,15 @@ Status Service::Start() {
                            config_.max_batch_events};
     limits.event.blocked_identifiers = config_.blocked_identifiers;
     limits.event.keep_properties = rules_->keep_event_properties();
-    ASSIGN_OR_RETURN(consumer_, KafkaConsumer::Create(kafka_options, *engine_, *registry_, *clock_,
-                                                      limits, changelog_.get(), store_.get()));
+    if (changelog_) {
+      ASSIGN_OR_RETURN(
+          standby_, ChangelogStandby::Create(kafka_options, partitions,
+                                             config_.state_cleanup_delay_ms, *store_, *registry_));
+      standby_->Start();
+    }
+    ASSIGN_OR_RETURN(consumer_,
+                     KafkaConsumer::Create(kafka_options, *engine_, *registry_, *clock_, limits,
+                                           changelog_.get(), store_.get(), standby_.get()));
     consumer_->Start();
     if (!kafka_options.profiles_topic.empty()) {
       ProfileRecordOptions records;
@@ -201,8 +208,26 @@ Status Service::Start() {
   };
   api_options.cluster = [this] { return ClusterView(); };
   if (engine_options.owned_by_assignment) {
+    std::function<void(const GroupDescription&)> on_group;
+    if (standby_ && config_.standby_replicas > 0) {
+      on_group = [this](const GroupDescription& group) {
+        const auto placement = StandbyPlacement(group, config_.standby_replicas);
+        std::set<uint32_t> mine, unknown;
+        for (uint32_t p = 0; p < engine_->partition_count(); p++) {
+          const auto it = placement.find(p);
+          if (it == placement.end()) {
+            unknown.insert(p);
+          } else if (std::find(it->second.begin(), it->second.end(), config_.instance_id) !=
+                     it->second.end()) {
+            mine.insert(p);
+          }
+        }
+        standby_->SetStandby(mine, unknown);
+      };
+    }
     owners_ = std::make_unique<PartitionOwners>(config_.kafka_brokers, config_.kafka_group,
-                                                config_.kafka_topic, engine_->partition_count());
+                                                config_.kafka_topic, engine_->partition_count(),
+                                                std::move(on_group));
     api_options.directory = owners_.get();
     api_options.self_addr = config_.advertised_http_addr;
   }
@@ -239,12 +264,15 @@ void Service::Stop() {
   if (producer_) producer_->Stop(10000);  // answers collector requests whose messages are queued
   if (profile_consumer_) profile_consumer_->Stop();
   if (consumer_) consumer_->Stop();  // lets consumed messages become durable, then leaves
-  if (engine_) engine_->Stop();      // answers everything accepted; later requests get 503
+  if (standby_) standby_->Stop();
+  if (engine_) engine_->Stop();  // answers everything accepted; later requests get 503
   if (server_) server_->Stop();
   server_.reset();
   api_.reset();
+  owners_.reset();  // it calls standby_
   profile_consumer_.reset();
   consumer_.reset();
+  standby_.reset();
   producer_.reset();
   engine_.reset();
   rule_metrics_.reset();
@@ -264,6 +292,8 @@ HttpResponse Service::ClusterView() const {
   w.Key("http_addr").String(config_.advertised_http_addr);
   w.Key("partition_count").Int(partitions);
   std::map<uint32_t, int64_t> restoring;  // partitions being restored here -> records applied
+  std::map<uint32_t, int64_t> standbys;   // standby copies here -> their lag in records
+  std::map<uint32_t, std::vector<std::string>> placement;  // partition -> standby instances
   // partition -> (owner's instance id, this instance's lag or -1 elsewhere)
   std::vector<std::pair<std::string, int64_t>> owners(partitions, {"", -1});
   if (config_.kafka_brokers.empty()) {
@@ -291,6 +321,8 @@ HttpResponse Service::ClusterView() const {
         w.EndArray().EndObject();
       }
       w.EndArray();
+      if (config_.standby_replicas > 0)
+        placement = StandbyPlacement(*group, config_.standby_replicas);
     } else {
       w.Key("group_error").String(std::string(group.status().message()));
     }
@@ -298,6 +330,7 @@ HttpResponse Service::ClusterView() const {
       if (p < partitions) owners[p] = {config_.instance_id, lag};
     }
     restoring = consumer_->Restoring();
+    if (standby_) standbys = standby_->Standbys();
   }
   w.Key("partitions").BeginArray();
   for (uint32_t p = 0; p < partitions; p++) {
@@ -310,10 +343,19 @@ HttpResponse Service::ClusterView() const {
       w.Key("restored_records").Int(r->second);
     } else if (owner.empty()) {
       w.Key("owner").Null().Key("state").String("unassigned");
+    } else if (const auto sb = standbys.find(p); !mine && sb != standbys.end()) {
+      // Owned elsewhere; this instance tails its changelog.
+      w.Key("owner").String(owner).Key("state").String("standby");
+      if (sb->second >= 0) w.Key("standby_lag").Int(sb->second);
     } else {
       w.Key("owner").String(owner).Key("state").String(mine ? "active" : "elsewhere");
     }
     if (mine && lag >= 0) w.Key("lag").Int(lag);
+    if (const auto it = placement.find(p); it != placement.end()) {
+      w.Key("standbys").BeginArray();
+      for (const auto& id : it->second) w.String(id);
+      w.EndArray();
+    }
     w.EndObject();
   }
   w.EndArray().EndObject();

@@ -19,12 +19,6 @@ namespace {
 constexpr size_t kBatchRecords = 10000;
 constexpr size_t kBatchBytes = 8 << 20;
 
-StatusOr<std::optional<int64_t>> Checkpoint(const KvStore& store, uint32_t p) {
-  ASSIGN_OR_RETURN(auto stored, store.Get(Cf::kMeta, ChangelogCheckpointKey(p)));
-  if (!stored || stored->size() != 8) return std::optional<int64_t>();
-  return std::optional<int64_t>(static_cast<int64_t>(DecodeFixed64(stored->data())));
-}
-
 StatusOr<bool> HoldsState(const KvStore& store, uint32_t p) {
   bool any = false;
   const std::string identities = PartitionPrefix(p);
@@ -38,13 +32,59 @@ StatusOr<bool> HoldsState(const KvStore& store, uint32_t p) {
   return any;
 }
 
+}  // namespace
+
+StatusOr<std::optional<int64_t>> Checkpoint(const KvStore& store, uint32_t p) {
+  ASSIGN_OR_RETURN(auto stored, store.Get(Cf::kMeta, ChangelogCheckpointKey(p)));
+  if (!stored || stored->size() != 8) return std::optional<int64_t>();
+  return std::optional<int64_t>(static_cast<int64_t>(DecodeFixed64(stored->data())));
+}
+
 void PutCheckpoint(WriteBatch& batch, uint32_t p, int64_t next) {
   std::string value;
   PutFixed64(&value, static_cast<uint64_t>(next));
   batch.Put(Cf::kMeta, ChangelogCheckpointKey(p), value);
 }
 
-}  // namespace
+StatusOr<ResumePoint> PrepareCopy(KvStore& store, uint32_t p, int64_t low, int64_t high) {
+  ResumePoint resume;
+  ASSIGN_OR_RETURN(const auto checkpoint, Checkpoint(store, p));
+  if (high == 0) {  // nothing logged: leave the copy alone
+    if (!checkpoint) {
+      ASSIGN_OR_RETURN(resume.unlogged, HoldsState(store, p));
+    }
+    resume.from = checkpoint.value_or(0);
+    return resume;
+  }
+  resume.from = checkpoint.value_or(0);
+  if (resume.from >= high) return resume;  // up to date
+  bool drop = resume.from < low;  // what this copy missed may be compacted away, deletions included
+  if (!drop && !checkpoint) {
+    // No checkpoint but a changelog: whatever is here predates it or is a stranger's.
+    ASSIGN_OR_RETURN(drop, HoldsState(store, p));
+  }
+  if (drop) {
+    WriteBatch wipe = store.NewBatch();
+    ErasePartition(wipe, p);
+    RETURN_IF_ERROR(store.Write(wipe));
+    resume.wiped = true;
+  }
+  if (drop || !checkpoint) resume.from = low;
+  return resume;
+}
+
+bool ApplyChangelogRecord(WriteBatch& batch, const std::string* key, const void* payload,
+                          size_t len) {
+  const auto decoded = key ? DecodeChangelogKey(*key) : std::nullopt;
+  if (!decoded) return false;
+  if (payload == nullptr) {
+    batch.Delete(static_cast<Cf>(decoded->cf), decoded->key);
+  } else {
+    batch.Put(static_cast<Cf>(decoded->cf), decoded->key,
+              std::string_view(static_cast<const char*>(payload), len));
+  }
+  return true;
+}
 
 StatusOr<int64_t> SeedChangelog(const KvStore& store, uint32_t p, StateLog& log) {
   int64_t records = 0;
@@ -87,23 +127,20 @@ StatusOr<RestoreStats> RestoreFromChangelog(
   if (partitions.empty()) return stats;
   const auto started = std::chrono::steady_clock::now();
   const std::string topic = ChangelogTopic(options);
-  ASSIGN_OR_RETURN(auto conf,
-                   MakeKafkaConf({
-                       {"bootstrap.servers", options.brokers},
-                       {"group.id", options.group + "-restore"},  // never joined: assign() only
-                       {"client.id", "ecrm-restore"},
-                       {"enable.auto.commit", "false"},
-                       {"enable.auto.offset.store", "false"},
-                       {"isolation.level", "read_committed"},  // aborted epochs never restored
-                       {"enable.partition.eof", "true"},
-                       {"auto.offset.reset", "earliest"},
-                       {"fetch.max.bytes", "52428800"},
-                       {"max.partition.fetch.bytes", "16777216"},
-                       // The end of a partition is seen when a fetch comes back empty, which a
-                       // broker holds for up to this long (librdkafka's default, 500 ms, was the
-                       // whole of a small partition's restore time).
-                       {"fetch.wait.max.ms", "10"},
-                   }));
+  ASSIGN_OR_RETURN(
+      auto conf,
+      MakeKafkaConf(
+          Plus(ManualReaderSettings(options.brokers, options.group + "-restore", "ecrm-restore"),
+               {
+                   {"isolation.level", "read_committed"},  // aborted epochs never restored
+                   {"enable.partition.eof", "true"},
+                   {"fetch.max.bytes", "52428800"},
+                   {"max.partition.fetch.bytes", "16777216"},
+                   // The end of a partition is seen when a fetch comes back empty, which a
+                   // broker holds for up to this long (librdkafka's default, 500 ms, was
+                   // the whole of a small partition's restore time).
+                   {"fetch.wait.max.ms", "10"},
+               })));
   std::string err;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer) return absl::InvalidArgumentError("kafka: restore consumer: " + err);
@@ -132,31 +169,11 @@ StatusOr<RestoreStats> RestoreFromChangelog(
       return absl::UnavailableError("kafka: " + topic + "[" + std::to_string(p) +
                                     "] end offsets: " + RdKafka::err2str(code));
     }
-    ASSIGN_OR_RETURN(const auto checkpoint, Checkpoint(store, p));
-    if (high == 0) {
-      ASSIGN_OR_RETURN(const bool holds, HoldsState(store, p));
-      if (holds && !checkpoint) stats.unlogged.push_back(p);
-      continue;
-    }
-    int64_t from = checkpoint.value_or(0);
-    if (from >= high) continue;  // up to date
-    if (from < low || (!checkpoint && from == 0 && low > 0)) {
-      // What this copy missed may be compacted away, deletions included: start from nothing.
-      WriteBatch wipe = store.NewBatch();
-      ErasePartition(wipe, p);
-      RETURN_IF_ERROR(store.Write(wipe));
-      stats.wiped.push_back(p);
-      from = low;
-    } else if (!checkpoint) {
-      // No checkpoint but a changelog: whatever is here predates it or is a stranger's.
-      ASSIGN_OR_RETURN(const bool holds, HoldsState(store, p));
-      if (holds) {
-        WriteBatch wipe = store.NewBatch();
-        ErasePartition(wipe, p);
-        RETURN_IF_ERROR(store.Write(wipe));
-        stats.wiped.push_back(p);
-      }
-    }
+    ASSIGN_OR_RETURN(const ResumePoint resume, PrepareCopy(store, p, low, high));
+    if (resume.unlogged) stats.unlogged.push_back(p);
+    if (resume.wiped) stats.wiped.push_back(p);
+    if (resume.from >= high) continue;  // up to date (or nothing logged)
+    const int64_t from = resume.from;
     next[p] = from;
     assignment.push_back(RdKafka::TopicPartition::create(topic, static_cast<int>(p), from));
   }
@@ -192,16 +209,9 @@ StatusOr<RestoreStats> RestoreFromChangelog(
         last_progress = now;
         const auto p = static_cast<uint32_t>(m->partition());
         if (!next.contains(p)) break;
-        const std::string* key = m->key();
-        const auto decoded = key ? DecodeChangelogKey(*key) : std::nullopt;
-        if (!decoded) {
+        if (!ApplyChangelogRecord(batch, m->key(), m->payload(), m->len())) {
           spdlog::error("kafka: {}[{}] offset {}: unreadable changelog key; skipped", topic, p,
                         m->offset());
-        } else if (m->payload() == nullptr) {
-          batch.Delete(static_cast<Cf>(decoded->cf), decoded->key);
-        } else {
-          batch.Put(static_cast<Cf>(decoded->cf), decoded->key,
-                    std::string_view(static_cast<const char*>(m->payload()), m->len()));
         }
         stats.records++;
         applied[p]++;

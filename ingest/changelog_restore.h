@@ -14,6 +14,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "common/status.h"
@@ -40,6 +42,28 @@ StatusOr<RestoreStats> RestoreFromChangelog(
 // changelog of a data dir from before the changelog. Commit the epoch afterwards, as one
 // transaction, so that the partition's log is never half seeded. Returns the records appended.
 StatusOr<int64_t> SeedChangelog(const KvStore& store, uint32_t partition, StateLog& log);
+
+// The changelog offset this store's copy of `partition` has reached (its next record to read);
+// nullopt when it has none.
+StatusOr<std::optional<int64_t>> Checkpoint(const KvStore& store, uint32_t partition);
+void PutCheckpoint(WriteBatch& batch, uint32_t partition, int64_t next);
+
+// Where this store's copy of `partition` goes on reading a changelog partition whose offsets span
+// [low, high): from its checkpoint; or from the log's start, after dropping a copy that cannot go
+// on (its checkpoint is below the log's start, so what it missed may be compacted away, deletions
+// included; or it holds state but no checkpoint). An empty log (high 0) leaves the copy alone;
+// `unlogged` then says it holds state without a checkpoint (a data dir from before the changelog).
+struct ResumePoint {
+  int64_t from = 0;
+  bool wiped = false;
+  bool unlogged = false;
+};
+StatusOr<ResumePoint> PrepareCopy(KvStore& store, uint32_t partition, int64_t low, int64_t high);
+
+// Adds one changelog record (its key and value; a null value is a tombstone) to `batch`. False,
+// and nothing added, when the key is not a changelog key.
+bool ApplyChangelogRecord(WriteBatch& batch, const std::string* key, const void* payload,
+                          size_t len);
 
 // Drops everything this store holds of `partition`, its checkpoint included.
 void ErasePartition(WriteBatch& batch, uint32_t partition);

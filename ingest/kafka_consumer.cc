@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -47,8 +48,8 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
                              public RdKafka::EventCb,
                              public RdKafka::DeliveryReportCb {
   Impl(const KafkaOptions& o, ProfileEngine& e, prometheus::Registry& registry, const Clock& c,
-       const CollectorLimits& limits, KafkaChangelog* log, KvStore* kv)
-      : options(o), engine(e), clock(c), parser(limits), changelog(log), store(kv) {
+       const CollectorLimits& limits, KafkaChangelog* log, KvStore* kv, ChangelogStandby* sb)
+      : options(o), engine(e), clock(c), parser(limits), changelog(log), store(kv), standby(sb) {
     auto counter = [&](const char* name,
                        const char* help) -> prometheus::Family<prometheus::Counter>& {
       return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
@@ -107,6 +108,10 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
                               "Open changelog epochs aborted (assignment lost, or a commit the "
                               "group refused after a rebalance); their messages are read again")
                           .Add({});
+    rejoins = &counter("ecrm_kafka_consumer_rejoins_total",
+                       "Consumers recreated after their own rejoin fenced them (a session timeout "
+                       "while the brokers were away)")
+                   .Add({});
     internal_consumed = &counter("ecrm_internal_messages_consumed_total",
                                  "Shard messages consumed from the internal topic (sent by other "
                                  "instances to partitions this one owns)")
@@ -193,6 +198,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
         for (auto* tp : partitions) txn_offsets.erase(static_cast<uint32_t>(tp->partition()));
       }
       if (changelog) engine.ForgetPartitions(gone);  // nothing of them stays cached
+      if (standby) standby->Release(gone);           // a standby again, or dropped later
       for (auto* tp : partitions) {
         const auto p = static_cast<uint32_t>(tp->partition());
         tracker.Reset(p);
@@ -278,6 +284,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       spdlog::warn("kafka: {} ({})", event.str(), RdKafka::err2str(event.err()));
     } else if (event.type() == RdKafka::Event::EVENT_LOG &&
                event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING) {
+      if (event.fac() == "SESSTMOUT") session_timed_out = SteadyClock::now();
       spdlog::warn("kafka: {} {}", event.fac(), event.str());
     }
   }
@@ -295,6 +302,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
       restoring_count = static_cast<int>(restoring.size());
     }
     restoring_gauge->Set(static_cast<double>(ps.size()));
+    if (standby) standby->Acquire(ps);  // its copies stop changing; the restore goes on from them
     auto stats = RestoreFromChangelog(options, *store, ps, 60000, [this](uint32_t p, int64_t n) {
       std::lock_guard<std::mutex> lock(view_mu);
       restoring[p] = n;
@@ -435,12 +443,61 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   // For example fenced by another member with the same group.instance.id: this consumer can
   // consume no more, so the instance stays not ready until it is restarted.
   void Fatal(const std::string& what) {
+    if (SelfFenced()) {
+      if (!rejoin_requested.exchange(true)) {
+        spdlog::warn(
+            "kafka: fenced by this instance's own rejoin after its session timed out (librdkafka "
+            "#3437: the broker was away longer than session.timeout.ms); joining again with a new "
+            "consumer");
+      }
+      return;
+    }
     if (fatal.exchange(true)) return;
     fatal_gauge->Set(1);
     spdlog::critical(
         "kafka: fatal consumer error: {}; not ready until restarted (is another instance running "
         "with --instance-id {}?)",
         what, options.instance_id);
+  }
+
+  // A static member whose session timed out (the brokers were away) rejoins with a new member id,
+  // which the coordinator gives its group.instance.id; the old member id's late heartbeat is then
+  // answered FENCED_INSTANCE_ID, and librdkafka raises a fatal error against its own successor
+  // (librdkafka #3437). Told apart from a second process with this --instance-id by the session
+  // timeout just before it, and by happening at most once a minute.
+  bool SelfFenced() {
+    if (commit_failed.load() || !consumer) return false;
+    std::string reason;
+    if (consumer->fatal_error(reason) != RdKafka::ERR_FENCED_INSTANCE_ID) return false;
+    const auto now = SteadyClock::now();
+    return session_timed_out && now - *session_timed_out < std::chrono::seconds(60) &&
+           (!last_rejoin || now - *last_rejoin > std::chrono::seconds(60));
+  }
+
+  // Replaces the fenced consumer with a new one, which joins the group afresh. What the old one
+  // was assigned is lost (its revocation aborts the open epoch, as for any lost assignment), and
+  // what the new one is assigned is restored as usual. Consumer thread.
+  void Rejoin() {
+    rejoin_requested = false;
+    last_rejoin = SteadyClock::now();
+    consumer->close();  // its revocation callback, if it still had partitions
+    std::string err;
+    std::unique_ptr<RdKafka::KafkaConsumer> fresh(
+        RdKafka::KafkaConsumer::create(consumer_conf.get(), err));
+    if (!fresh) {
+      Fatal("recreating the consumer: " + err);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(commit_mu);  // the committer reads `consumer`
+      consumer.swap(fresh);
+    }
+    in_group = false;
+    if (const auto code = consumer->subscribe({options.topic}); code != RdKafka::ERR_NO_ERROR) {
+      Fatal("subscribe to " + options.topic + ": " + RdKafka::err2str(code));
+      return;
+    }
+    rejoins->Increment();
   }
 
   void SetView(uint32_t p, int64_t lag) {
@@ -465,6 +522,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   void Run() {
     auto last_lag = SteadyClock::now();
     while (!stopping.load()) {
+      if (rejoin_requested.load()) Rejoin();
       if (abort_requested.load()) DiscardEpoch(/*reread=*/true);
       if (fatal.load()) {  // nothing more to consume; keep delivering dead letters
         if (commit_failed.load() && !left_group) {
@@ -822,6 +880,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   CollectorParser parser;
   KafkaChangelog* const changelog;  // null: state in RocksDB only
   KvStore* const store;             // restored into (with a changelog)
+  ChangelogStandby* const standby;  // null: no standby copies here
   // Commits come from the committer thread and from this one; one at a time.
   std::mutex commit_mu;
   std::mutex offsets_mu;
@@ -836,7 +895,11 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   // Offset records handed to the engine and not yet durable (shared with their callbacks).
   std::shared_ptr<std::atomic<int64_t>> offsets_in_flight =
       std::make_shared<std::atomic<int64_t>>(0);
-  std::unique_ptr<RdKafka::KafkaConsumer> consumer;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer;  // replaced only by Rejoin, under commit_mu
+  std::unique_ptr<RdKafka::Conf> consumer_conf;
+  std::optional<SteadyClock::time_point> session_timed_out;  // consumer thread (event_cb)
+  std::optional<SteadyClock::time_point> last_rejoin;        // consumer thread
+  std::atomic<bool> rejoin_requested{false};
   // Cluster mode (with a changelog): the internal topic's partitions of the assigned ones, by
   // manual assignment (no group of its own), read-committed.
   std::unique_ptr<RdKafka::KafkaConsumer> inbox;
@@ -882,6 +945,7 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
   prometheus::Histogram* batch_events;
   prometheus::Counter* internal_consumed;
   prometheus::Counter* epochs_aborted;
+  prometheus::Counter* rejoins;
   prometheus::Counter* internal_corrupt;
   prometheus::Counter* restored_records;
   prometheus::Gauge* restoring_gauge;
@@ -890,9 +954,11 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
 
 StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
     const KafkaOptions& options, ProfileEngine& engine, prometheus::Registry& registry,
-    const Clock& clock, const CollectorLimits& limits, KafkaChangelog* changelog, KvStore* store) {
+    const Clock& clock, const CollectorLimits& limits, KafkaChangelog* changelog, KvStore* store,
+    ChangelogStandby* standby) {
   if (changelog && !store) return absl::InvalidArgumentError("kafka: a changelog needs the store");
-  auto impl = std::make_unique<Impl>(options, engine, registry, clock, limits, changelog, store);
+  auto impl =
+      std::make_unique<Impl>(options, engine, registry, clock, limits, changelog, store, standby);
   const size_t prefetch_kbytes = std::clamp<size_t>(options.prefetch_messages, 1024, 2097151);
   std::vector<std::pair<std::string, std::string>> settings = {
       {"bootstrap.servers", options.brokers},
@@ -926,24 +992,21 @@ StatusOr<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
                    MakeKafkaConf(settings, {.events = impl.get(), .rebalance = impl.get()}));
   std::string err;
   impl->consumer.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+  impl->consumer_conf = std::move(conf);  // kept: a consumer fenced by its own rejoin is recreated
   if (!impl->consumer) return absl::InvalidArgumentError("kafka: consumer: " + err);
 
   if (changelog) {
     impl->internal_topic = InternalTopic(options);
-    ASSIGN_OR_RETURN(
-        auto iconf,
-        MakeKafkaConf({{"bootstrap.servers", options.brokers},
-                       // Required by the client; this consumer never joins it (manual assignment)
-                       // and never commits: its offsets live in RocksDB (InternalOffsetKey).
-                       {"group.id", options.group + "-internal-reader"},
-                       {"client.id", ProcessorClientId(options.advertised_http_addr) + "-internal"},
-                       {"enable.auto.commit", "false"},
-                       {"enable.auto.offset.store", "false"},
-                       {"auto.offset.reset", "earliest"},
-                       {"isolation.level", "read_committed"},
-                       {"fetch.wait.max.ms", "10"},
-                       {"fetch.queue.backoff.ms", "10"}},
-                      {.events = impl.get()}));
+    ASSIGN_OR_RETURN(auto iconf,
+                     MakeKafkaConf(
+                         // Its offsets live in RocksDB (InternalOffsetKey).
+                         Plus(ManualReaderSettings(
+                                  options.brokers, options.group + "-internal-reader",
+                                  ProcessorClientId(options.advertised_http_addr) + "-internal"),
+                              {{"isolation.level", "read_committed"},
+                               {"fetch.wait.max.ms", "10"},
+                               {"fetch.queue.backoff.ms", "10"}}),
+                         {.events = impl.get()}));
     impl->inbox.reset(RdKafka::KafkaConsumer::create(iconf.get(), err));
     if (!impl->inbox) return absl::InvalidArgumentError("kafka: internal-topic consumer: " + err);
   }

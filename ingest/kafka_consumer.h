@@ -9,14 +9,16 @@
 // the changelog topic, and this thread commits them every commit interval as one Kafka
 // transaction with the consumed offsets (KafkaChangelog); a newly assigned partition is first
 // restored from the changelog (RestoreFromChangelog), so its stored offset is the one that went
-// with its state. A commit that fails (this instance was fenced as a zombie, or its transaction
+// with its state; a standby copy kept here (ChangelogStandby) is acquired first, and the restore
+// goes on from it. A commit that fails (this instance was fenced as a zombie, or its transaction
 // timed out) leaves the instance not ready until restarted: its store holds only committed epochs,
 // so a restart resumes. A commit the group refuses because a rebalance moved its generation on
-// loses only the open epoch, which is aborted and read again. In cluster mode it also consumes its
-// partitions of the internal topic (docs/cluster.md#cross-instance-messages).
-// Messages after the stored offset may be applied a second time after a crash; that is idempotent,
-// because every event is deduplicated by its messageId (a message without one gets
-// "kafka-<partition>-<offset>-<index>").
+// loses only the open epoch, which is aborted and read again. A consumer fenced by its own rejoin
+// after a session timeout (the brokers were away; librdkafka #3437) is replaced by a new one. In
+// cluster mode it also consumes its partitions of the internal topic
+// (docs/cluster.md#cross-instance-messages). Messages after the stored offset may be applied a
+// second time after a crash; that is idempotent, because every event is deduplicated by its
+// messageId (a message without one gets "kafka-<partition>-<offset>-<index>").
 //
 // Backpressure: when the engine's queues or the messages in flight pass their limits, the consumer
 // stops taking messages from librdkafka (they wait in its bounded prefetch queue, then in the
@@ -34,6 +36,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "ingest/changelog_standby.h"
 #include "ingest/collector_parser.h"
 #include "ingest/kafka_changelog.h"
 #include "ingest/kafka_options.h"
@@ -47,7 +50,7 @@ class KafkaConsumer {
   static StatusOr<std::unique_ptr<KafkaConsumer>> Create(
       const KafkaOptions& options, ProfileEngine& engine, prometheus::Registry& registry,
       const Clock& clock, const CollectorLimits& limits, KafkaChangelog* changelog = nullptr,
-      KvStore* store = nullptr);
+      KvStore* store = nullptr, ChangelogStandby* standby = nullptr);
   ~KafkaConsumer();
 
   void Start();

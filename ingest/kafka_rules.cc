@@ -73,15 +73,11 @@ struct KafkaRules::Impl : public RdKafka::DeliveryReportCb {
 StatusOr<std::unique_ptr<KafkaRules>> KafkaRules::Create(const KafkaOptions& options,
                                                          RuleRegistry& registry) {
   auto impl = std::make_unique<Impl>(options, registry);
-  ASSIGN_OR_RETURN(auto cconf,
-                   MakeKafkaConf({{"bootstrap.servers", options.brokers},
-                                  // Required by the client; manual assignment, no commits.
-                                  {"group.id", options.group + "-rules-reader"},
-                                  {"client.id", "ecrm-rules"},
-                                  {"enable.auto.commit", "false"},
-                                  {"enable.auto.offset.store", "false"},
-                                  {"auto.offset.reset", "earliest"},
-                                  {"enable.partition.eof", "true"}}));
+  ASSIGN_OR_RETURN(
+      auto cconf,
+      MakeKafkaConf(
+          Plus(ManualReaderSettings(options.brokers, options.group + "-rules-reader", "ecrm-rules"),
+               {{"enable.partition.eof", "true"}})));
   std::string err;
   impl->consumer.reset(RdKafka::KafkaConsumer::create(cconf.get(), err));
   if (!impl->consumer) return absl::InvalidArgumentError("kafka: rules consumer: " + err);

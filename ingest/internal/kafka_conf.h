@@ -44,4 +44,25 @@ inline StatusOr<std::unique_ptr<RdKafka::Conf>> MakeKafkaConf(
   return conf;
 }
 
+// The settings of a consumer that never joins its group: partitions by manual assignment, no
+// commits (where it reads from lives in RocksDB, or it reads from the start). `group_id` is
+// required by the client but unused. Add what the reader needs besides (isolation, fetch waits).
+inline std::vector<std::pair<std::string, std::string>> ManualReaderSettings(
+    const std::string& brokers, const std::string& group_id, const std::string& client_id) {
+  return {{"bootstrap.servers", brokers},
+          {"group.id", group_id},
+          {"client.id", client_id},
+          {"enable.auto.commit", "false"},
+          {"enable.auto.offset.store", "false"},
+          {"auto.offset.reset", "earliest"}};
+}
+
+// `settings` followed by `more`.
+inline std::vector<std::pair<std::string, std::string>> Plus(
+    std::vector<std::pair<std::string, std::string>> settings,
+    const std::vector<std::pair<std::string, std::string>>& more) {
+  settings.insert(settings.end(), more.begin(), more.end());
+  return settings;
+}
+
 }  // namespace ecrm

@@ -142,6 +142,28 @@ TEST(Config, TheChangelogIsOnByDefaultAndItsCommitIntervalBounded) {
   }
 }
 
+TEST(Config, StandbyReplicasNeedTheChangelogAndTheCleanupDelayIsBounded) {
+  auto c = Parse({});
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->standby_replicas, 0);
+  EXPECT_EQ(c->state_cleanup_delay_ms, 600000);
+  c = Parse({"--standby-replicas", "2", "--state-cleanup-delay-ms", "-1"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->standby_replicas, 2);
+  EXPECT_EQ(c->state_cleanup_delay_ms, -1);
+  for (const char* bad : {"-1", "17"}) {
+    c = Parse({"--standby-replicas", bad});
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(std::string(c.status().message()).find("standby_replicas"), std::string::npos);
+  }
+  c = Parse({"--standby-replicas", "1", "--kafka-changelog=false"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("changelog"), std::string::npos);
+  c = Parse({"--state-cleanup-delay-ms", "-2"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("state_cleanup_delay_ms"), std::string::npos);
+}
+
 TEST(Config, EnvListsAreCommaSeparated) {
   ::setenv("ECRM_WRITE_KEYS", "x,y", 1);
   auto c = Parse({});
