@@ -209,7 +209,7 @@ Status Service::Start() {
   api_options.cluster = [this] { return ClusterView(); };
   if (engine_options.owned_by_assignment) {
     std::function<void(const GroupDescription&)> on_group;
-    if (standby_ && config_.standby_replicas > 0) {
+    if (standby_) {  // also with no replicas: the cleanup needs to know the group is seen
       on_group = [this](const GroupDescription& group) {
         const auto placement = StandbyPlacement(group, config_.standby_replicas);
         std::set<uint32_t> mine, unknown;

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/logging.h"
@@ -229,6 +230,12 @@ struct ChangelogStandby::Impl {
   void DropStale(Steady::time_point now) {
     if (drop_delay_ms < 0) return;
     std::lock_guard<std::mutex> lock(mu);
+    // Only while the group is known (SetStandby came recently): during a broker outage, or before
+    // the first assignment, a copy is idle because nothing is assigned, not because it moved.
+    if (!group_seen || now - *group_seen > std::chrono::seconds(10)) {
+      idle_since.clear();
+      return;
+    }
     for (auto it = local.begin(); it != local.end();) {
       const uint32_t p = *it;
       if (active.contains(p) || tailing.contains(p)) {
@@ -276,6 +283,7 @@ struct ChangelogStandby::Impl {
   std::map<uint32_t, int64_t> lags;  // guarded by mu
   std::set<uint32_t> touched;        // guarded by mu: partitions read since the last write
   std::map<uint32_t, Steady::time_point> idle_since;  // guarded by mu
+  std::optional<Steady::time_point> group_seen;       // guarded by mu: the last SetStandby
   WriteBatch batch;                                   // guarded by mu
   int64_t applied = 0;                                // guarded by mu: records in `batch`
 
@@ -338,6 +346,7 @@ void ChangelogStandby::SetStandby(const std::set<uint32_t>& standby,
     if (impl_->wanted.contains(p)) wanted.insert(p);
   }
   impl_->wanted = std::move(wanted);
+  impl_->group_seen = Steady::now();
 }
 
 void ChangelogStandby::Acquire(const std::vector<uint32_t>& partitions) {

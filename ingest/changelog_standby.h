@@ -44,8 +44,10 @@ class ChangelogStandby {
   void Start();
   void Stop();
 
-  // The partitions to keep warm copies of. Those in `unknown` (no owner in the group's latest
-  // description, as during a rebalance) keep whatever they were.
+  // The partitions to keep warm copies of, from the group's latest description: call it with every
+  // description learnt, with an empty set when there are no standbys (copies are dropped only
+  // while descriptions keep coming). Those in `unknown` (no owner in the description, as during a
+  // rebalance) keep whatever they were.
   void SetStandby(const std::set<uint32_t>& standby, const std::set<uint32_t>& unknown = {});
   // The consumer takes these partitions (to restore and own them): what was read of them is
   // written first, and nothing more of them until Release.
