@@ -1,5 +1,5 @@
 # ecrm — the two commands: `make run` and `make test`. Both install missing Debian packages first.
-.PHONY: deps build run test test-asan test-e2e bench format format-check clean
+.PHONY: deps build run test test-asan test-e2e bench image format format-check clean
 
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -36,6 +36,11 @@ bench: build
 	$(BUILD)/bench/ingest_bench
 	$(BUILD)/bench/profiler_bench
 	$(BUILD)/bench/store_bench
+
+# OCI image archive (podman/docker load -i build/ecrm-image.tar); no registry, engine or network
+# (docs/operations.md#the-image).
+image: build
+	bash scripts/build-image.sh $(BUILD)/ecrm $(BUILD)/ecrm-image.tar
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -11,8 +11,12 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "ingest/kafka_client.h"
 #include "yaml-cpp/yaml.h"
+
+extern char** environ;
 
 namespace ecrm {
 namespace {
@@ -48,8 +52,30 @@ Status FromYaml(const YAML::Node& node, const std::string& key, T& out) {
   return absl::OkStatus();
 }
 
-// Fills c.identity_secret from identity_secret_file or ECRM_IDENTITY_SECRET. Errors name the
-// file's path, never any of its content.
+// The content of a secret's file (at most 64 KiB, trailing line breaks stripped). Errors name
+// `what` and the path, never any of the content.
+StatusOr<std::string> ReadSecretFile(const std::string& what, const std::string& path) {
+  constexpr size_t kMaxBytes = 64 * 1024;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::InvalidArgumentError(what + ": cannot read " + path);
+  std::string secret;
+  char buf[4096];
+  ssize_t n = 0;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0 && secret.size() <= kMaxBytes) {
+    secret.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  explicit_bzero(buf, sizeof(buf));
+  if (n < 0) return absl::InvalidArgumentError(what + ": cannot read " + path);
+  if (secret.size() > kMaxBytes) {
+    return absl::InvalidArgumentError(what + ": " + path + " is larger than 64 KiB");
+  }
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) return absl::InvalidArgumentError(what + ": " + path + " is empty");
+  return secret;
+}
+
+// Fills c.identity_secret from identity_secret_file or ECRM_IDENTITY_SECRET.
 Status LoadIdentitySecret(Config& c) {
   const char* env = std::getenv("ECRM_IDENTITY_SECRET");
   const bool from_env = env != nullptr && *env != '\0';
@@ -61,26 +87,104 @@ Status LoadIdentitySecret(Config& c) {
     return absl::InvalidArgumentError(
         "identity_secret_file: ECRM_IDENTITY_SECRET is set as well; give only one");
   }
-  const std::string& path = c.identity_secret_file;
-  constexpr size_t kMaxBytes = 64 * 1024;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::InvalidArgumentError("identity_secret_file: cannot read " + path);
-  std::string secret;
-  char buf[4096];
-  ssize_t n = 0;
-  while ((n = ::read(fd, buf, sizeof(buf))) > 0 && secret.size() <= kMaxBytes) {
-    secret.append(buf, static_cast<size_t>(n));
+  ASSIGN_OR_RETURN(c.identity_secret,
+                   ReadSecretFile("identity_secret_file", c.identity_secret_file));
+  return absl::OkStatus();
+}
+
+// The keys in a keys file: one per line, trimmed; blank lines and '#' comments skipped.
+Status AppendKeysFile(const std::string& what, const std::string& path,
+                      std::vector<std::string>& keys) {
+  if (path.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const std::string content, ReadSecretFile(what, path));
+  size_t added = 0;
+  for (std::string_view rest = content; !rest.empty();) {
+    const size_t eol = rest.find('\n');
+    std::string_view line = rest.substr(0, eol);
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.front()))) {
+      line.remove_prefix(1);
+    }
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) {
+      line.remove_suffix(1);
+    }
+    rest = eol == std::string_view::npos ? std::string_view() : rest.substr(eol + 1);
+    if (line.empty() || line.front() == '#') continue;
+    keys.emplace_back(line);
+    added++;
   }
-  ::close(fd);
-  explicit_bzero(buf, sizeof(buf));
-  if (n < 0) return absl::InvalidArgumentError("identity_secret_file: cannot read " + path);
-  if (secret.size() > kMaxBytes) {
-    return absl::InvalidArgumentError("identity_secret_file: " + path + " is larger than 64 KiB");
+  if (added == 0) return absl::InvalidArgumentError(what + ": " + path + " holds no key");
+  return absl::OkStatus();
+}
+
+// Sets (or replaces) one librdkafka property, after checking it (ValidateKafkaProperty).
+Status SetKafkaProperty(Config& c, const std::string& key, std::string value) {
+  RETURN_IF_ERROR(ValidateKafkaProperty(key, value));
+  for (auto& [k, v] : c.kafka_properties) {
+    if (k == key) {
+      v = std::move(value);
+      return absl::OkStatus();
+    }
   }
-  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-  if (secret.empty())
-    return absl::InvalidArgumentError("identity_secret_file: " + path + " is empty");
-  c.identity_secret = std::move(secret);
+  c.kafka_properties.emplace_back(key, std::move(value));
+  return absl::OkStatus();
+}
+
+// KEY=VALUE (or KEY=PATH with `from_file`) from a flag.
+Status SetKafkaPropertyArg(Config& c, const std::string& arg, bool from_file) {
+  const char* what = from_file ? "kafka_property_files" : "kafka_properties";
+  const auto eq = arg.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    // Not the argument itself: it may hold a secret.
+    return absl::InvalidArgumentError(std::string(what) +
+                                      ": expected KEY=" + (from_file ? "PATH" : "VALUE"));
+  }
+  const std::string key = arg.substr(0, eq);
+  std::string value = arg.substr(eq + 1);
+  if (from_file) {
+    ASSIGN_OR_RETURN(value, ReadSecretFile(std::string(what) + ": " + key, value));
+  }
+  return SetKafkaProperty(c, key, std::move(value));
+}
+
+// ECRM_KAFKA_PROPERTY_SASL_MECHANISM=PLAIN sets sasl.mechanism; ECRM_KAFKA_PROPERTY_FILE_<KEY>
+// names a file whose content is the value.
+Status SetKafkaPropertiesFromEnvironment(Config& c) {
+  constexpr std::string_view kPrefix = "ECRM_KAFKA_PROPERTY_";
+  constexpr std::string_view kFile = "FILE_";
+  std::vector<std::pair<std::string, std::string>> found;
+  for (char** e = environ; e != nullptr && *e != nullptr; e++) {
+    const std::string_view entry(*e);
+    if (!entry.starts_with(kPrefix)) continue;
+    const auto eq = entry.find('=');
+    if (eq == std::string_view::npos) continue;
+    found.emplace_back(std::string(entry.substr(kPrefix.size(), eq - kPrefix.size())),
+                       std::string(entry.substr(eq + 1)));
+  }
+  std::sort(found.begin(), found.end());  // a fixed order: the environment's is not
+  for (auto& [name, value] : found) {
+    const bool from_file = std::string_view(name).starts_with(kFile);
+    std::string key = absl::AsciiStrToLower(from_file ? name.substr(kFile.size()) : name);
+    std::replace(key.begin(), key.end(), '_', '.');
+    if (key.empty()) continue;
+    RETURN_IF_ERROR(SetKafkaPropertyArg(c, key + "=" + value, from_file));
+  }
+  return absl::OkStatus();
+}
+
+// A YAML mapping of property -> value (or -> path).
+Status SetKafkaPropertiesFromYaml(Config& c, const YAML::Node& node, bool from_file) {
+  const char* what = from_file ? "kafka_property_files" : "kafka_properties";
+  if (!node.IsMap()) {
+    return absl::InvalidArgumentError(std::string("key '") + what + "' must be a mapping");
+  }
+  for (const auto& kv : node) {
+    if (!kv.first.IsScalar() || !kv.second.IsScalar()) {
+      return absl::InvalidArgumentError(std::string("key '") + what +
+                                        "': keys and values must be plain scalars");
+    }
+    RETURN_IF_ERROR(
+        SetKafkaPropertyArg(c, kv.first.Scalar() + "=" + kv.second.Scalar(), from_file));
+  }
   return absl::OkStatus();
 }
 
@@ -241,6 +345,25 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   add("--rate-limit", "rate_limit", "ECRM_RATE_LIMIT", c.rate_limit,
       "Events per second per write key, burst of one second (0 = unlimited)")
       ->capture_default_str();
+  add("--log-format", "log_format", "ECRM_LOG_FORMAT", c.log_format,
+      "text | json (one JSON object per line, for log collectors)")
+      ->capture_default_str();
+  add("--write-keys-file", "write_keys_file", "ECRM_WRITE_KEYS_FILE", c.write_keys_file,
+      "File of server write keys, one per line (a mounted secret)");
+  add("--browser-write-keys-file", "browser_write_keys_file", "ECRM_BROWSER_WRITE_KEYS_FILE",
+      c.browser_write_keys_file, "File of browser write keys, one per line");
+  add("--read-keys-file", "read_keys_file", "ECRM_READ_KEYS_FILE", c.read_keys_file,
+      "File of personalization read keys, one per line");
+  add("--admin-token-file", "admin_token_file", "ECRM_ADMIN_TOKEN_FILE", c.admin_token_file,
+      "File holding the admin token");
+  std::vector<std::string> property_args, property_file_args;
+  app.add_option("--kafka-property", property_args,
+                 "A librdkafka property KEY=VALUE for every Kafka client, e.g. "
+                 "security.protocol=SASL_SSL (repeatable; env ECRM_KAFKA_PROPERTY_<KEY>)");
+  app.add_option("--kafka-property-file", property_file_args,
+                 "A librdkafka property KEY=PATH whose value is the file's content, e.g. "
+                 "sasl.password=/etc/ecrm/secrets/kafka-password (repeatable; env "
+                 "ECRM_KAFKA_PROPERTY_FILE_<KEY>)");
 
   try {
     app.parse(argc, argv);
@@ -267,6 +390,14 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
                                           ": keys must be plain names");
       }
       const std::string key = kv.first.Scalar();
+      if (key == "kafka_properties" || key == "kafka_property_files") {  // merged per key
+        if (auto st = SetKafkaPropertiesFromYaml(c, kv.second, key == "kafka_property_files");
+            !st.ok()) {
+          return absl::InvalidArgumentError("config file " + c.config_file + ": " +
+                                            std::string(st.message()));
+        }
+        continue;
+      }
       auto it = std::find_if(settings.begin(), settings.end(),
                              [&](const Setting& s) { return key == s.key; });
       if (it == settings.end()) {
@@ -281,6 +412,31 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
     }
   }
 
+  RETURN_IF_ERROR(SetKafkaPropertiesFromEnvironment(c));
+  for (const auto& arg : property_args) RETURN_IF_ERROR(SetKafkaPropertyArg(c, arg, false));
+  for (const auto& arg : property_file_args) RETURN_IF_ERROR(SetKafkaPropertyArg(c, arg, true));
+  if (!c.kafka_properties.empty() && c.kafka_brokers.empty()) {
+    return absl::InvalidArgumentError("kafka_properties: given without kafka_brokers");
+  }
+  if (c.log_format != "text" && c.log_format != "json") {
+    return absl::InvalidArgumentError("log_format: must be text or json");
+  }
+  RETURN_IF_ERROR(AppendKeysFile("write_keys_file", c.write_keys_file, c.write_keys));
+  RETURN_IF_ERROR(
+      AppendKeysFile("browser_write_keys_file", c.browser_write_keys_file, c.browser_write_keys));
+  RETURN_IF_ERROR(AppendKeysFile("read_keys_file", c.read_keys_file, c.read_keys));
+  if (!c.admin_token_file.empty()) {
+    if (!c.admin_token.empty()) {
+      return absl::InvalidArgumentError("admin_token_file: admin_token is set as well; give one");
+    }
+    std::vector<std::string> tokens;
+    RETURN_IF_ERROR(AppendKeysFile("admin_token_file", c.admin_token_file, tokens));
+    if (tokens.size() != 1) {
+      return absl::InvalidArgumentError("admin_token_file: " + c.admin_token_file +
+                                        " must hold exactly one token");
+    }
+    c.admin_token = std::move(tokens.front());
+  }
   RETURN_IF_ERROR(ParseHostPort(http_addr, c));
   const int cores = std::max(1u, std::thread::hardware_concurrency());
   if (c.workers < 0 || c.workers > 256) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -76,6 +77,19 @@ struct Config {
   // identity_secret_file (trailing line breaks stripped) or ECRM_IDENTITY_SECRET; "" if neither.
   // A secret: never logged or printed.
   std::string identity_secret;
+  // Secrets as files, as Kubernetes mounts them: one key per line (blank lines and lines starting
+  // with '#' ignored), added to the lists above; the admin token file holds one token.
+  std::string write_keys_file;          // --write-keys-file: server write keys
+  std::string browser_write_keys_file;  // --browser-write-keys-file
+  std::string read_keys_file;           // --read-keys-file
+  std::string admin_token_file;         // --admin-token-file (not with --admin-token)
+  // librdkafka properties for every Kafka client (TLS, SASL, tuning), applied after ecrm's own:
+  // from kafka_properties / kafka_property_files in the YAML file, ECRM_KAFKA_PROPERTY_<KEY> and
+  // ECRM_KAFKA_PROPERTY_FILE_<KEY> (KEY upper-case with '_' for '.'), then --kafka-property
+  // KEY=VALUE and --kafka-property-file KEY=PATH (whose file's content is the value); for one key
+  // the later source wins. Values may be secrets: never logged or printed.
+  std::vector<std::pair<std::string, std::string>> kafka_properties;
+  std::string log_format = "text";  // --log-format: text | json (one object per line)
 };
 
 // Parses argv (after the `serve` word) plus environment plus the config file. On --help, prints

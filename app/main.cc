@@ -41,7 +41,7 @@ int Serve(int argc, const char* const* argv) {
     return 2;
   }
   ecrm::Config config = *std::move(parsed);
-  if (!ecrm::InitLogging(config.log_level)) {
+  if (!ecrm::InitLogging(config.log_level, config.log_format)) {
     std::cerr << "ecrm: invalid configuration: log_level: unknown level '" << config.log_level
               << "'\n";
     return 2;
@@ -74,13 +74,23 @@ int Serve(int argc, const char* const* argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   ecrm::Service service(config);
+  int received = 0;
+  service.SetAbortStart([&] {
+    const timespec now{0, 0};
+    const int sig = sigtimedwait(&signals, nullptr, &now);
+    if (sig > 0) received = sig;
+    return sig > 0;
+  });
   if (auto s = service.Start(); !s.ok()) {
+    if (absl::IsCancelled(s) && received != 0) {
+      spdlog::info("signal {} while starting: stopped", received);
+      return 0;
+    }
     spdlog::critical("start failed: {}", s.ToString());
     return 1;
   }
   std::cout << "ecrm listening on http://" << config.http_host << ":" << service.port() << "\n"
             << std::flush;
-  int received = 0;
   sigwait(&signals, &received);
   spdlog::info("signal {}: stopping", received);
   service.Stop();

@@ -1,13 +1,18 @@
 #include "app/service.h"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "common/json_writer.h"
 #include "common/logging.h"
 #include "ingest/kafka_admin.h"
+#include "ingest/kafka_client.h"
+#include "prometheus/text_serializer.h"
 #include "store/keys.h"
 
 namespace ecrm {
@@ -35,7 +40,19 @@ Status Service::Start() {
   rule_metrics_ = std::make_unique<RuleMetrics>(*registry_, *rules_);
   spdlog::info("rules: {}", rules_->Current()->Describe());
 
+  auto gauge = [&](const char* name, const char* help) {
+    return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry_).Add({});
+  };
+  ready_gauge_ = gauge("ecrm_ready", "1 while /readyz answers 200, else 0");
+  disk_free_ = gauge("ecrm_data_dir_free_bytes",
+                     "Bytes available to ecrm on the data directory's file system");
+  disk_capacity_ =
+      gauge("ecrm_data_dir_capacity_bytes", "Size of the data directory's file system in bytes");
+
   const bool kafka = !config_.kafka_brokers.empty();
+  // Every Kafka client made from here on gets the operator's properties (TLS, SASL) and counts
+  // its errors.
+  if (kafka) ConfigureKafkaClients(config_.kafka_properties, registry_.get());
   KafkaOptions kafka_options;
   kafka_options.brokers = config_.kafka_brokers;
   kafka_options.group = config_.kafka_group;
@@ -51,9 +68,9 @@ Status Service::Start() {
   uint32_t partitions = config_.partitions;
   if (kafka) {
     // In Kafka mode the virtual partitions are the topic's partitions.
-    auto topic_partitions =
-        KafkaConsumer::TopicPartitions(config_.kafka_brokers, config_.kafka_topic, 10000);
     ASSIGN_OR_RETURN(auto stored, store_->Get(Cf::kMeta, kMetaPartitionCount));
+    auto topic_partitions = WaitForKafka(/*may_go_on=*/stored && !kafka_options.changelog);
+    if (absl::IsCancelled(topic_partitions.status())) return topic_partitions.status();
     if (topic_partitions.ok()) {
       partitions = static_cast<uint32_t>(*topic_partitions);
     } else if (absl::IsNotFound(topic_partitions.status())) {
@@ -198,19 +215,27 @@ Status Service::Start() {
   api_options.before_scrape = [this] {
     store_metrics_->Refresh();
     rule_metrics_->Refresh();
+    struct statvfs fs {};
+    if (::statvfs(config_.data_dir.c_str(), &fs) == 0) {
+      disk_free_->Set(static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize));
+      disk_capacity_->Set(static_cast<double>(fs.f_blocks) * static_cast<double>(fs.f_frsize));
+    }
+    ready_gauge_->Set(Ready() ? 1 : 0);
   };
   api_options.rules = rules_.get();
   api_options.identifier_types = config_.identifier_types;
   api_options.rule_metrics = rule_metrics_.get();
-  api_options.ready = [this] {
-    return ready_.load() && (!consumer_ || consumer_->Ready()) &&
-           (!producer_ || producer_->Ready());
-  };
+  api_options.ready = [this] { return Ready(); };
   api_options.cluster = [this] { return ClusterView(); };
   if (engine_options.owned_by_assignment) {
-    std::function<void(const GroupDescription&)> on_group;
+    cluster_members_ =
+        gauge("ecrm_cluster_members", "Members of the consumer group in its latest description");
+    std::function<void(const GroupDescription&)> on_group = [this](const GroupDescription& group) {
+      cluster_members_->Set(static_cast<double>(group.members.size()));
+    };
     if (standby_) {  // also with no replicas: the cleanup needs to know the group is seen
       on_group = [this](const GroupDescription& group) {
+        cluster_members_->Set(static_cast<double>(group.members.size()));
         const auto placement = StandbyPlacement(group, config_.standby_replicas);
         std::set<uint32_t> mine, unknown;
         for (uint32_t p = 0; p < engine_->partition_count(); p++) {
@@ -237,7 +262,7 @@ Status Service::Start() {
 
   HttpServerOptions http;
   http.host = config_.http_host;
-  http.port = config_.http_port;
+  http.port = config_.http_port != 0 ? config_.http_port : startup_port_;
   // 0 means one per core (as ParseServeConfig resolves it; a Config built in code may not be).
   http.threads = config_.http_threads > 0
                      ? config_.http_threads
@@ -256,6 +281,88 @@ Status Service::Start() {
                            " role " + config_.role
                      : std::string("embedded"));
   return absl::OkStatus();
+}
+
+namespace {
+
+// What answers on the HTTP port while the service waits for Kafka at start-up: alive, not ready
+// (with the reason), and the metrics (ecrm_kafka_errors_total says why). Everything else is 503.
+class StartupHandler final : public HttpHandler {
+ public:
+  StartupHandler(prometheus::Registry& registry, const std::string& reason)
+      : registry_(registry), reason_(reason) {}
+  void Handle(const HttpRequest& request, Responder respond) override {
+    const std::string_view path = request.Path();
+    if (path == "/healthz") return respond(JsonResponse(200, R"({"status":"ok"})"));
+    if (path == "/metrics") {
+      HttpResponse res;
+      res.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      res.body = prometheus::TextSerializer().Serialize(registry_.Collect());
+      return respond(std::move(res));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    HttpResponse res = ErrorResponse(503, "starting", "waiting for Kafka: " + reason_);
+    res.headers.emplace_back("Retry-After", "5");
+    respond(std::move(res));
+  }
+  HttpResponse RequestTooLarge(const HttpRequest&) override {
+    return ErrorResponse(503, "starting", "waiting for Kafka");
+  }
+  void SetReason(std::string reason) {
+    std::lock_guard<std::mutex> lock(mu_);
+    reason_ = std::move(reason);
+  }
+
+ private:
+  prometheus::Registry& registry_;
+  std::mutex mu_;
+  std::string reason_;
+};
+
+}  // namespace
+
+StatusOr<int> Service::WaitForKafka(bool may_go_on) {
+  auto partitions =
+      KafkaConsumer::TopicPartitions(config_.kafka_brokers, config_.kafka_topic, 10000);
+  if (partitions.ok() || !absl::IsUnavailable(partitions.status()) || may_go_on) return partitions;
+  // No answer (brokers away, a refused password or certificate): stay up and not ready, and keep
+  // trying, so that an orchestrator sees the reason instead of a crash loop.
+  std::string reason(partitions.status().message());
+  spdlog::error("{}; retrying every 5 s (/readyz answers 503 meanwhile)", reason);
+  StartupHandler handler(*registry_, reason);
+  HttpServerOptions http;
+  http.host = config_.http_host;
+  http.port = config_.http_port;
+  http.threads = 1;
+  HttpServer waiting(http, handler);
+  ASSIGN_OR_RETURN(const uint16_t port, waiting.Start());
+  startup_port_ = port;  // the service answers on the same port (with --http-addr port 0 too)
+  const auto addr_file = std::filesystem::path(config_.data_dir) / "ecrm.addr";
+  std::ofstream(addr_file, std::ios::trunc) << config_.http_host << ":" << port << "\n";
+  while (true) {
+    for (int i = 0; i < 50; i++) {
+      if (abort_start_ && abort_start_()) {
+        waiting.Stop();
+        return absl::CancelledError("stopped while waiting for Kafka");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    partitions = KafkaConsumer::TopicPartitions(config_.kafka_brokers, config_.kafka_topic, 10000);
+    if (partitions.ok() || !absl::IsUnavailable(partitions.status())) break;
+    if (partitions.status().message() != reason) {
+      reason = std::string(partitions.status().message());
+      spdlog::error("{}; retrying every 5 s", reason);
+      handler.SetReason(reason);
+    }
+  }
+  spdlog::info("kafka: the brokers answer; starting");
+  waiting.StopAccepting();
+  waiting.Stop();
+  return partitions;
+}
+
+bool Service::Ready() const {
+  return ready_.load() && (!consumer_ || consumer_->Ready()) && (!producer_ || producer_->Ready());
 }
 
 void Service::Stop() {

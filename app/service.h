@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 
 #include "api/api_service.h"
@@ -19,6 +20,7 @@
 #include "ingest/kafka_profile_consumer.h"
 #include "ingest/kafka_rules.h"
 #include "profiler/engine.h"
+#include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 #include "rules/rule_metrics.h"
 #include "rules/rule_registry.h"
@@ -38,10 +40,21 @@ class Service {
   void Stop();
 
   uint16_t port() const { return port_; }
+  // Polled while Start waits for Kafka: true ends the wait and Start returns Cancelled (the
+  // `serve` command checks for SIGTERM). Set before Start.
+  void SetAbortStart(std::function<bool()> abort) { abort_start_ = std::move(abort); }
   ProfileEngine& engine() { return *engine_; }
   prometheus::Registry& registry() { return *registry_; }
 
  private:
+  // What /readyz answers: started, not stopping, and the Kafka clients connected and in the group
+  // with nothing restoring.
+  bool Ready() const;
+  // The events topic's partition count. When no broker answers and `may_go_on` is false, serves
+  // /healthz, /readyz (503) and /metrics on the HTTP port and retries every 5 s until one does.
+  StatusOr<int> WaitForKafka(bool may_go_on);
+  std::function<bool()> abort_start_;
+  uint16_t startup_port_ = 0;  // the port WaitForKafka served on, if it had to wait
   // GET /v1/cluster: the group's members and each partition's owner (docs/kafka.md#membership).
   HttpResponse ClusterView() const;
   Config config_;
@@ -65,6 +78,12 @@ class Service {
   std::unique_ptr<HttpServer> server_;
   std::atomic<bool> ready_{false};
   uint16_t port_ = 0;
+  // Set at each scrape (ecrm_ready, ecrm_data_dir_*), and at each group description seen
+  // (ecrm_cluster_members, cluster mode).
+  prometheus::Gauge* ready_gauge_ = nullptr;
+  prometheus::Gauge* disk_free_ = nullptr;
+  prometheus::Gauge* disk_capacity_ = nullptr;
+  prometheus::Gauge* cluster_members_ = nullptr;
 };
 
 }  // namespace ecrm

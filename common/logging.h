@@ -9,7 +9,8 @@
 
 namespace ecrm {
 
-// `level` is one of trace, debug, info, warn, error, off. Returns false for an unknown level.
-bool InitLogging(std::string_view level);
+// `level` is one of trace, debug, info, warn, error, off; `format` is text (a fixed pattern) or
+// json (one object per line: time, level, thread, logger, message). False for an unknown one.
+bool InitLogging(std::string_view level, std::string_view format = "text");
 
 }  // namespace ecrm

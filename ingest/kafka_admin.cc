@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <memory>
 
+#include "common/logging.h"
+#include "ingest/kafka_client.h"
+
 namespace ecrm {
 namespace {
 
@@ -23,6 +26,13 @@ struct OptionsDeleter {
 
 using Handle = std::unique_ptr<rd_kafka_t, HandleDeleter>;
 
+// Errors of the admin client are counted and logged like every other client's.
+void AdminError(rd_kafka_t*, int err, const char* reason, void*) {
+  const char* kind = CountKafkaError(err);
+  spdlog::warn("kafka: admin client: {} ({}, {})", reason,
+               rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(err)), kind);
+}
+
 StatusOr<Handle> NewAdminClient(const std::string& brokers) {
   char errstr[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
@@ -33,6 +43,14 @@ StatusOr<Handle> NewAdminClient(const std::string& brokers) {
     rd_kafka_conf_destroy(conf);
     return absl::InvalidArgumentError(std::string("kafka: admin client: ") + errstr);
   }
+  for (const auto& [key, value] : KafkaClientProperties()) {  // validated by the config
+    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), errstr, sizeof(errstr)) !=
+        RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return absl::InvalidArgumentError("kafka_properties: " + key + ": refused");
+    }
+  }
+  rd_kafka_conf_set_error_cb(conf, AdminError);
   // rd_kafka_new takes the configuration over on success only.
   Handle rk(rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)));
   if (!rk) {

@@ -93,8 +93,9 @@ struct KafkaChangelog::Impl : public RdKafka::DeliveryReportCb, public RdKafka::
 
   void event_cb(RdKafka::Event& event) override {
     if (event.type() == RdKafka::Event::EVENT_ERROR) {
-      spdlog::warn("kafka: changelog producer: {} ({})", event.str(),
-                   RdKafka::err2str(event.err()));
+      const char* kind = CountKafkaError(event.err());
+      spdlog::warn("kafka: changelog producer: {} ({}, {})", event.str(),
+                   RdKafka::err2str(event.err()), kind);
     } else if (event.type() == RdKafka::Event::EVENT_LOG &&
                event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING) {
       spdlog::warn("kafka: changelog producer: {} {}", event.fac(), event.str());

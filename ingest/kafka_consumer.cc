@@ -277,11 +277,16 @@ struct KafkaConsumer::Impl : public RdKafka::RebalanceCb,
 
   void event_cb(RdKafka::Event& event) override {
     if (event.type() == RdKafka::Event::EVENT_ERROR) {
+      const char* kind = CountKafkaError(event.err());
       if (event.err() == RdKafka::ERR__ALL_BROKERS_DOWN) {
         broker_up = false;
       }
+      if (event.err() == RdKafka::ERR__AUTHENTICATION || event.err() == RdKafka::ERR__SSL) {
+        // Credentials or certificates refused: not ready until a broker answers again.
+        broker_up = false;
+      }
       if (event.fatal()) return Fatal(event.str());
-      spdlog::warn("kafka: {} ({})", event.str(), RdKafka::err2str(event.err()));
+      spdlog::warn("kafka: {} ({}, {})", event.str(), RdKafka::err2str(event.err()), kind);
     } else if (event.type() == RdKafka::Event::EVENT_LOG &&
                event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING) {
       if (event.fac() == "SESSTMOUT") session_timed_out = SteadyClock::now();
@@ -1074,7 +1079,23 @@ std::map<uint32_t, int64_t> KafkaConsumer::Restoring() const {
 
 StatusOr<int> KafkaConsumer::TopicPartitions(const std::string& brokers, const std::string& topic,
                                              int timeout_ms) {
-  ASSIGN_OR_RETURN(auto conf, MakeKafkaConf({{"bootstrap.servers", brokers}}));
+  // The first start's first request: a refused password or certificate shows here, as the
+  // error events the client got while it waited (the metadata call itself only times out).
+  struct LastError final : RdKafka::EventCb {
+    void event_cb(RdKafka::Event& event) override {
+      if (event.type() != RdKafka::Event::EVENT_ERROR) return;
+      const char* kind = CountKafkaError(event.err());
+      std::lock_guard<std::mutex> lock(mu);
+      if (message.empty() || event.err() == RdKafka::ERR__AUTHENTICATION ||
+          event.err() == RdKafka::ERR__SSL) {
+        message = std::string(kind) + ": " + event.str();
+      }
+    }
+    std::mutex mu;
+    std::string message;
+  } last_error;
+  ASSIGN_OR_RETURN(auto conf,
+                   MakeKafkaConf({{"bootstrap.servers", brokers}}, {.events = &last_error}));
   std::string err;
   std::unique_ptr<RdKafka::Producer> client(RdKafka::Producer::create(conf.get(), err));
   if (!client) return absl::InvalidArgumentError("kafka: " + err);
@@ -1083,8 +1104,11 @@ StatusOr<int> KafkaConsumer::TopicPartitions(const std::string& brokers, const s
   const auto code = client->metadata(false, t.get(), &md, timeout_ms);
   std::unique_ptr<RdKafka::Metadata> owned(md);
   if (code != RdKafka::ERR_NO_ERROR) {
-    return absl::UnavailableError("kafka: metadata from " + brokers + ": " +
-                                  RdKafka::err2str(code));
+    client->poll(0);  // serves the error events queued meanwhile to last_error
+    std::lock_guard<std::mutex> lock(last_error.mu);
+    return absl::UnavailableError(
+        "kafka: metadata from " + brokers + ": " + RdKafka::err2str(code) +
+        (last_error.message.empty() ? "" : " (" + last_error.message + ")"));
   }
   for (const auto* tm : *owned->topics()) {
     if (tm->topic() != topic) continue;

@@ -27,8 +27,12 @@ struct KafkaEventProducer::Impl : public RdKafka::DeliveryReportCb, public RdKaf
   }
   void event_cb(RdKafka::Event& event) override {
     if (event.type() == RdKafka::Event::EVENT_ERROR) {
-      if (event.err() == RdKafka::ERR__ALL_BROKERS_DOWN) broker_up = false;
-      spdlog::warn("kafka producer: {} ({})", event.str(), RdKafka::err2str(event.err()));
+      const char* kind = CountKafkaError(event.err());
+      if (event.err() == RdKafka::ERR__ALL_BROKERS_DOWN ||
+          event.err() == RdKafka::ERR__AUTHENTICATION || event.err() == RdKafka::ERR__SSL) {
+        broker_up = false;
+      }
+      spdlog::warn("kafka producer: {} ({}, {})", event.str(), RdKafka::err2str(event.err()), kind);
     }
   }
 

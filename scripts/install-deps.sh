@@ -8,7 +8,7 @@ PACKAGES=(
   librocksdb-dev libsimdjson-dev libboost-dev prometheus-cpp-dev libabsl-dev
   libjemalloc-dev libxxhash-dev libcli11-dev libyaml-cpp-dev libspdlog-dev libfmt-dev zlib1g-dev libzstd-dev libre2-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  nodejs npm prometheus curl python3 python3-venv
+  nodejs npm prometheus curl python3 python3-venv python3-yaml
   kcat openjdk-17-jdk-headless maven clang-format
 )
 

@@ -5,6 +5,7 @@
 # no tarball download. Everything binds to 127.0.0.1 only.
 #
 #   scripts/kafka.sh start          [--dir DIR]  fresh broker; prints KAFKA_BROKERS=127.0.0.1:P
+#                                                and KAFKA_SECURE_BROKERS=127.0.0.1:Q (SASL_SSL)
 #   scripts/kafka.sh stop           [--dir DIR]  SIGTERM, wait <= 20 s, then SIGKILL
 #   scripts/kafka.sh kill           [--dir DIR]  SIGKILL at once (simulated crash)
 #   scripts/kafka.sh restart-broker [--dir DIR]  start again, same ports and data, no reformat
@@ -17,7 +18,12 @@
 # The classpath is also cached in ${XDG_CACHE_HOME:-~/.cache}/ecrm-kafka
 # (override: ECRM_KAFKA_CACHE) so a fresh DIR skips Maven; jars stay in ~/.m2.
 #
-# Only the KAFKA_BROKERS line goes to stdout; progress and errors go to stderr.
+# The broker also has a SASL_SSL listener (as managed Kafka services have): TLS with a
+# certificate signed by a CA made at start (DIR/ssl/ca.crt), SASL PLAIN (user ecrm) and
+# SCRAM-SHA-512 (user ecrm-scram); DIR/secure.env has the address, the CA and the credentials.
+#
+# Only the KAFKA_BROKERS and KAFKA_SECURE_BROKERS lines go to stdout; progress and errors go to
+# stderr.
 # Environment: KAFKA_VERSION (overrides the pom's kafka.version),
 # KAFKA_HEAP_OPTS (default -Xmx512m -Xms128m), KAFKA_JVM_OPTS (extra JVM flags),
 # KAFKA_START_TIMEOUT (seconds, default 60).
@@ -179,17 +185,59 @@ rootLogger.appenderRef.file.ref = FILE
 EOF
 }
 
-write_props() {  # write_props BROKER_PORT CONTROLLER_PORT
+PLAIN_USER=ecrm
+PLAIN_PASSWORD=ecrm-plain-password
+SCRAM_USER=ecrm-scram
+SCRAM_PASSWORD=ecrm-scram-password
+SSL_DIR="$DIR/ssl"
+
+# A CA and a broker certificate for 127.0.0.1 signed by it, as a PKCS12 keystore.
+make_certificates() {
+  need openssl
+  rm -rf "$SSL_DIR"; mkdir -p "$SSL_DIR"
+  (
+    cd "$SSL_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=ecrm test CA" \
+      -keyout ca.key -out ca.crt
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout broker.key -out broker.csr
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > san.ext
+    openssl x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+      -extfile san.ext -out broker.crt
+    openssl pkcs12 -export -in broker.crt -inkey broker.key -certfile ca.crt -name broker \
+      -passout pass:changeit -out broker.p12
+  ) >"$DIR/ssl.log" 2>&1 || { cat "$DIR/ssl.log" >&2; die "making the test certificates failed"; }
+}
+
+write_secure_env() {  # write_secure_env SECURE_PORT
+  cat > "$DIR/secure.env" <<EOF
+KAFKA_SECURE_BROKERS=127.0.0.1:$1
+KAFKA_CA=$SSL_DIR/ca.crt
+KAFKA_PLAIN_USER=$PLAIN_USER
+KAFKA_PLAIN_PASSWORD=$PLAIN_PASSWORD
+KAFKA_SCRAM_USER=$SCRAM_USER
+KAFKA_SCRAM_PASSWORD=$SCRAM_PASSWORD
+EOF
+}
+
+write_props() {  # write_props BROKER_PORT CONTROLLER_PORT SECURE_PORT
   cat > "$PROPS" <<EOF
 # Written by scripts/kafka.sh: single-node KRaft (combined broker+controller).
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$2
-listeners=PLAINTEXT://127.0.0.1:$1,CONTROLLER://127.0.0.1:$2
-advertised.listeners=PLAINTEXT://127.0.0.1:$1,CONTROLLER://127.0.0.1:$2
+listeners=PLAINTEXT://127.0.0.1:$1,CONTROLLER://127.0.0.1:$2,SASL_SSL://127.0.0.1:$3
+advertised.listeners=PLAINTEXT://127.0.0.1:$1,CONTROLLER://127.0.0.1:$2,SASL_SSL://127.0.0.1:$3
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$PLAIN_USER="$PLAIN_PASSWORD";
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$SSL_DIR/broker.p12
+ssl.keystore.password=changeit
+ssl.key.password=changeit
+ssl.client.auth=none
 log.dirs=$DATA_DIR
 num.partitions=4
 default.replication.factor=1
@@ -224,6 +272,7 @@ format_storage() {
   rm -rf "$DATA_DIR"
   log "formatting KRaft storage (cluster id $cluster_id)"
   if ! java_tool kafka.tools.StorageTool format --standalone --cluster-id="$cluster_id" -c "$PROPS" \
+        --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]" \
         >"$DIR/format.log" 2>&1; then
     cat "$DIR/format.log" >&2
     die "kafka.tools.StorageTool format failed"
@@ -310,16 +359,21 @@ cmd_start() {
   resolve_classpath
   write_log4j
   : > "$KAFKA_LOG"
-  local attempt bport cport rc
+  make_certificates
+  local attempt bport cport sport rc
   for attempt in 1 2 3; do
     bport="$(pick_port)"
     cport="$(pick_port "$bport")"
-    write_props "$bport" "$cport"
+    sport="$(pick_port "$cport")"
+    [[ "$sport" != "$bport" ]] || sport="$(pick_port "$bport")"
+    write_props "$bport" "$cport" "$sport"
     format_storage
-    log "starting Kafka $(kafka_version) on 127.0.0.1:$bport (controller 127.0.0.1:$cport), log $KAFKA_LOG"
+    log "starting Kafka $(kafka_version) on 127.0.0.1:$bport (SASL_SSL 127.0.0.1:$sport, controller 127.0.0.1:$cport), log $KAFKA_LOG"
     rc=0; launch_and_wait "127.0.0.1:$bport" || rc=$?
     if (( rc == 0 )); then
+      write_secure_env "$sport"
       echo "KAFKA_BROKERS=127.0.0.1:$bport"
+      echo "KAFKA_SECURE_BROKERS=127.0.0.1:$sport"
       return 0
     fi
     (( rc == 3 )) || die "Kafka failed to start (see $KAFKA_LOG)"

@@ -1,5 +1,7 @@
 // MakeKafkaConf: a librdkafka global configuration from key/value settings and callbacks, shared by
-// ecrm's consumer and producers. A rejected setting is an error naming the key. Start-up only.
+// ecrm's consumers and producers. The operator's properties (KafkaClientProperties: TLS, SASL,
+// tuning) are applied after `settings`. A client made without an event callback gets one that
+// counts and logs its errors. A rejected setting is an error naming the key. Start-up only.
 #pragma once
 
 #include <librdkafka/rdkafkacpp.h>
@@ -13,9 +15,30 @@ static_assert(RD_KAFKA_VERSION >= 0x020800ff, "librdkafka 2.8.0 or newer");
 #include <utility>
 #include <vector>
 
+#include "common/logging.h"
 #include "common/status.h"
+#include "ingest/kafka_client.h"
 
 namespace ecrm {
+
+// The event callback of clients that have none of their own: errors are counted
+// (ecrm_kafka_errors_total) and logged, with librdkafka's warnings. Stateless, so one serves all.
+class CountingKafkaEvents final : public RdKafka::EventCb {
+ public:
+  void event_cb(RdKafka::Event& event) override {
+    if (event.type() == RdKafka::Event::EVENT_ERROR) {
+      const char* kind = CountKafkaError(event.err());
+      spdlog::warn("kafka: {} ({}, {})", event.str(), RdKafka::err2str(event.err()), kind);
+    } else if (event.type() == RdKafka::Event::EVENT_LOG &&
+               event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING) {
+      spdlog::warn("kafka: {} {}", event.fac(), event.str());
+    }
+  }
+  static CountingKafkaEvents* Instance() {
+    static CountingKafkaEvents events;
+    return &events;
+  }
+};
 
 struct KafkaCallbacks {
   RdKafka::EventCb* events = nullptr;
@@ -33,8 +56,13 @@ inline StatusOr<std::unique_ptr<RdKafka::Conf>> MakeKafkaConf(
       return absl::InvalidArgumentError("kafka: " + key + ": " + err);
     }
   }
-  if ((callbacks.events &&
-       conf->set("event_cb", callbacks.events, err) != RdKafka::Conf::CONF_OK) ||
+  for (const auto& [key, value] : KafkaClientProperties()) {  // validated by the config
+    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) {
+      return absl::InvalidArgumentError("kafka_properties: " + key + ": refused");
+    }
+  }
+  RdKafka::EventCb* events = callbacks.events ? callbacks.events : CountingKafkaEvents::Instance();
+  if (conf->set("event_cb", events, err) != RdKafka::Conf::CONF_OK ||
       (callbacks.delivery &&
        conf->set("dr_cb", callbacks.delivery, err) != RdKafka::Conf::CONF_OK) ||
       (callbacks.rebalance &&

@@ -306,5 +306,67 @@ TEST(Config, AnUnreadableOrEmptySecretFileNamesThePathOnly) {
   EXPECT_EQ(std::string(c.status().message()).find("xxx"), std::string::npos);
 }
 
+TEST(Config, KafkaPropertiesMergePerKeyFileThenEnvironmentThenFlags) {
+  testing::TempDir dir;
+  const std::string password = dir.Sub("password");
+  std::ofstream(password) << "from-the-file\n";
+  const std::string file = dir.Sub("ecrm.yaml");
+  std::ofstream(file) << "kafka_brokers: b:9093\nkafka_properties:\n  security.protocol: SASL_SSL\n"
+                         "  sasl.mechanism: PLAIN\n  sasl.username: yaml\n"
+                         "kafka_property_files:\n  sasl.password: "
+                      << password << "\n";
+  ::setenv("ECRM_KAFKA_PROPERTY_SASL_MECHANISM", "SCRAM-SHA-512", 1);
+  auto c = Parse({"--config", file.c_str(), "--kafka-property", "sasl.username=flag"});
+  ::unsetenv("ECRM_KAFKA_PROPERTY_SASL_MECHANISM");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::vector<std::pair<std::string, std::string>> want = {
+      {"security.protocol", "SASL_SSL"},
+      {"sasl.mechanism", "SCRAM-SHA-512"},
+      {"sasl.username", "flag"},
+      {"sasl.password", "from-the-file"}};
+  EXPECT_EQ(c->kafka_properties, want);
+}
+
+TEST(Config, KafkaPropertiesAreCheckedWithoutShowingTheirValues) {
+  for (const char* arg : {"security.protocol=hunter2", "no.such.key=hunter2", "group.id=hunter2",
+                          "bootstrap.servers=hunter2", "noequals"}) {
+    auto c = Parse({"--kafka-brokers", "b:1", "--kafka-property", arg});
+    ASSERT_FALSE(c.ok()) << arg;
+    EXPECT_EQ(std::string(c.status().message()).find("hunter2"), std::string::npos) << c.status();
+  }
+  EXPECT_FALSE(Parse({"--kafka-property", "linger.ms=5"}).ok());  // without kafka_brokers
+  EXPECT_FALSE(
+      Parse({"--kafka-brokers", "b:1", "--kafka-property-file", "sasl.password=/no/such"}).ok());
+  auto tuned = Parse({"--kafka-brokers", "b:1", "--kafka-property", "session.timeout.ms=30000"});
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+}
+
+TEST(Config, KeysComeFromMountedSecretFiles) {
+  testing::TempDir dir;
+  const std::string keys = dir.Sub("write-keys");
+  std::ofstream(keys) << "# rotated 2026-12\nsk_new\n\n  sk_old  \n";
+  const std::string token = dir.Sub("admin-token");
+  std::ofstream(token) << "the-token\n";
+  const std::string empty = dir.Sub("empty");
+  std::ofstream(empty) << "\n# nothing\n";
+  auto c = Parse({"--write-keys-file", keys.c_str(), "--admin-token-file", token.c_str(),
+                  "--read-keys-file", keys.c_str()});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->write_keys, (std::vector<std::string>{"sk_new", "sk_old"}));
+  EXPECT_EQ(c->read_keys, (std::vector<std::string>{"sk_new", "sk_old"}));
+  EXPECT_EQ(c->admin_token, "the-token");
+  EXPECT_FALSE(Parse({"--admin-token-file", keys.c_str()}).ok());  // two tokens
+  EXPECT_FALSE(Parse({"--admin-token-file", token.c_str(), "--admin-token", "x"}).ok());
+  EXPECT_FALSE(Parse({"--browser-write-keys-file", empty.c_str()}).ok());
+  EXPECT_FALSE(Parse({"--write-keys-file", dir.Sub("missing").c_str()}).ok());
+}
+
+TEST(Config, LogFormatIsTextOrJson) {
+  auto c = Parse({"--log-format", "json"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->log_format, "json");
+  EXPECT_FALSE(Parse({"--log-format", "xml"}).ok());
+}
+
 }  // namespace
 }  // namespace ecrm

@@ -18,4 +18,4 @@ if [ ! -d "$here/node_modules/kafkajs" ]; then
   (cd "$here" && npm ci --no-audit --no-fund --silent)
 fi
 KAFKA_BROKERS="$brokers" KAFKA_DIR="$dir" ECRM_BIN="$bin" \
-  node --test --test-concurrency=1 "$here/kafka.test.mjs"
+  node --test --test-concurrency=1 "$here/kafka.test.mjs" "$here/secure.test.mjs"
