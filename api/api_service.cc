@@ -238,7 +238,7 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
   if (path == "/v1/rules" || path.starts_with("/v1/rules/")) {
     if (!rules_api_) return finish(Route::kRules, ErrorResponse(404, "not_found", "no such route"));
     const std::string_view token = BearerToken(req);
-    if (token.empty() || token != options_.admin_token) {
+    if (!IsAdmin(token)) {
       return finish(Route::kRules,
                     ErrorResponse(401, "unauthorized", "the admin token is required (Bearer)"));
     }
@@ -248,7 +248,7 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
     const std::string_view token = BearerToken(req);
     if (req.method != "POST")
       return finish(Route::kImport, ErrorResponse(405, "method_not_allowed", "use POST"));
-    if (token.empty() || token != options_.admin_token) {
+    if (!IsAdmin(token)) {
       return finish(Route::kImport,
                     ErrorResponse(401, "unauthorized", "the admin token is required (Bearer)"));
     }
@@ -288,7 +288,7 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
   if (path == "/metrics") return finish(Route::kMetrics, HandleMetrics());
   if (path == "/v1/cluster") {
     const std::string_view token = BearerToken(req);
-    if (token.empty() || token != options_.admin_token) {
+    if (!IsAdmin(token)) {
       return finish(Route::kCluster,
                     ErrorResponse(401, "unauthorized", "the admin token is required (Bearer)"));
     }
@@ -422,13 +422,20 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
   }
 }
 
+bool ApiService::IsAdmin(std::string_view token) const {
+  if (token.empty()) return false;
+  if (token == options_.admin_token) return true;
+  return std::find(options_.more_admin_tokens.begin(), options_.more_admin_tokens.end(), token) !=
+         options_.more_admin_tokens.end();
+}
+
 HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view identifier,
                                        bool personalize, bool erase, const Responder& respond) {
   constexpr std::string_view kIdentities = "/identities";
   const bool identities = !personalize && !erase && identifier.ends_with(kIdentities);
   if (identities) identifier.remove_suffix(kIdentities.size());
   const std::string_view token = BearerToken(req);
-  const bool admin = !token.empty() && token == options_.admin_token;
+  const bool admin = IsAdmin(token);
   const bool reader = admin || (personalize && read_keys_.contains(std::string(token)));
   if (!reader) {
     return ErrorResponse(401, "unauthorized",

@@ -39,6 +39,8 @@ struct ApiOptions {
   std::string identity_secret;
   std::vector<std::string> read_keys;  // personalization keys (Bearer)
   std::string admin_token;             // profile reads (Bearer); also allowed to personalize
+  // Further admin tokens accepted as well (a rotation: the new and the old for a while).
+  std::vector<std::string> more_admin_tokens;
   CollectorLimits limits;
   int64_t rate_limit_events = 0;  // events per second per write key; 0 = unlimited
   PersonalizeOptions personalize;
@@ -76,6 +78,8 @@ class ApiService final : public HttpHandler {
   // A profile read, personalization or (with `erase`) erasure. The returned response has status
   // 0 when the answer is left to `respond` (an erasure once durable, a forwarded request once its
   // owner answered).
+  // The token is the admin token or one of the more_admin_tokens.
+  bool IsAdmin(std::string_view token) const;
   HttpResponse HandleProfile(const HttpRequest& req, std::string_view identifier, bool personalize,
                              bool erase, const Responder& respond);
   // Hands the request to the owner of `partition` as `method` `target`, and answers through

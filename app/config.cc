@@ -355,7 +355,7 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   add("--read-keys-file", "read_keys_file", "ECRM_READ_KEYS_FILE", c.read_keys_file,
       "File of personalization read keys, one per line");
   add("--admin-token-file", "admin_token_file", "ECRM_ADMIN_TOKEN_FILE", c.admin_token_file,
-      "File holding the admin token");
+      "File holding the admin token, one per line (several during a rotation)");
   std::vector<std::string> property_args, property_file_args;
   app.add_option("--kafka-property", property_args,
                  "A librdkafka property KEY=VALUE for every Kafka client, e.g. "
@@ -431,11 +431,9 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
     }
     std::vector<std::string> tokens;
     RETURN_IF_ERROR(AppendKeysFile("admin_token_file", c.admin_token_file, tokens));
-    if (tokens.size() != 1) {
-      return absl::InvalidArgumentError("admin_token_file: " + c.admin_token_file +
-                                        " must hold exactly one token");
-    }
     c.admin_token = std::move(tokens.front());
+    c.more_admin_tokens.assign(std::make_move_iterator(tokens.begin() + 1),
+                               std::make_move_iterator(tokens.end()));
   }
   RETURN_IF_ERROR(ParseHostPort(http_addr, c));
   const int cores = std::max(1u, std::thread::hardware_concurrency());

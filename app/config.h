@@ -82,7 +82,10 @@ struct Config {
   std::string write_keys_file;          // --write-keys-file: server write keys
   std::string browser_write_keys_file;  // --browser-write-keys-file
   std::string read_keys_file;           // --read-keys-file
-  std::string admin_token_file;         // --admin-token-file (not with --admin-token)
+  // --admin-token-file (not with --admin-token): the first token is admin_token, any further ones
+  // (a rotation in progress) are accepted too.
+  std::string admin_token_file;
+  std::vector<std::string> more_admin_tokens;
   // librdkafka properties for every Kafka client (TLS, SASL, tuning), applied after ecrm's own:
   // from kafka_properties / kafka_property_files in the YAML file, ECRM_KAFKA_PROPERTY_<KEY> and
   // ECRM_KAFKA_PROPERTY_FILE_<KEY> (KEY upper-case with '_' for '.'), then --kafka-property

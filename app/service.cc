@@ -206,6 +206,7 @@ Status Service::Start() {
   }
   api_options.read_keys = config_.read_keys;
   api_options.admin_token = config_.admin_token;
+  api_options.more_admin_tokens = config_.more_admin_tokens;
   api_options.limits.max_request_bytes = config_.max_request_bytes;
   api_options.limits.max_event_bytes = config_.max_event_bytes;
   api_options.limits.max_batch_events = config_.max_batch_events;

@@ -35,6 +35,7 @@ class ApiTest : public ::testing::Test {
     api.identity_secret = "s3cret";
     api.read_keys = {"rk"};
     api.admin_token = "admin";
+    api.more_admin_tokens = {"admin-old"};  // a rotation in progress
     api.limits.max_request_bytes = 4096;
     api.limits.max_event_bytes = 1024;
     api.limits.max_batch_events = 10;
@@ -142,6 +143,9 @@ TEST_F(ApiTest, ReadsNeedTheRightToken) {
   ExpectError(Get("/v1/profiles/user_id:u1", "rk"), 401, "unauthorized");  // read key: not admin
   ExpectError(Get("/v1/personalize/user_id:u1", "wrong"), 401, "unauthorized");
   EXPECT_EQ(Get("/v1/personalize/user_id:u1", "admin").status, 200);
+  EXPECT_EQ(Get("/v1/personalize/user_id:u1", "admin-old").status, 200);  // rotation: both work
+  ExpectError(Get("/v1/profiles/anonymous_id:nobody", "admin-old"), 404, "not_found");
+  ExpectError(Get("/v1/profiles/anonymous_id:nobody", "admin-ol"), 401, "unauthorized");
   ExpectError(Get("/v1/profiles/nocolon"), 400, "invalid_identifier");
   ExpectError(Get("/v1/profiles/phone:123"), 400, "invalid_identifier");
   ExpectError(Get("/v1/profiles/user_id:%zz"), 400, "invalid_identifier");

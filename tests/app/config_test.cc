@@ -355,7 +355,10 @@ TEST(Config, KeysComeFromMountedSecretFiles) {
   EXPECT_EQ(c->write_keys, (std::vector<std::string>{"sk_new", "sk_old"}));
   EXPECT_EQ(c->read_keys, (std::vector<std::string>{"sk_new", "sk_old"}));
   EXPECT_EQ(c->admin_token, "the-token");
-  EXPECT_FALSE(Parse({"--admin-token-file", keys.c_str()}).ok());  // two tokens
+  auto rotating = Parse({"--admin-token-file", keys.c_str()});  // two tokens: a rotation
+  ASSERT_TRUE(rotating.ok()) << rotating.status();
+  EXPECT_EQ(rotating->admin_token, "sk_new");
+  EXPECT_EQ(rotating->more_admin_tokens, (std::vector<std::string>{"sk_old"}));
   EXPECT_FALSE(Parse({"--admin-token-file", token.c_str(), "--admin-token", "x"}).ok());
   EXPECT_FALSE(Parse({"--browser-write-keys-file", empty.c_str()}).ok());
   EXPECT_FALSE(Parse({"--write-keys-file", dir.Sub("missing").c_str()}).ok());
