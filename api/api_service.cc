@@ -1,5 +1,7 @@
 #include "api/api_service.h"
 
+#include <openssl/crypto.h>
+
 #include <chrono>
 
 #include "absl/strings/escaping.h"
@@ -422,11 +424,16 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
   }
 }
 
+// Equal in time that does not depend on where two tokens of one length first differ.
+static bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
 bool ApiService::IsAdmin(std::string_view token) const {
-  if (token.empty()) return false;
-  if (token == options_.admin_token) return true;
-  return std::find(options_.more_admin_tokens.begin(), options_.more_admin_tokens.end(), token) !=
-         options_.more_admin_tokens.end();
+  if (token.empty() || options_.admin_token.empty()) return false;
+  bool admin = ConstantTimeEquals(token, options_.admin_token);
+  for (const auto& t : options_.more_admin_tokens) admin |= ConstantTimeEquals(token, t);
+  return admin;
 }
 
 HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view identifier,

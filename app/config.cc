@@ -549,6 +549,22 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
           "write_keys/browser_write_keys: a key is configured as both a server and a browser key");
     }
   }
+  for (const auto& k : c.read_keys) {
+    if (k.empty()) {  // an empty key would match a request without Authorization
+      return absl::InvalidArgumentError("read_keys: a key must be non-empty");
+    }
+  }
+  for (const auto& t : c.identifier_types) {
+    // The type is part of stored keys ("type|value" and "type:value" in the API): no separators.
+    if (t.empty() || t.size() > 32 || !std::islower(static_cast<unsigned char>(t.front())) ||
+        !std::all_of(t.begin(), t.end(), [](unsigned char ch) {
+          return std::islower(ch) || std::isdigit(ch) || ch == '_';
+        })) {
+      return absl::InvalidArgumentError("identifier_types: '" + t +
+                                        "': a type is 1 to 32 of a-z, 0-9 and '_', starting with "
+                                        "a letter");
+    }
+  }
   RETURN_IF_ERROR(LoadIdentitySecret(c));
   return c;
 }

@@ -1,5 +1,6 @@
 #include "app/service.h"
 
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
@@ -28,6 +29,22 @@ Status Service::Start() {
   std::error_code ec;
   std::filesystem::create_directories(config_.data_dir, ec);
   if (ec) return absl::InvalidArgumentError("data_dir: cannot create " + config_.data_dir);
+  // Profile data is for the service only: new files are created without group or other bits
+  // (the umask), and a data dir written by an older version, whose RocksDB files were 0644, is
+  // made owner-only once here.
+  ::umask(077);
+  namespace fs = std::filesystem;
+  fs::permissions(config_.data_dir, fs::perms::group_all | fs::perms::others_all,
+                  fs::perm_options::remove, ec);
+  for (auto it = fs::recursive_directory_iterator(config_.data_dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code ignored;  // a file RocksDB removed meanwhile
+    if (!it->is_symlink(ignored)) {
+      fs::permissions(it->path(), fs::perms::group_all | fs::perms::others_all,
+                      fs::perm_options::remove, ignored);
+    }
+  }
+  if (ec) return absl::InvalidArgumentError("data_dir: cannot read " + config_.data_dir);
 
   StoreOptions store_options;
   store_options.path = (std::filesystem::path(config_.data_dir) / "db").string();

@@ -371,5 +371,20 @@ TEST(Config, LogFormatIsTextOrJson) {
   EXPECT_FALSE(Parse({"--log-format", "xml"}).ok());
 }
 
+TEST(Config, AnEmptyReadKeyIsRefused) {
+  // An empty key would let a request without Authorization personalize.
+  EXPECT_FALSE(Parse({"--read-key", ""}).ok());
+  EXPECT_FALSE(Parse({"--read-key", "rk", "--read-key", ""}).ok());
+  EXPECT_TRUE(Parse({"--read-key", "rk"}).ok());
+}
+
+TEST(Config, IdentifierTypesHaveNoSeparators) {
+  for (const char* bad : {"crm:id", "a|b", "", "Loyalty", "1st", "has space"}) {
+    EXPECT_FALSE(Parse({"--identifier-type", bad}).ok()) << bad;
+  }
+  auto c = Parse({"--identifier-type", "loyalty_no2"});
+  ASSERT_TRUE(c.ok()) << c.status();
+}
+
 }  // namespace
 }  // namespace ecrm

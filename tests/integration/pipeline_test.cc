@@ -2,6 +2,9 @@
 // dir; a restart of the service on the same data dir.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "app/service.h"
 #include "tests/testutil/http_client.h"
 #include "tests/testutil/temp_dir.h"
@@ -73,6 +76,33 @@ TEST(Pipeline, OversizedBodyGets400AndTheServerKeepsServing) {
   auto metrics = HttpCall(service.port(), "GET", "/metrics");
   EXPECT_NE(metrics.body.find(R"(ecrm_events_rejected_total{reason="request_too_large"} 1)"),
             std::string::npos);
+}
+
+// Profile data is for the service only: RocksDB's files, the credentials and the data dir itself
+// have no group or other permission bits, also for a data dir written before this was so.
+TEST(Pipeline, DataFilesAreReadableByTheServiceOnly) {
+  testing::TempDir dir;
+  const std::string old_file = dir.Sub("left-by-an-old-version");
+  std::ofstream(old_file) << "x";
+  std::filesystem::permissions(old_file, std::filesystem::perms::others_read,
+                               std::filesystem::perm_options::add);
+  {
+    Service service(TestConfig(dir.path()));
+    ASSERT_TRUE(service.Start().ok());
+    service.Stop();
+  }
+  int files = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir.path())) {
+    const auto perms = entry.status().permissions();
+    EXPECT_EQ(perms & (std::filesystem::perms::group_all | std::filesystem::perms::others_all),
+              std::filesystem::perms::none)
+        << entry.path();
+    files++;
+  }
+  EXPECT_GT(files, 5);  // RocksDB's files were checked
+  EXPECT_EQ(std::filesystem::status(dir.path()).permissions() &
+                (std::filesystem::perms::group_all | std::filesystem::perms::others_all),
+            std::filesystem::perms::none);
 }
 
 }  // namespace
