@@ -646,12 +646,16 @@ HttpResponse ApiService::HandleSettings(const HttpRequest& req, std::string_view
   return res;
 }
 
-HttpResponse ApiService::HandleMetrics() {
-  if (options_.before_scrape) options_.before_scrape();
+HttpResponse MetricsResponse(prometheus::Registry& registry) {
   HttpResponse res;
   res.content_type = "text/plain; version=0.0.4; charset=utf-8";
-  res.body = prometheus::TextSerializer().Serialize(registry_.Collect());
+  res.body = prometheus::TextSerializer().Serialize(registry.Collect());
   return res;
+}
+
+HttpResponse ApiService::HandleMetrics() {
+  if (options_.before_scrape) options_.before_scrape();
+  return MetricsResponse(registry_);
 }
 
 }  // namespace ecrm

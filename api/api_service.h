@@ -121,6 +121,8 @@ std::string WriteKeyFromRequest(const HttpRequest& req);
 
 // A JSON response with `body`, and one carrying ErrorBody(code, message).
 HttpResponse JsonResponse(int status, std::string body);
+// Every series of `registry` in the Prometheus text format (GET /metrics).
+HttpResponse MetricsResponse(prometheus::Registry& registry);
 HttpResponse ErrorResponse(int status, std::string_view code, std::string_view message);
 
 // JSON error body {"error":{"code","message"[,"index"]}}.

@@ -13,7 +13,6 @@
 #include "common/logging.h"
 #include "ingest/kafka_admin.h"
 #include "ingest/kafka_client.h"
-#include "prometheus/text_serializer.h"
 #include "store/keys.h"
 
 namespace ecrm {
@@ -248,26 +247,22 @@ Status Service::Start() {
   if (engine_options.owned_by_assignment) {
     cluster_members_ =
         gauge("ecrm_cluster_members", "Members of the consumer group in its latest description");
-    std::function<void(const GroupDescription&)> on_group = [this](const GroupDescription& group) {
+    auto on_group = [this](const GroupDescription& group) {
       cluster_members_->Set(static_cast<double>(group.members.size()));
-    };
-    if (standby_) {  // also with no replicas: the cleanup needs to know the group is seen
-      on_group = [this](const GroupDescription& group) {
-        cluster_members_->Set(static_cast<double>(group.members.size()));
-        const auto placement = StandbyPlacement(group, config_.standby_replicas);
-        std::set<uint32_t> mine, unknown;
-        for (uint32_t p = 0; p < engine_->partition_count(); p++) {
-          const auto it = placement.find(p);
-          if (it == placement.end()) {
-            unknown.insert(p);
-          } else if (std::find(it->second.begin(), it->second.end(), config_.instance_id) !=
-                     it->second.end()) {
-            mine.insert(p);
-          }
+      if (!standby_) return;  // also with no replicas: the cleanup needs to know the group is seen
+      const auto placement = StandbyPlacement(group, config_.standby_replicas);
+      std::set<uint32_t> mine, unknown;
+      for (uint32_t p = 0; p < engine_->partition_count(); p++) {
+        const auto it = placement.find(p);
+        if (it == placement.end()) {
+          unknown.insert(p);
+        } else if (std::find(it->second.begin(), it->second.end(), config_.instance_id) !=
+                   it->second.end()) {
+          mine.insert(p);
         }
-        standby_->SetStandby(mine, unknown);
-      };
-    }
+      }
+      standby_->SetStandby(mine, unknown);
+    };
     owners_ = std::make_unique<PartitionOwners>(config_.kafka_brokers, config_.kafka_group,
                                                 config_.kafka_topic, engine_->partition_count(),
                                                 std::move(on_group));
@@ -312,12 +307,7 @@ class StartupHandler final : public HttpHandler {
   void Handle(const HttpRequest& request, Responder respond) override {
     const std::string_view path = request.Path();
     if (path == "/healthz") return respond(JsonResponse(200, R"({"status":"ok"})"));
-    if (path == "/metrics") {
-      HttpResponse res;
-      res.content_type = "text/plain; version=0.0.4; charset=utf-8";
-      res.body = prometheus::TextSerializer().Serialize(registry_.Collect());
-      return respond(std::move(res));
-    }
+    if (path == "/metrics") return respond(MetricsResponse(registry_));
     std::lock_guard<std::mutex> lock(mu_);
     HttpResponse res = ErrorResponse(503, "starting", "waiting for Kafka: " + reason_);
     res.headers.emplace_back("Retry-After", "5");
