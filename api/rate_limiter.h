@@ -1,8 +1,9 @@
 // RateLimiter: a token bucket per write key, in events per second, with a burst of one second's
 // worth (or one maximal batch, if that is larger). The set of keys is fixed at construction; each
-// bucket is two atomics, so concurrent HTTP threads never take a lock. Approximate under contention
-// (a refill may be split between two threads), never over the burst. Owned by ApiService; the clock
-// must outlive it.
+// bucket is two atomics, so concurrent HTTP threads never take a lock. Tokens are counted in
+// thousandths, so refills lose no fraction however often they run; under contention a request may
+// see a refill a moment late, never one counted twice, and the bucket never holds over the burst.
+// Owned by ApiService; the clock must outlive it.
 #pragma once
 
 #include <atomic>
@@ -30,10 +31,11 @@ class RateLimiter {
 
  private:
   struct Bucket {
-    std::atomic<int64_t> tokens;
+    std::atomic<int64_t> milli_tokens;  // tokens × 1000
     std::atomic<TimeMs> refilled_at;
   };
   void Refill(Bucket& bucket);
+  void Cap(Bucket& bucket, int64_t milli_tokens);
 
   const int64_t rate_;
   const int64_t burst_;

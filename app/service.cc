@@ -230,6 +230,7 @@ Status Service::Start() {
   api_options.limits.event.keep_properties = rules_->keep_event_properties();
   api_options.rate_limit_events = config_.rate_limit;
   api_options.before_scrape = [this] {
+    ready_gauge_->Set(Ready() ? 1 : 0);  // first: it may recover the store
     store_metrics_->Refresh();
     rule_metrics_->Refresh();
     struct statvfs fs {};
@@ -237,7 +238,6 @@ Status Service::Start() {
       disk_free_->Set(static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize));
       disk_capacity_->Set(static_cast<double>(fs.f_blocks) * static_cast<double>(fs.f_frsize));
     }
-    ready_gauge_->Set(Ready() ? 1 : 0);
   };
   api_options.rules = rules_.get();
   api_options.identifier_types = config_.identifier_types;
@@ -370,7 +370,10 @@ StatusOr<int> Service::WaitForKafka(bool may_go_on) {
 }
 
 bool Service::Ready() const {
-  return ready_.load() && (!consumer_ || consumer_->Ready()) && (!producer_ || producer_->Ready());
+  // A store refusing writes (a full disk) is not ready; asking is also what retries its recovery
+  // when no write comes (a balancer stops sending to an instance that is not ready).
+  return ready_.load() && store_->TryResume() && (!consumer_ || consumer_->Ready()) &&
+         (!producer_ || producer_->Ready());
 }
 
 void Service::Stop() {

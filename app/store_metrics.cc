@@ -31,6 +31,11 @@ StoreMetrics::StoreMetrics(prometheus::Registry& registry, const KvStore& store)
       {rocksdb::BLOCK_CACHE_MISS, gauge("ecrm_rocksdb_block_cache_misses", "Block cache misses")},
       {rocksdb::WAL_FILE_SYNCED, gauge("ecrm_rocksdb_wal_syncs", "WAL fsyncs since start")},
   };
+  writable_ = gauge("ecrm_store_writable",
+                    "1 while the store accepts writes; 0 after a failed write (a full disk) until "
+                    "it recovers");
+  recoveries_ =
+      gauge("ecrm_store_recoveries", "Times the store recovered from refused writes since start");
 }
 
 void StoreMetrics::Refresh() {
@@ -42,6 +47,8 @@ void StoreMetrics::Refresh() {
     p.gauge->Set(v);
   }
   for (auto& t : tickers_) t.gauge->Set(static_cast<double>(store_.Ticker(t.ticker)));
+  writable_->Set(store_.writable() ? 1 : 0);
+  recoveries_->Set(static_cast<double>(store_.resumes()));
 }
 
 }  // namespace ecrm

@@ -28,6 +28,8 @@ class StoreMetrics {
   const KvStore& store_;
   std::vector<Property> properties_;
   std::vector<TickerGauge> tickers_;
+  prometheus::Gauge* writable_ = nullptr;
+  prometheus::Gauge* recoveries_ = nullptr;
 };
 
 }  // namespace ecrm

@@ -188,6 +188,9 @@ std::optional<Rejection> CollectorParser::ParseImpl(std::string_view body,
       if (r.get_string().get(text) != simdjson::SUCCESS || !(at = ParseIso8601(text))) {
         return Make("invalid_timestamp", "receivedAt is not an ISO-8601 time");
       }
+      if (std::string why = limits_.event.TimeOutOfWindow(*at, received_at); !why.empty()) {
+        return Make("invalid_timestamp", "receivedAt " + why);
+      }
       ctx.received_at = *at;
     }
     // Only here: the HTTP collector never reads a client's `ecrm` (its envelopes get their own).

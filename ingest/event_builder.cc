@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cmath>
+#include <cstdio>
 
+#include "absl/container/flat_hash_set.h"
 #include "common/strings.h"
 #include "common/time_format.h"
 #include "ingest/user_agent.h"
@@ -166,17 +169,34 @@ std::string ProductId(object product) {
   return {};
 }
 
-ProductRef ReadProduct(object product) {
-  ProductRef ref;
+std::string AmountLimitText(double max_amount) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", max_amount);
+  return buf;
+}
+
+// A revenue, total or price: a number of at most `max_amount` in magnitude; a present value of
+// another type is ignored, an out-of-range number rejects the event (sums of them stay finite).
+bool ReadAmount(object obj, std::string_view key, const EventLimits& limits, double& out, bool& has,
+                Rejection& r) {
+  auto e = Field(obj, key);
+  double v;
+  if (!e || e->get_double().get(v) != simdjson::SUCCESS) return true;
+  if (!(std::abs(v) <= limits.max_amount)) {
+    return Reject(r, "invalid_number",
+                  std::string(key) + " must be a number of magnitude at most " +
+                      AmountLimitText(limits.max_amount));
+  }
+  out = v;
+  has = true;
+  return true;
+}
+
+bool ReadProduct(object product, const EventLimits& limits, ProductRef& ref, Rejection& r) {
   ref.product_id = ProductId(product);
   ref.name = std::string(StringOr(Field(product, "name")));
   ref.category = std::string(StringOr(Field(product, "category")));
-  double price;
-  if (auto e = Field(product, "price"); e && e->get_double().get(price) == simdjson::SUCCESS) {
-    ref.price = price;
-    ref.has_price = true;
-  }
-  return ref;
+  return ReadAmount(product, "price", limits, ref.price, ref.has_price, r);
 }
 
 std::string_view UrlHost(std::string_view url) {
@@ -186,45 +206,63 @@ std::string_view UrlHost(std::string_view url) {
   return url.substr(0, url.find_first_of("/?#"));
 }
 
-void ReadProperties(object props, Event& event) {
+bool ReadProperties(object props, const EventLimits& limits, Event& event, Rejection& r) {
   if (auto products = Field(props, "products")) {
     simdjson::dom::array arr;
     if (products->get_array().get(arr) == simdjson::SUCCESS) {
       for (element p : arr) {
         object po;
-        if (p.get_object().get(po) == simdjson::SUCCESS) event.products.push_back(ReadProduct(po));
+        if (p.get_object().get(po) != simdjson::SUCCESS) continue;
+        if (!ReadProduct(po, limits, event.products.emplace_back(), r)) return false;
       }
     }
   }
   if (event.products.empty()) {
-    ProductRef single = ReadProduct(props);
+    ProductRef single;
+    if (!ReadProduct(props, limits, single, r)) return false;
     if (!single.product_id.empty() || !single.category.empty()) {
       event.products.push_back(std::move(single));
     }
   }
   for (std::string_view key : {"revenue", "total"}) {
-    double v;
-    if (auto e = Field(props, key); e && e->get_double().get(v) == simdjson::SUCCESS) {
-      event.revenue = v;
-      event.has_revenue = true;
-      break;
-    }
+    if (!ReadAmount(props, key, limits, event.revenue, event.has_revenue, r)) return false;
+    if (event.has_revenue) break;
   }
+  return true;
 }
 
-void ReadTraits(object traits, const EventLimits& limits, Event& event) {
+// Adds the traits of `traits` not already in `event` (so, for a key given twice, the first
+// occurrence wins: the rule for every duplicate JSON key in an event, as for its top-level fields).
+bool ReadTraits(object traits, const EventLimits& limits, Event& event,
+                absl::flat_hash_set<std::string_view>& seen, Rejection& r) {
   for (auto field : traits) {
+    if (!seen.insert(field.key).second) continue;
     event.traits.emplace_back(std::string(field.key), simdjson::minify(field.value));
-    if (field.key == "email") {
-      std::string_view email;
-      if (field.value.get_string().get(email) == simdjson::SUCCESS) {
-        event.email = limits.IsBlocked(email) ? std::string() : NormalizeEmail(email);
-      }
+    if (field.key != "email") continue;
+    std::string_view email;
+    if (field.value.get_string().get(email) != simdjson::SUCCESS) continue;
+    if (email.size() > limits.max_email) {
+      return Reject(r, "invalid_identifier",
+                    "traits.email must be at most " + std::to_string(limits.max_email) + " bytes");
     }
+    event.email = limits.IsBlocked(email) ? std::string() : NormalizeEmail(email);
   }
+  return true;
 }
 
 }  // namespace
+
+std::string EventLimits::TimeOutOfWindow(TimeMs t, TimeMs received) const {
+  if (t > received + max_event_lead_ms) {
+    return "is more than " + std::to_string(max_event_lead_ms / 3'600'000) +
+           " hours after the time the event was received";
+  }
+  if (t < received - max_event_age_ms) {
+    return "is more than " + std::to_string(max_event_age_ms / 86'400'000) +
+           " days before the time the event was received";
+  }
+  return {};
+}
 
 bool EventLimits::IsBlocked(std::string_view value) const {
   while (!value.empty() && std::isspace(static_cast<unsigned char>(value.front()))) {
@@ -346,6 +384,18 @@ bool BuildEvent(element item, const EventContext& ctx, const EventLimits& limits
   } else {
     event.timestamp = ctx.received_at;
   }
+  // A time far from receipt would freeze the profile's decayed interests or its first/last seen.
+  const std::pair<std::string_view, std::optional<TimeMs>> times[] = {
+      {"timestamp", timestamp},
+      {"originalTimestamp", original},
+      {"sentAt", sent},
+      {"the event time (receivedAt - (sentAt - originalTimestamp))", event.timestamp}};
+  for (const auto& [what, t] : times) {
+    if (!t) continue;
+    if (std::string why = limits.TimeOutOfWindow(*t, ctx.received_at); !why.empty()) {
+      return Reject(r, "invalid_timestamp", std::string(what) + " " + why);
+    }
+  }
 
   const ContextFields c(context, ctx);
   // context.ecrm.user_hash: the shop server's HMAC of the userId, checked by the collector.
@@ -366,28 +416,22 @@ bool BuildEvent(element item, const EventContext& ctx, const EventLimits& limits
     event.user_hash.assign(user_hash);
   }
   if (event.type == EventType::kIdentify) {
-    // Traits: context.traits (where RudderStack's browser SDK puts them), overridden by top-level.
+    // Traits: the top-level ones, then those of context.traits (where RudderStack's browser SDK
+    // puts them) that the top level does not set.
+    absl::flat_hash_set<std::string_view> seen;
+    if (traits && !ReadTraits(*traits, limits, event, seen, r)) return false;
     object context_traits;
-    if (c.traits && c.traits->get_object().get(context_traits) == simdjson::SUCCESS) {
-      ReadTraits(context_traits, limits, event);
+    if (c.traits && c.traits->get_object().get(context_traits) == simdjson::SUCCESS &&
+        !ReadTraits(context_traits, limits, event, seen, r)) {
+      return false;
     }
-    if (traits) ReadTraits(*traits, limits, event);
-    // Later duplicates of a key win; keep the last one only.
-    std::reverse(event.traits.begin(), event.traits.end());
-    std::vector<std::pair<std::string, std::string>> unique;
-    for (auto& t : event.traits) {
-      if (std::none_of(unique.begin(), unique.end(),
-                       [&](const auto& u) { return u.first == t.first; })) {
-        unique.push_back(std::move(t));
-      }
-    }
-    event.traits = std::move(unique);
   }
   if (properties && (!limits.keep_properties || limits.keep_properties->load())) {
     event.properties = simdjson::minify(*properties);  // read by rules
   }
-  if (properties && (event.type == EventType::kTrack || event.type == EventType::kPage)) {
-    ReadProperties(*properties, event);
+  if (properties && (event.type == EventType::kTrack || event.type == EventType::kPage) &&
+      !ReadProperties(*properties, limits, event, r)) {
+    return false;
   }
 
   // Attribution: UTM campaign and an external referrer.

@@ -30,12 +30,21 @@ struct EventLimits {
   size_t max_message_id = 100;
   size_t max_identifier = 1024;
   size_t max_user_hash = 128;  // context.ecrm.user_hash
+  size_t max_email = 254;      // traits.email, the longest address RFC 5321 allows
+  // Event times (timestamp, originalTimestamp, sentAt and the time they give) must lie within
+  // [received − max_event_age_ms, received + max_event_lead_ms] (docs/errors.md#event-times).
+  TimeMs max_event_age_ms = 3650LL * 24 * 3600 * 1000;
+  TimeMs max_event_lead_ms = 24LL * 3600 * 1000;
+  // The largest magnitude of a revenue, total or price (so that sums stay finite).
+  double max_amount = 1e15;
   // Identifier values (userId, anonymousId, previousId, email) treated as absent besides the
   // built-in ones (empty, "null", "undefined"); compared trimmed and case-insensitively.
   std::vector<std::string> blocked_identifiers;
   // Keep each event's properties JSON (for rules) only while this is true; null: always keep.
   const std::atomic<bool>* keep_properties = nullptr;
   bool IsBlocked(std::string_view value) const;
+  // "" if `t` lies in the window around `received`, else why not.
+  std::string TimeOutOfWindow(TimeMs t, TimeMs received) const;
 };
 
 // Builds `event` from `item`; on failure fills `rejection` (without the index) and returns false.

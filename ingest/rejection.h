@@ -15,11 +15,16 @@ struct Rejection {
 };
 
 // Every code the collector can answer with, so metrics can pre-create their label values.
-inline constexpr const char* kRejectionCodes[] = {
-    "invalid_json",       "request_too_large",  "batch_too_large",   "event_too_large",
-    "invalid_event",      "missing_type",       "invalid_type",      "missing_event",
-    "missing_identifier", "invalid_field_type", "invalid_timestamp", "invalid_message_id",
-    "missing_field",      "missing_write_key",  "invalid_write_key", "invalid_encoding",
-    "overloaded",         "rate_limited",       "unavailable",       "internal"};
+inline constexpr const char* kRejectionCodes[] = {"invalid_json",       "request_too_large",
+                                                  "batch_too_large",    "event_too_large",
+                                                  "invalid_event",      "missing_type",
+                                                  "invalid_type",       "missing_event",
+                                                  "missing_identifier", "invalid_field_type",
+                                                  "invalid_timestamp",  "invalid_message_id",
+                                                  "invalid_number",     "invalid_identifier",
+                                                  "missing_field",      "missing_write_key",
+                                                  "invalid_write_key",  "invalid_encoding",
+                                                  "overloaded",         "rate_limited",
+                                                  "unavailable",        "internal"};
 
 }  // namespace ecrm

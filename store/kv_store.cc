@@ -3,6 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdarg>
+#include <cstdio>
 #include <filesystem>
 
 #include "rocksdb/cache.h"
@@ -15,10 +19,19 @@
 #include "rocksdb/statistics.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
+#include "spdlog/spdlog.h"
 #include "store/keys.h"
 #include "store/rocksdb_status.h"
 
 namespace ecrm {
+
+namespace {
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
 namespace {
 
 constexpr const char* kCfNames[kNumCfs] = {"profiles", "identities", "dedup", "meta"};
@@ -50,6 +63,31 @@ class DiscardLogger final : public rocksdb::Logger {
   void Logv(const char* /*format*/, va_list /*ap*/) override {}
   void Logv(const rocksdb::InfoLogLevel /*level*/, const char* /*format*/,
             va_list /*ap*/) override {}
+};
+
+// RocksDB's warnings and errors, in ecrm's own log (its info messages are not formatted at all).
+// Instead of RocksDB's LOG file in the data dir: on a full disk, RocksDB writing about the write
+// error to a LOG file that had already failed a write trips an assertion in Debian's build
+// (WritableFileWriter::AssertFalseAndGetStatusForPrevError) and aborts the process.
+class SpdlogLogger final : public rocksdb::Logger {
+ public:
+  SpdlogLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char buf[1024];
+    const int n = std::vsnprintf(buf, sizeof buf, format, ap);
+    if (n < 0) return;
+    const std::string_view message(buf, std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1));
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
+      spdlog::error("rocksdb: {}", message);
+    } else {
+      spdlog::warn("rocksdb: {}", message);
+    }
+  }
 };
 
 // Whether another process holds RocksDB's lock on the database at `path`. RocksDB takes it with
@@ -159,6 +197,7 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const StoreOptions& options) {
   // Only tickers are exported (app/store_metrics.cc); histograms would cost every Get and Write.
   store->stats_->set_stats_level(rocksdb::StatsLevel::kExceptHistogramOrTimers);
   db_options.statistics = store->stats_;
+  db_options.info_log = std::make_shared<SpdlogLogger>();
   if (options.memory_env) db_options.env = options.memory_env->env.get();
 
   // Index and filter blocks live in the block cache (bounded memory) with high priority, in a
@@ -220,6 +259,13 @@ StatusOr<std::unique_ptr<KvStore>> KvStore::Open(const StoreOptions& options) {
         FromRocks(rocksdb::DB::OpenForReadOnly(db_options, options.path, cfs, &handles, &db,
                                                /*error_if_wal_file_exists=*/false)));
   } else {
+    // Made here, so that RocksDB does not log a missing directory as an error.
+    if (options.memory_env) {
+      (void)db_options.env->CreateDirIfMissing(options.path);
+    } else {
+      std::error_code ec;
+      std::filesystem::create_directories(options.path, ec);
+    }
     RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(db_options, options.path, cfs, &handles, &db)));
   }
   store->db_.reset(db);
@@ -252,7 +298,39 @@ Status KvStore::Write(WriteBatch& batch) {
   // Writers put a batch's keys in key order; with this hint each memtable insert starts where the
   // previous one ended (also when two shards' batches are inserted concurrently).
   wo.memtable_insert_hint_per_batch = true;
-  return FromRocks(db_->Write(wo, batch.batch_.get()));
+  if (!writable() && !TryResume()) return RefusingWrites();
+  return Note(FromRocks(db_->Write(wo, batch.batch_.get())));
+}
+
+// Not sent to RocksDB: after a failed write it holds a background error until Resume().
+Status KvStore::RefusingWrites() {
+  return absl::UnavailableError(
+      "rocksdb: the store refuses writes since a write failed (a full disk?); recovery is "
+      "retried every second");
+}
+
+Status KvStore::Note(Status status) {
+  if (!status.ok()) {
+    if (!write_failing_.exchange(true, std::memory_order_relaxed)) {
+      last_resume_ms_.store(SteadyMs(), std::memory_order_relaxed);  // first retry in a second
+    }
+  } else if (!writable()) {
+    write_failing_.store(false, std::memory_order_relaxed);
+  }
+  return status;
+}
+
+bool KvStore::TryResume() {
+  if (writable()) return true;
+  const int64_t now = SteadyMs();
+  int64_t last = last_resume_ms_.load(std::memory_order_relaxed);
+  if (now - last < 1000 || !last_resume_ms_.compare_exchange_strong(last, now)) return false;
+  // Resume() clears RocksDB's background error after flushing the memtables, which fails (and
+  // changes nothing) while the disk is still full.
+  if (!db_->Resume().ok()) return false;
+  resumes_.fetch_add(1, std::memory_order_relaxed);
+  write_failing_.store(false, std::memory_order_relaxed);
+  return true;
 }
 
 StatusOr<std::optional<std::string>> KvStore::Get(Cf cf, std::string_view key) const {
@@ -267,9 +345,10 @@ StatusOr<std::optional<std::string>> KvStore::Get(Cf cf, std::string_view key) c
 Status KvStore::Put(Cf cf, std::string_view key, std::string_view value) {
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync_writes;
-  return FromRocks(db_->Put(wo, handles_[static_cast<int>(cf)],
-                            rocksdb::Slice(key.data(), key.size()),
-                            rocksdb::Slice(value.data(), value.size())));
+  if (!writable() && !TryResume()) return RefusingWrites();
+  return Note(
+      FromRocks(db_->Put(wo, handles_[static_cast<int>(cf)], rocksdb::Slice(key.data(), key.size()),
+                         rocksdb::Slice(value.data(), value.size()))));
 }
 
 Status KvStore::ScanImpl(Cf cf, std::string_view prefix, ScanCallback cb, void* ctx) const {

@@ -6,6 +6,7 @@
 // adds no lock. Writes go through the WAL; `sync_writes` additionally fsyncs each group commit.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -110,12 +111,29 @@ class KvStore {
   // A ticker from RocksDB's statistics (a rocksdb::Tickers value, e.g. rocksdb::BYTES_WRITTEN).
   uint64_t Ticker(uint32_t ticker) const;
 
+  // False from a failed write (a full disk, an I/O error: RocksDB then refuses every write) until
+  // a write succeeds again. While false, Write, Put and TryResume ask RocksDB to Resume() — at
+  // most once a second — so the store recovers on its own once the cause is gone
+  // (docs/errors.md#a-full-disk).
+  bool writable() const { return !write_failing_.load(std::memory_order_relaxed); }
+  // Attempts a recovery now if the store is not writable and none was tried in the last second.
+  // Returns writable(). Thread-safe; called by readiness checks.
+  bool TryResume();
+  // Recoveries that succeeded since the store opened.
+  uint64_t resumes() const { return resumes_.load(std::memory_order_relaxed); }
+
  private:
   KvStore() = default;
   using ScanCallback = bool (*)(void* ctx, std::string_view key, std::string_view value);
   Status ScanImpl(Cf cf, std::string_view prefix, ScanCallback cb, void* ctx) const;
 
+  // The status of a write, noting a failure (and a success after one) for writable().
+  Status Note(Status status);
+  static Status RefusingWrites();
   StoreOptions options_;
+  std::atomic<bool> write_failing_{false};
+  std::atomic<int64_t> last_resume_ms_{0};  // steady clock
+  std::atomic<uint64_t> resumes_{0};
   std::shared_ptr<rocksdb::Cache> cache_;
   std::shared_ptr<rocksdb::Statistics> stats_;
   std::unique_ptr<rocksdb::CompactionFilter> dedup_filter_;  // outlives db_ (declared first)

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <random>
 #include <regex>
+#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "tests/testutil/temp_dir.h"
@@ -303,6 +305,122 @@ TEST(RateLimiter, RefillsAtTheRateUpToOneSecondOfBurst) {
   EXPECT_TRUE(limiter.TryAcquire("other", 1'000'000));  // unknown keys are auth's business
   RateLimiter off({"k"}, 0, clock);
   EXPECT_TRUE(off.TryAcquire("k", 1'000'000));
+}
+
+// The reference model: a token bucket as the textbook states it, in exact thousandths of a token.
+// At each request the bucket gains rate × (elapsed time) since the previous request, capped at the
+// burst; a request for n tokens passes iff the bucket holds n. Refunds give tokens back (capped).
+struct BucketModel {
+  int64_t rate, burst, milli, last;
+  void Advance(TimeMs now) {
+    if (now > last) milli = std::min(burst * 1000, milli + rate * (now - last));
+    last = std::max(last, now);
+  }
+  bool Acquire(TimeMs now, int64_t n) {
+    Advance(now);
+    if (milli < n * 1000) return false;
+    milli -= n * 1000;
+    return true;
+  }
+  void Refund(int64_t n) { milli = std::min(burst * 1000, milli + n * 1000); }
+};
+
+struct LimiterStep {
+  TimeMs advance;
+  int64_t events;
+  bool refund;
+};
+
+// Returns the index of the first step where the limiter and the model disagree, or -1.
+int FirstDisagreement(const std::vector<LimiterStep>& steps, int64_t rate, int64_t burst) {
+  ManualClock clock(5'000);
+  RateLimiter limiter({"k"}, rate, clock, burst);
+  BucketModel model{rate, std::max(rate, burst), std::max(rate, burst) * 1000, 5'000};
+  for (size_t i = 0; i < steps.size(); i++) {
+    clock.Advance(steps[i].advance);
+    const bool got = limiter.TryAcquire("k", steps[i].events);
+    if (got != model.Acquire(clock.NowMs(), steps[i].events)) return static_cast<int>(i);
+    if (got && steps[i].refund) {
+      limiter.Refund("k", steps[i].events);
+      model.Refund(steps[i].events);
+    }
+  }
+  return -1;
+}
+
+TEST(RateLimiter, AgreesWithATokenBucketModelOverRandomHistories) {
+  for (uint64_t seed = 1; seed <= 300; seed++) {
+    std::mt19937_64 rng(seed);
+    const int64_t rate = std::vector<int64_t>{1, 3, 7, 100, 333, 1000, 25'000}[rng() % 7];
+    const int64_t burst = rng() % 2 ? 0 : static_cast<int64_t>(rng() % 500);
+    std::vector<LimiterStep> steps(400);
+    for (auto& s : steps) {
+      // Mostly short gaps (where dropped fractions used to starve clients), some long ones.
+      s.advance =
+          rng() % 10 == 0 ? static_cast<TimeMs>(rng() % 3'000) : static_cast<TimeMs>(rng() % 7);
+      s.events = rng() % 4 == 0 ? 0 : static_cast<int64_t>(rng() % (rate < 10 ? 3 : rate / 4 + 2));
+      s.refund = rng() % 8 == 0;
+    }
+    int at = FirstDisagreement(steps, rate, burst);
+    if (at < 0) continue;
+    // Shrink: the prefix up to the disagreement, then drop steps while it still disagrees.
+    steps.resize(static_cast<size_t>(at) + 1);
+    for (size_t i = 0; i < steps.size();) {
+      auto fewer = steps;
+      fewer.erase(fewer.begin() + static_cast<std::ptrdiff_t>(i));
+      if (!fewer.empty() && FirstDisagreement(fewer, rate, burst) >= 0) {
+        steps = std::move(fewer);
+      } else {
+        i++;
+      }
+    }
+    std::string trace;
+    for (const auto& s : steps)
+      trace += "  +" + std::to_string(s.advance) + " ms take " + std::to_string(s.events) +
+               (s.refund ? " refund\n" : "\n");
+    FAIL() << "seed " << seed << " rate " << rate << " burst " << burst
+           << ": limiter and model disagree at the last step of\n"
+           << trace;
+  }
+}
+
+TEST(RateLimiter, AClientAtTwiceTheRateGetsTheRateNotAFraction) {
+  ManualClock clock(0);
+  RateLimiter limiter({"k"}, 100, clock);
+  int accepted = 0;
+  for (int i = 0; i < 2'000; i++) {  // one event every 5 ms for 10 s
+    clock.Advance(5);
+    accepted += limiter.TryAcquire("k", 1);
+  }
+  // The burst, then one per 10 ms over the 9,995 ms after the bucket was last full (at 5 ms). The
+  // old limiter, which dropped each refill's fraction (0.5 token) and advanced its clock, accepted
+  // only the burst.
+  EXPECT_EQ(accepted, 100 + 999);
+}
+
+TEST(RateLimiter, EmptyBatchesOfAnotherClientDoNotStarveACompliantOne) {
+  ManualClock clock(0);
+  RateLimiter limiter({"public"}, 100, clock);
+  int rejected = 0;
+  for (int ms = 1; ms <= 20'000; ms++) {
+    clock.Set(ms);
+    EXPECT_TRUE(limiter.TryAcquire("public", 0));                    // the other client, every ms
+    if (ms % 10 == 0) rejected += !limiter.TryAcquire("public", 1);  // 100/s: compliant
+  }
+  EXPECT_EQ(rejected, 0);
+}
+
+TEST(RateLimiter, ConcurrentCallersNeverTakeMoreThanTheBucketHolds) {
+  ManualClock clock(0);
+  RateLimiter limiter({"k"}, 1'000, clock);
+  std::atomic<int> accepted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; t++)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 1'000; i++) accepted += limiter.TryAcquire("k", 1);
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(accepted.load(), 1'000);  // the burst, with the clock standing still
 }
 
 }  // namespace

@@ -138,6 +138,28 @@ describe('collector rejections', () => {
     send: () => srv.collect('/v1/track', { anonymousId: SEED, event: 'When', timestamp: 'yesterday' }),
   })));
 
+  test('timestamp in year 9999 → 400 invalid_timestamp', srv_(() => expectRejected({
+    status: 400, code: 'invalid_timestamp',
+    send: () => srv.collect('/v1/track', { anonymousId: SEED, event: 'Far', timestamp: '9999-12-31T00:00:00Z' }),
+  })));
+
+  test('sentAt in year 9999 → 400 invalid_timestamp', srv_(() => expectRejected({
+    status: 400, code: 'invalid_timestamp',
+    send: () => srv.collect('/v1/track', {
+      anonymousId: SEED, event: 'Skewed', originalTimestamp: new Date().toISOString(), sentAt: '9999-01-01T00:00:00Z',
+    }),
+  })));
+
+  test('revenue 1e308 → 400 invalid_number', srv_(() => expectRejected({
+    status: 400, code: 'invalid_number',
+    send: () => srv.collect('/v1/track', { anonymousId: SEED, event: 'Order Completed', properties: { revenue: 1e308 } }),
+  })));
+
+  test('a 5,000-byte traits.email → 400 invalid_identifier', srv_(() => expectRejected({
+    status: 400, code: 'invalid_identifier',
+    send: () => srv.collect('/v1/identify', { anonymousId: SEED, traits: { email: `${pad(5000)}@example.com` } }),
+  })));
+
   test('messageId of 101 chars → 400 invalid_message_id', srv_(() => expectRejected({
     status: 400, code: 'invalid_message_id',
     send: () => srv.collect('/v1/track', { anonymousId: SEED, event: 'Long Id', messageId: 'm'.repeat(101) }),

@@ -221,6 +221,83 @@ TEST_F(ParserTest, DuplicateKeysNullsAndContextFallbackAsWithLookups) {
   EXPECT_EQ(second.touch.referrer, "https://batch.example/");
 }
 
+// One rule for a key given twice in an object: the first occurrence wins, for event fields and
+// traits alike; top-level traits win over context.traits.
+TEST_F(ParserTest, TheFirstOfDuplicateKeysWinsForTraitsToo) {
+  auto r = Batch(
+      R"({"batch":[{"type":"identify","userId":"u","userId":"other",
+        "traits":{"plan":"gold","plan":"free","email":"a@x.example","email":"b@x.example"},
+        "context":{"traits":{"plan":"bronze","city":"Oslo","city":"Rome"}}}]})");
+  ASSERT_FALSE(r.has_value()) << r->code << ": " << r->message;
+  ASSERT_EQ(out_.events.size(), 1u);
+  const Event& e = out_.events[0];
+  EXPECT_EQ(e.user_id, "u");
+  EXPECT_EQ(e.email, "a@x.example");
+  std::map<std::string, std::string> traits(e.traits.begin(), e.traits.end());
+  EXPECT_EQ(e.traits.size(), traits.size());  // each key once
+  EXPECT_EQ(traits["plan"], R"("gold")");
+  EXPECT_EQ(traits["email"], R"("a@x.example")");
+  EXPECT_EQ(traits["city"], R"("Oslo")");
+}
+
+TEST_F(ParserTest, EventTimesFarFromReceiptAreRejected) {
+  const std::string now = FormatIso8601(kNow);
+  const std::string in_23h = FormatIso8601(kNow + 23 * 3'600'000LL);
+  const std::string in_25h = FormatIso8601(kNow + 25 * 3'600'000LL);
+  const std::string nine_years_ago = FormatIso8601(kNow - 9 * 365 * 86'400'000LL);
+  const std::string eleven_years_ago = FormatIso8601(kNow - 11 * 365 * 86'400'000LL);
+  auto one = [](const std::string& fields) {
+    return R"({"batch":[{"type":"page","anonymousId":"a"},{"type":"page","anonymousId":"a",)" +
+           fields + "}]}";
+  };
+  for (const std::string& bad :
+       {one(R"("timestamp":"9999-12-31T23:59:59Z")"), one(R"("timestamp":"0000-01-01T00:00:00Z")"),
+        one(R"("timestamp":")" + in_25h + "\""), one(R"("timestamp":")" + eleven_years_ago + "\""),
+        one(R"("originalTimestamp":"9999-01-01T00:00:00Z")"),
+        // A device time that is fine, with a sentAt that puts the corrected time far back.
+        one(R"("originalTimestamp":")" + now + R"(","sentAt":"9999-01-01T00:00:00Z")")}) {
+    ExpectRejected(bad, "invalid_timestamp", 1);
+    EXPECT_NE(parser_.Parse(bad, std::nullopt, kNow, out_)->message.find("received"),
+              std::string::npos);
+  }
+  // A batch-level sentAt far off is refused at the first event.
+  ExpectRejected(R"({"sentAt":"9999-01-01T00:00:00Z","batch":[{"type":"page","anonymousId":"a"}]})",
+                 "invalid_timestamp", 0);
+  // Inside the window: accepted as they are.
+  for (const std::string& t : {in_23h, nine_years_ago}) {
+    ASSERT_FALSE(Batch(one(R"("timestamp":")" + t + "\"")).has_value()) << t;
+    EXPECT_EQ(FormatIso8601(out_.events[1].timestamp), t);
+  }
+  // A Kafka message's receivedAt is bounded against the time it was consumed.
+  CollectorRequest kafka;
+  auto k = parser_.ParseKafkaMessage(
+      R"({"type":"page","anonymousId":"a","receivedAt":"9999-01-01T00:00:00Z"})", kNow, kafka);
+  ASSERT_TRUE(k.has_value());
+  EXPECT_EQ(k->code, "invalid_timestamp");
+}
+
+TEST_F(ParserTest, AmountsMustBeFiniteAndBoundedAndEmailsShort) {
+  auto track = [](const std::string& props) {
+    return R"({"batch":[{"type":"track","event":"Order Completed","anonymousId":"a","properties":)" +
+           props + "}]}";
+  };
+  for (const std::string& props :
+       {std::string(R"({"revenue":1e308})"), std::string(R"({"total":-1e16})"),
+        std::string(R"({"products":[{"product_id":"p","price":1e300}]})"),
+        std::string(R"({"product_id":"p","price":2e15})")}) {
+    ExpectRejected(track(props), "invalid_number", 0);
+  }
+  ASSERT_FALSE(Batch(track(R"({"revenue":1e15,"products":[{"product_id":"p","price":-1e15}]})"))
+                   .has_value());
+  EXPECT_EQ(out_.events[0].revenue, 1e15);
+  ExpectRejected(R"({"batch":[{"type":"identify","userId":"u","traits":{"email":")" +
+                     std::string(250, 'x') + R"(@x.io"}}]})",
+                 "invalid_identifier", 0);
+  ASSERT_FALSE(Batch(R"({"batch":[{"type":"identify","userId":"u","traits":{"email":")" +
+                     std::string(240, 'x') + R"(@x.io"}}]})")
+                   .has_value());
+}
+
 // The user-agent classification is cached per thread; many different agents (more than the
 // cache holds) must each keep their own answer.
 TEST_F(ParserTest, UserAgentsAreClassifiedTheSameWhenCached) {

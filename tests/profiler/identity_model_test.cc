@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <future>
 #include <map>
@@ -410,8 +411,15 @@ class Cluster {
           one.push_back(*std::move(m));
           Node& to = nodes_[static_cast<size_t>(owner_[out.partition])];
           ECRM_CHECK(&to != &n);  // a message for a local partition never leaves its instance
-          ECRM_CHECK(
-              to.engine->SubmitMessages(std::move(one), [](Status s) { ECRM_CHECK(s.ok()); }).ok());
+          ECRM_CHECK(to.engine
+                         ->SubmitMessages(std::move(one),
+                                          [](Status s) {
+                                            if (s.ok()) return;
+                                            std::fprintf(stderr, "a delivered message failed: %s\n",
+                                                         s.ToString().c_str());
+                                            std::abort();
+                                          })
+                         .ok());
           delivered++;
         }
       }
