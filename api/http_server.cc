@@ -192,7 +192,8 @@ class Session : public std::enable_shared_from_this<Session> {
         state_(state),
         handler_(state.handler),
         options_(state.options),
-        counted_(counted) {}
+        counted_(counted),
+        linger_ms_(state.options.linger_ms) {}
   ~Session() {
     if (counted_)
       state_.Closed();
@@ -208,6 +209,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Refuse(HttpResponse response) {
     net::dispatch(stream_.get_executor(), [self = shared_from_this(), r = std::move(response)] {
       self->keep_alive_ = false;
+      // No body to discard, only the request line and header if the client sends them now.
+      self->linger_ms_ = std::min(self->linger_ms_, 250);
       self->Write(r);
     });
   }
@@ -372,8 +375,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Linger() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (ec || options_.linger_ms <= 0) return Close();
-    stream_.expires_after(std::chrono::milliseconds(options_.linger_ms));
+    if (ec || linger_ms_ <= 0) return Close();
+    stream_.expires_after(std::chrono::milliseconds(linger_ms_));
     drain_ = std::make_unique<std::array<char, 16384>>();
     lingered_ = 0;
     Drain();
@@ -411,6 +414,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<HttpResponse> sync_response_;  // set only on the strand, during Handle
   std::unique_ptr<std::array<char, 16384>> drain_;
   size_t lingered_ = 0;
+  int linger_ms_;
 };
 
 bool ResourceShortage(const beast::error_code& ec) {
