@@ -2,7 +2,9 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 
 #include "absl/strings/escaping.h"
 #include "common/json_writer.h"
@@ -55,6 +57,20 @@ constexpr CollectRoute kCollectRoutes[] = {
     {"/v1/b", std::nullopt},
     {"/b", std::nullopt},
 };
+
+// The methods the server implements on some route; any other gets 501.
+constexpr std::string_view kImplementedMethods[] = {"GET", "HEAD",   "POST",
+                                                    "PUT", "DELETE", "OPTIONS"};
+
+bool MethodAllowed(std::string_view method, std::string_view allow) {
+  while (!allow.empty()) {
+    const std::string_view m = allow.substr(0, allow.find(','));
+    if (m == method) return true;
+    allow.remove_prefix(std::min(allow.size(), m.size() + 1));
+    while (!allow.empty() && allow.front() == ' ') allow.remove_prefix(1);
+  }
+  return false;
+}
 
 std::vector<std::string> AllWriteKeys(const ApiOptions& options) {
   std::vector<std::string> keys = options.write_keys;
@@ -193,13 +209,44 @@ HttpResponse ApiService::Reject(const Rejection& r) {
   return res;
 }
 
+std::optional<ApiService::RouteMethods> ApiService::RouteOf(std::string_view path) const {
+  for (const auto& route : kCollectRoutes) {
+    if (path == route.path) {
+      return RouteMethods{route.type ? Route::kCollect : Route::kCollectBatch, "POST, OPTIONS"};
+    }
+  }
+  if (rules_api_) {
+    if (path == "/v1/rules") return RouteMethods{Route::kRules, "GET, PUT, OPTIONS"};
+    if (path == "/v1/rules/validate" || path == "/v1/rules/rollback" || path == "/v1/rules/test")
+      return RouteMethods{Route::kRules, "POST, OPTIONS"};
+  }
+  if (path == "/v1/profiles/import") return RouteMethods{Route::kImport, "POST, OPTIONS"};
+  if (path == "/healthz" || path == "/readyz")
+    return RouteMethods{Route::kHealth, "GET, HEAD, OPTIONS"};
+  if (path == "/metrics") return RouteMethods{Route::kMetrics, "GET, HEAD, OPTIONS"};
+  if (path == "/v1/cluster") return RouteMethods{Route::kCluster, "GET, HEAD, OPTIONS"};
+  if (path.starts_with("/v1/profiles/"))
+    return RouteMethods{Route::kProfile, "GET, HEAD, DELETE, OPTIONS"};
+  if (path.starts_with("/v1/personalize/"))
+    return RouteMethods{Route::kPersonalize, "GET, HEAD, OPTIONS"};
+  if (path.starts_with("/v1/projects/") && path.ends_with("/settings"))
+    return RouteMethods{Route::kSettings, "GET, HEAD, OPTIONS"};
+  return std::nullopt;
+}
+
 HttpResponse ApiService::RequestTooLarge(const HttpRequest& req) {
-  HttpResponse res = Reject(
-      {400, "request_too_large",
-       "request body exceeds " + std::to_string(options_.limits.max_request_bytes) + " bytes"});
+  // Counted under the route the request was for (a collector path, an import, a rule push...);
+  // only the collector's count as event rejections.
+  const auto route = RouteOf(req.Path());
+  const Route label = route ? route->route : Route::kNotFound;
+  const std::string message =
+      "request body exceeds " + std::to_string(options_.limits.max_request_bytes) + " bytes";
+  HttpResponse res = label == Route::kCollect || label == Route::kCollectBatch
+                         ? Reject({400, "request_too_large", message})
+                         : ErrorResponse(400, "request_too_large", message);
   AddCors(req, res);
   res.headers.emplace_back("Connection", "close");
-  metrics_.ObserveRequest(Route::kCollectBatch, res.status, 0);
+  metrics_.ObserveRequest(label, res.status, 0);
   return res;
 }
 
@@ -211,6 +258,21 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
     metrics_.ObserveRequest(route, res.status, static_cast<double>(MonotonicNs() - start) / 1e9);
     respond(std::move(res));
   };
+
+  const auto route = RouteOf(path);
+  if (std::find(std::begin(kImplementedMethods), std::end(kImplementedMethods), req.method) ==
+      std::end(kImplementedMethods)) {
+    return finish(route ? route->route : Route::kNotFound,
+                  ErrorResponse(501, "not_implemented",
+                                "method not implemented; ecrm serves GET, HEAD, POST, PUT, "
+                                "DELETE and OPTIONS"));
+  }
+  if (route && req.method != "OPTIONS" && !MethodAllowed(req.method, route->allow)) {
+    HttpResponse res =
+        ErrorResponse(405, "method_not_allowed", "this path answers " + std::string(route->allow));
+    res.headers.emplace_back("Allow", std::string(route->allow));
+    return finish(route->route, std::move(res));
+  }
 
   if (req.method == "OPTIONS") {
     HttpResponse res;

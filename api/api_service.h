@@ -92,6 +92,13 @@ class ApiService final : public HttpHandler {
   HttpResponse HandleSettings(const HttpRequest& req, std::string_view write_key);
   HttpResponse HandleMetrics();
   HttpResponse Reject(const Rejection& rejection);
+  // A route's metric label and the methods it answers (the Allow header of its 405).
+  struct RouteMethods {
+    Route route;
+    std::string_view allow;
+  };
+  // The route `path` names and the methods it answers; nullopt if it names none.
+  std::optional<RouteMethods> RouteOf(std::string_view path) const;
   void AddCors(const HttpRequest& req, HttpResponse& res) const;
 
   ProfileEngine& engine_;

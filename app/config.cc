@@ -266,6 +266,10 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   add("--max-queue-depth", "max_queue_depth", "ECRM_MAX_QUEUE_DEPTH", c.max_queue_depth,
       "Queued tasks per worker before the collector answers 429")
       ->capture_default_str();
+  add("--max-connections", "max_connections", "ECRM_MAX_CONNECTIONS", c.max_connections,
+      "Open HTTP connections; further ones are answered 503 too_many_connections (lowered to "
+      "fit the open-file limit)")
+      ->capture_default_str();
 
   add("--kafka-brokers", "kafka_brokers", "ECRM_KAFKA_BROKERS", c.kafka_brokers,
       "Kafka bootstrap servers HOST:PORT[,...]; unset = embedded mode (no Kafka)");
@@ -516,6 +520,9 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   }
   if (c.max_queue_depth == 0) {
     return absl::InvalidArgumentError("max_queue_depth: must be positive");
+  }
+  if (c.max_connections == 0) {
+    return absl::InvalidArgumentError("max_connections: must be positive");
   }
   if (c.rate_limit < 0) return absl::InvalidArgumentError("rate_limit: must not be negative");
   if (c.max_user_ids < 1) return absl::InvalidArgumentError("max_user_ids: must be at least 1");

@@ -31,8 +31,11 @@ struct Config {
   size_t max_event_bytes = 32 * 1024;     // --max-event-bytes
   size_t max_batch_events = 2500;         // --max-batch-events
   size_t max_queue_depth = 200000;        // --max-queue-depth: per worker, then 429
-  std::string kafka_brokers;              // --kafka-brokers: HOST:PORT[,...]; empty = embedded mode
-  std::string kafka_group = "ecrm";       // --kafka-group: consumer group
+  // --max-connections: open HTTP connections; beyond, 503 too_many_connections. At start-up it is
+  // lowered to what the open-file limit leaves after a reserve for RocksDB and Kafka.
+  size_t max_connections = 10000;
+  std::string kafka_brokers;         // --kafka-brokers: HOST:PORT[,...]; empty = embedded mode
+  std::string kafka_group = "ecrm";  // --kafka-group: consumer group
   // --instance-id: this instance's static group membership (group.instance.id); "" = the host name.
   std::string instance_id;
   // --advertised-http-addr: HOST:PORT where other instances and tools reach this one's HTTP API;

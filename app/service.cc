@@ -1,5 +1,6 @@
 #include "app/service.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -17,6 +18,40 @@
 
 namespace ecrm {
 
+namespace {
+
+// The soft limit on open files, raised to the hard limit first. A container's soft limit is often
+// 1,024, too few for the HTTP connections beside RocksDB's files and Kafka's sockets. 0: unknown.
+rlim_t RaiseOpenFileLimit() {
+  struct rlimit rl {};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    const rlim_t before = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0) {
+      spdlog::info("open-file limit raised from {} to {} (the hard limit)", before, rl.rlim_max);
+    } else {
+      spdlog::warn("open-file limit stays at {}: cannot raise it to {}", before, rl.rlim_max);
+      rl.rlim_cur = before;
+    }
+  }
+  return rl.rlim_cur;
+}
+
+// `wanted` connections, or fewer if the open-file limit would not leave a quarter of it (at
+// least 256 descriptors) for RocksDB's files, Kafka's sockets and the rest.
+size_t FitConnections(size_t wanted, rlim_t files) {
+  if (files == 0 || files == RLIM_INFINITY) return wanted;
+  const rlim_t reserve = std::max<rlim_t>(256, files / 4);
+  const size_t fit = files > reserve + 16 ? static_cast<size_t>(files - reserve) : 16;
+  if (wanted <= fit) return wanted;
+  spdlog::warn("max_connections lowered from {} to {} to fit the open-file limit of {}", wanted,
+               fit, files);
+  return fit;
+}
+
+}  // namespace
+
 Service::Service(Config config, const Clock* clock)
     : config_(std::move(config)),
       clock_(clock ? clock : &system_clock_),
@@ -25,6 +60,7 @@ Service::Service(Config config, const Clock* clock)
 Service::~Service() { Stop(); }
 
 Status Service::Start() {
+  open_file_limit_ = RaiseOpenFileLimit();
   std::error_code ec;
   std::filesystem::create_directories(config_.data_dir, ec);
   if (ec) return absl::InvalidArgumentError("data_dir: cannot create " + config_.data_dir);
@@ -281,6 +317,8 @@ Status Service::Start() {
                      ? config_.http_threads
                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   http.max_body_bytes = config_.max_request_bytes;
+  http.max_connections = FitConnections(config_.max_connections, open_file_limit_);
+  http.registry = registry_.get();
   server_ = std::make_unique<HttpServer>(http, *api_);
   ASSIGN_OR_RETURN(port_, server_->Start());
 

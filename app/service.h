@@ -54,7 +54,8 @@ class Service {
   // /healthz, /readyz (503) and /metrics on the HTTP port and retries every 5 s until one does.
   StatusOr<int> WaitForKafka(bool may_go_on);
   std::function<bool()> abort_start_;
-  uint16_t startup_port_ = 0;  // the port WaitForKafka served on, if it had to wait
+  uint16_t startup_port_ = 0;     // the port WaitForKafka served on, if it had to wait
+  uint64_t open_file_limit_ = 0;  // RLIMIT_NOFILE after Start raised it; 0 = unknown
   // GET /v1/cluster: the group's members and each partition's owner (docs/kafka.md#membership).
   HttpResponse ClusterView() const;
   Config config_;

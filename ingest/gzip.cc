@@ -14,7 +14,15 @@ InflateResult InflateBody(std::string_view compressed, size_t max_output, std::s
   char buf[16384];
   int rc = Z_OK;
   InflateResult result = InflateResult::kOk;
-  while (rc != Z_STREAM_END) {
+  while (true) {
+    if (rc == Z_STREAM_END) {
+      if (zs.avail_in == 0) break;
+      // Another member follows (gzip allows several, concatenated: RFC 1952 §2.2): decode it too.
+      if (inflateReset(&zs) != Z_OK) {
+        result = InflateResult::kCorrupt;
+        break;
+      }
+    }
     zs.next_out = reinterpret_cast<Bytef*>(buf);
     zs.avail_out = sizeof(buf);
     rc = inflate(&zs, Z_NO_FLUSH);

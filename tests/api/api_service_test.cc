@@ -254,6 +254,66 @@ TEST_F(ApiTest, HealthAndUnknownRoutes) {
   ExpectError(Get("/v1/batch", ""), 405, "method_not_allowed");
 }
 
+// 405 with Allow when the path is a route but the method is not one of its; 501 for a method no
+// route implements; 404 for a path that is no route, whatever the method.
+TEST_F(ApiTest, WrongMethodsAre405WithAllowAndUnknownOnes501) {
+  auto allow = [](const HttpResponse& r) {
+    for (const auto& [k, v] : r.headers) {
+      if (k == "Allow") return v;
+    }
+    return std::string("(none)");
+  };
+  HttpResponse r = Do({"POST", "/healthz", "", {}});
+  ExpectError(r, 405, "method_not_allowed");
+  EXPECT_EQ(allow(r), "GET, HEAD, OPTIONS");
+  r = Do({"PUT", "/v1/batch", "{}", {}});
+  ExpectError(r, 405, "method_not_allowed");
+  EXPECT_EQ(allow(r), "POST, OPTIONS");
+  r = Do({"DELETE", "/v1/personalize/anonymous_id:a", "", {}});
+  ExpectError(r, 405, "method_not_allowed");
+  EXPECT_EQ(allow(r), "GET, HEAD, OPTIONS");
+  r = Do({"POST", "/v1/profiles/anonymous_id:a", "", {}});
+  ExpectError(r, 405, "method_not_allowed");
+  EXPECT_EQ(allow(r), "GET, HEAD, DELETE, OPTIONS");
+  r = Do({"GET", "/v1/profiles/import", "", {}});
+  ExpectError(r, 405, "method_not_allowed");
+  EXPECT_EQ(allow(r), "POST, OPTIONS");
+  EXPECT_EQ(allow(Do({"POST", "/metrics", "", {}})), "GET, HEAD, OPTIONS");
+  EXPECT_EQ(allow(Do({"PUT", "/v1/projects/wk/settings", "", {}})), "GET, HEAD, OPTIONS");
+  for (const char* method : {"BREW", "PROPFIND", "PATCH", "TRACE", "CONNECT", "get"}) {
+    ExpectError(Do({method, "/healthz", "", {}}), 501, "not_implemented");
+    ExpectError(Do({method, "/nope", "", {}}), 501, "not_implemented");
+  }
+  ExpectError(Do({"POST", "/nope", "", {}}), 404, "not_found");
+  ExpectError(Do({"DELETE", "/nope", "", {}}), 404, "not_found");
+  ExpectError(Do({"PUT", "/v1/rules", "", {}}), 404, "not_found");  // no rule registry here
+  EXPECT_EQ(Do({"OPTIONS", "/healthz", "", {}}).status, 204);
+  EXPECT_EQ(Metric(R"(ecrm_http_requests_total{code="4xx",route="health"})"), 1);
+  EXPECT_EQ(Metric(R"(ecrm_http_requests_total{code="5xx",route="health"})"), 6);
+}
+
+// A body over the limit is counted under the route it was sent to, and only a collector's as an
+// event rejection.
+TEST_F(ApiTest, OverLimitBodiesAreCountedUnderTheirRoute) {
+  auto too_large = [&](const std::string& target) {
+    HttpRequest req;
+    req.method = "POST";
+    req.target = target;
+    const HttpResponse r = api_->RequestTooLarge(req);
+    ExpectError(r, 400, "request_too_large");
+  };
+  too_large("/v1/profiles/import");
+  too_large("/v1/profiles/import?x=1");
+  EXPECT_EQ(Metric(R"(ecrm_http_requests_total{code="4xx",route="import"})"), 2);
+  EXPECT_EQ(Metric(R"(ecrm_http_requests_total{code="4xx",route="collect_batch"})"), 0);
+  EXPECT_EQ(Metric(R"(ecrm_events_rejected_total{reason="request_too_large"})"), 0);
+  too_large("/v1/track");
+  too_large("/v1/batch");
+  EXPECT_EQ(Metric(R"(ecrm_http_requests_total{code="4xx",route="collect"})"), 1);
+  EXPECT_EQ(Metric(R"(ecrm_http_requests_total{code="4xx",route="collect_batch"})"), 1);
+  EXPECT_EQ(Metric(R"(ecrm_events_rejected_total{reason="request_too_large"})"), 2);
+}
+
 TEST_F(ApiTest, OverTheRateLimitGets429AndNothingIsApplied) {
   std::string batch = R"({"batch":[)";
   for (int i = 0; i < 10; i++)

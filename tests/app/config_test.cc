@@ -125,6 +125,18 @@ TEST(Config, KafkaPrefetchIsBounded) {
   EXPECT_FALSE(Parse({"--kafka-prefetch-messages", "10000001"}).ok());
 }
 
+TEST(Config, MaxConnectionsIsPositive) {
+  auto c = Parse({});
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->max_connections, 10000u);
+  c = Parse({"--max-connections", "3"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->max_connections, 3u);
+  c = Parse({"--max-connections", "0"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("max_connections"), std::string::npos);
+}
+
 TEST(Config, TheChangelogIsOnByDefaultAndItsCommitIntervalBounded) {
   auto c = Parse({});
   ASSERT_TRUE(c.ok());

@@ -40,5 +40,25 @@ TEST(Gzip, RejectsCorruptAndTruncatedStreams) {
   EXPECT_EQ(InflateBody(good.substr(0, good.size() - 6), 1000, &out), InflateResult::kCorrupt);
 }
 
+// Two gzip members concatenated (as `cat a.gz b.gz` or a streaming compressor makes them) decode to
+// both contents, and the limit counts the output of all members together.
+TEST(Gzip, DecodesEveryMemberOfAMultiMemberBody) {
+  const std::string first = R"({"batch":[{"type":"track")";
+  const std::string second = R"(,"event":"E","anonymousId":"A"}]})";
+  std::string out;
+  ASSERT_EQ(InflateBody(Gzip(first) + Gzip(second), 1000, &out), InflateResult::kOk);
+  EXPECT_EQ(out, first + second);
+  ASSERT_EQ(InflateBody(Gzip("a") + Gzip("b") + Gzip("c"), 1000, &out), InflateResult::kOk);
+  EXPECT_EQ(out, "abc");
+  const std::string half(600, 'x');
+  EXPECT_EQ(InflateBody(Gzip(half) + Gzip(half), 1000, &out), InflateResult::kTooLarge);
+  EXPECT_LE(out.size(), 1000u);
+  // What follows the last member must be a member too.
+  EXPECT_EQ(InflateBody(Gzip(first) + "trailing junk", 1000, &out), InflateResult::kCorrupt);
+  const std::string good = Gzip(second);
+  EXPECT_EQ(InflateBody(Gzip(first) + good.substr(0, good.size() - 6), 1000, &out),
+            InflateResult::kCorrupt);
+}
+
 }  // namespace
 }  // namespace ecrm
