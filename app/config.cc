@@ -251,6 +251,15 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   add("--cache-profiles", "cache_profiles", "ECRM_CACHE_PROFILES", c.cache_profiles,
       "Hot profiles cached per worker")
       ->capture_default_str();
+  add("--cache-mb", "cache_mb", "ECRM_CACHE_MB", c.cache_mb,
+      "Memory of the cached profiles per worker, MiB (estimated; the LRU ones beyond are dropped)")
+      ->capture_default_str();
+  add("--max-traits", "max_traits", "ECRM_MAX_TRAITS", c.max_traits,
+      "Trait keys per profile; values beyond are dropped and counted")
+      ->capture_default_str();
+  add("--max-trait-bytes", "max_trait_bytes", "ECRM_MAX_TRAIT_BYTES", c.max_trait_bytes,
+      "Bytes of trait keys and values per profile; values beyond are dropped and counted")
+      ->capture_default_str();
   add("--block-cache-mb", "block_cache_mb", "ECRM_BLOCK_CACHE_MB", c.block_cache_mb,
       "RocksDB block cache size")
       ->capture_default_str();
@@ -541,6 +550,11 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
                                       c.merge_survivor + "'");
   }
   if (c.cache_profiles == 0) return absl::InvalidArgumentError("cache_profiles: must be positive");
+  if (c.cache_mb == 0) return absl::InvalidArgumentError("cache_mb: must be positive");
+  if (c.max_traits == 0) return absl::InvalidArgumentError("max_traits: must be positive");
+  if (c.max_trait_bytes == 0) {
+    return absl::InvalidArgumentError("max_trait_bytes: must be positive");
+  }
   for (const auto& k : c.write_keys) {
     if (k.empty() || k.find(':') != std::string::npos) {
       return absl::InvalidArgumentError("write_keys: a key must be non-empty and contain no ':'");

@@ -26,6 +26,9 @@ struct Config {
   std::string log_level = "info";         // --log-level: trace|debug|info|warn|error|off
   bool sync_writes = false;               // --sync-writes: fsync each group commit
   size_t cache_profiles = 100000;         // --cache-profiles: hot profiles per worker
+  size_t cache_mb = 1024;                 // --cache-mb: their memory per worker, MiB
+  size_t max_traits = 1000;               // --max-traits: trait keys per profile
+  size_t max_trait_bytes = 64 * 1024;     // --max-trait-bytes: trait keys + values per profile
   size_t block_cache_mb = 256;            // --block-cache-mb: RocksDB block cache
   size_t max_request_bytes = 500 * 1024;  // --max-request-bytes
   size_t max_event_bytes = 32 * 1024;     // --max-event-bytes

@@ -144,6 +144,9 @@ Status Service::Start() {
   engine_options.partitions = partitions;
   engine_options.max_queue_depth = config_.max_queue_depth;
   engine_options.shard.cache_capacity = config_.cache_profiles;
+  engine_options.shard.cache_bytes = config_.cache_mb << 20;
+  engine_options.profiler.max_traits = config_.max_traits;
+  engine_options.profiler.max_trait_bytes = config_.max_trait_bytes;
   engine_options.shard.rules = rules_.get();
   engine_options.shard.identifier_limits = {{"user_id", config_.max_user_ids}};
   for (const auto& limit : config_.identifier_limits) {  // TYPE=N, validated by the config

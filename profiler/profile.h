@@ -136,6 +136,10 @@ struct Profile {
   bool AddIdentity(const std::string& type, const std::string& value);
   // Removes the identity if present; returns true if it was removed.
   bool RemoveIdentity(const std::string& type, const std::string& value);
+  // About how much memory this profile holds decoded: the struct, every heap-allocated string,
+  // map node and vector buffer (with the allocator's per-block overhead). Used to bound the
+  // shard's profile cache by bytes; measured against jemalloc in tests/profiler.
+  size_t MemoryBytes() const;
 };
 
 }  // namespace ecrm

@@ -34,13 +34,18 @@ void AddHistory(Profile& profile, MergeRecord record) {
   if (h.size() > Profile::kMaxHistory) h.erase(h.begin(), h.end() - Profile::kMaxHistory);
 }
 
-void MergeProfiles(Profile& s, const Profile& a, const ProfileUpdater& updater) {
+size_t MergeProfiles(Profile& s, const Profile& a, const ProfileUpdater& updater) {
   for (const auto& [type, values] : a.identities) {
     for (const auto& v : values) s.AddIdentity(type, v);
   }
+  size_t dropped = 0;
+  size_t bytes = ProfileUpdater::TraitBytes(s);
   for (const auto& [key, value] : a.traits) {
     auto it = s.traits.find(key);
-    if (it == s.traits.end() || Newer(value, it->second)) s.traits[key] = value;
+    if ((it == s.traits.end() || Newer(value, it->second)) &&
+        !updater.PutTrait(s, bytes, key, value)) {
+      dropped++;
+    }
   }
   auto& st = s.stats;
   const auto& at = a.stats;
@@ -131,6 +136,7 @@ void MergeProfiles(Profile& s, const Profile& a, const ProfileUpdater& updater) 
     }
   }
   for (const auto& h : a.history) AddHistory(s, h);
+  return dropped;
 }
 
 }  // namespace ecrm

@@ -79,6 +79,54 @@ void Profile::RememberMessage(uint64_t hash, TimeMs received_at, TimeMs window_m
   seen.erase(seen.begin(), seen.begin() + static_cast<long>(drop));
 }
 
+namespace {
+constexpr size_t kBlock = 16;    // malloc's per-allocation overhead, about
+constexpr size_t kMapNode = 32;  // std::map node header (colour, parent, left, right)
+size_t Heap(const std::string& s) { return s.capacity() > 15 ? s.capacity() + 1 + kBlock : 0; }
+template <typename V>
+size_t Node() {
+  return kMapNode + sizeof(std::pair<const std::string, V>) + kBlock;
+}
+template <typename T>
+size_t Buffer(const std::vector<T>& v) {
+  return v.capacity() == 0 ? 0 : v.capacity() * sizeof(T) + kBlock;
+}
+size_t TouchHeap(const Touch& t) {
+  return Heap(t.source) + Heap(t.medium) + Heap(t.campaign) + Heap(t.term) + Heap(t.content) +
+         Heap(t.referrer);
+}
+}  // namespace
+
+size_t Profile::MemoryBytes() const {
+  size_t b = sizeof(Profile) + Heap(id) + Heap(session.id) + TouchHeap(first_touch) +
+             TouchHeap(last_touch) + Heap(device.type) + Heap(device.os) + Heap(device.browser) +
+             Heap(device.library);
+  for (const auto& [type, values] : identities) {
+    b += Node<std::vector<std::string>>() + Heap(type) + Buffer(values);
+    for (const auto& v : values) b += Heap(v);
+  }
+  for (const auto& [k, v] : traits)
+    b += Node<TraitValue>() + Heap(k) + Heap(v.json) + Heap(v.source);
+  for (const auto& [k, v] : interests) b += Node<Interest>() + Heap(k);
+  b += Buffer(recent_products);
+  for (const auto& r : recent_products) b += Heap(r.product_id) + Heap(r.name) + Heap(r.category);
+  b += Buffer(session_intervals);
+  for (const auto& [k, v] : counters) b += Node<double>() + Heap(k);
+  for (const auto& [k, v] : segments) b += Node<TimeMs>() + Heap(k);
+  for (const auto& [k, v] : scores) b += Node<double>() + Heap(k);
+  for (const auto& [k, v] : offers) b += Node<int64_t>() + Heap(k);
+  for (const auto& [k, v] : windowed_counters)
+    b += Node<WindowedCounter>() + Heap(k) + Buffer(v.buckets);
+  for (const auto& [k, v] : rules_fired) b += Node<std::string>() + Heap(k) + Heap(v);
+  b += Buffer(merged_ids);
+  for (const auto& m : merged_ids) b += Heap(m);
+  b += Buffer(history);
+  for (const auto& h : history)
+    b += Heap(h.other) + Heap(h.identifier) + Heap(h.message_id) + Heap(h.reason);
+  b += Buffer(recent_messages);
+  return b;
+}
+
 bool Profile::AddIdentity(const std::string& type, const std::string& value) {
   if (HasIdentity(type, value)) return false;
   identities[type].push_back(value);
@@ -200,14 +248,45 @@ void ProfileUpdater::AddRecentProduct(Profile& p, const ProductRef& product, Tim
   if (list.size() > config_.max_recent_products) list.resize(config_.max_recent_products);
 }
 
-void ProfileUpdater::Apply(Profile& p, const Event& e) const {
+size_t ProfileUpdater::TraitBytes(const Profile& p) {
+  size_t bytes = 0;
+  for (const auto& [k, v] : p.traits) bytes += k.size() + v.json.size();
+  return bytes;
+}
+
+bool ProfileUpdater::PutTrait(Profile& p, size_t& bytes, const std::string& key,
+                              TraitValue value) const {
+  const auto it = p.traits.find(key);
+  const size_t old_bytes = it == p.traits.end() ? 0 : key.size() + it->second.json.size();
+  const size_t new_bytes = key.size() + value.json.size();
+  if ((it == p.traits.end() && p.traits.size() >= config_.max_traits) ||
+      bytes - old_bytes + new_bytes > config_.max_trait_bytes) {
+    return false;
+  }
+  bytes = bytes - old_bytes + new_bytes;
+  if (it == p.traits.end()) {
+    p.traits.emplace(key, std::move(value));
+  } else {
+    it->second = std::move(value);
+  }
+  return true;
+}
+
+size_t ProfileUpdater::Apply(Profile& p, const Event& e) const {
   const TimeMs ts = e.timestamp;
-  if (!e.channel.empty()) {  // another channel's record: identifiers and traits only
+  size_t dropped = 0;
+  size_t bytes = e.traits.empty() ? 0 : TraitBytes(p);
+  // Last write by event time wins; `channel` is the source ("" for web/app events).
+  auto set_traits = [&](const std::string& channel) {
     for (const auto& [key, json] : e.traits) {
-      auto& trait = p.traits[key];
-      if (trait.json.empty() || ts >= trait.updated_at) trait = {json, ts, e.channel};
+      const auto it = p.traits.find(key);
+      if (it != p.traits.end() && !it->second.json.empty() && ts < it->second.updated_at) continue;
+      if (!PutTrait(p, bytes, key, {json, ts, channel})) dropped++;
     }
-    return;
+  };
+  if (!e.channel.empty()) {  // another channel's record: identifiers and traits only
+    set_traits(e.channel);
+    return dropped;
   }
   auto& st = p.stats;
   const bool newest = st.events == 0 || ts >= st.last_seen;
@@ -215,15 +294,7 @@ void ProfileUpdater::Apply(Profile& p, const Event& e) const {
   st.first_seen = st.first_seen == 0 ? ts : std::min(st.first_seen, ts);
   st.last_seen = std::max(st.last_seen, ts);
   UpdateSession(p, ts);
-
-  for (const auto& [key, json] : e.traits) {
-    auto& trait = p.traits[key];
-    if (trait.json.empty() || ts >= trait.updated_at) {
-      trait.json = json;
-      trait.updated_at = ts;
-      trait.source.clear();
-    }
-  }
+  set_traits("");
 
   switch (e.type) {
     case EventType::kPage:
@@ -271,6 +342,7 @@ void ProfileUpdater::Apply(Profile& p, const Event& e) const {
     if (!d.browser.empty()) p.device.browser = d.browser;
     if (!d.library.empty()) p.device.library = d.library;
   }
+  return dropped;
 }
 
 }  // namespace ecrm

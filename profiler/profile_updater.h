@@ -17,12 +17,21 @@ struct ProfilerConfig {
   double view_weight = 1.0;   // Product Viewed / Clicked
   double add_weight = 3.0;    // Product Added / Added to Wishlist
   double order_weight = 5.0;  // Order Completed, per product
+  // Caps on a profile's traits (docs/errors.md, "A profile at its trait caps"): a value that would
+  // take the profile past either is dropped (and counted); values already held stay.
+  size_t max_traits = 1000;
+  size_t max_trait_bytes = 64 << 10;  // keys and minified JSON values together
 };
 
 class ProfileUpdater {
  public:
   explicit ProfileUpdater(const ProfilerConfig& config) : config_(config) {}
-  void Apply(Profile& profile, const Event& event) const;
+  // Returns the number of trait values dropped by the caps (0 unless the profile is at a cap).
+  size_t Apply(Profile& profile, const Event& event) const;
+  // Sets trait `key` unless that would take the profile's traits past the caps; false if dropped.
+  // `bytes` is TraitBytes(profile), kept up to date.
+  bool PutTrait(Profile& profile, size_t& bytes, const std::string& key, TraitValue value) const;
+  static size_t TraitBytes(const Profile& profile);
 
   const ProfilerConfig& config() const { return config_; }
   // Coalesces touching sessions, trims to Profile::kMaxSessions, and derives stats.sessions and

@@ -29,13 +29,21 @@ ProfilerMetrics::ProfilerMetrics(prometheus::Registry& registry, int shards) {
                            .Name("ecrm_store_batch_events")
                            .Help("Events per RocksDB write batch")
                            .Register(registry);
+  auto& cache_bytes = prometheus::BuildGauge()
+                          .Name("ecrm_profile_cache_bytes")
+                          .Help(
+                              "Memory held by the profiles in a worker shard's cache, as "
+                              "estimated (bounded by --cache-mb)")
+                          .Register(registry);
   for (int i = 0; i < shards; i++) {
     const prometheus::Labels labels{{"shard", std::to_string(i)}};
-    shards_.push_back(ShardProbe{
-        &depth.Add(labels), &cached.Add(labels), &written.Add(labels), &batches.Add(labels),
-        &errors.Add(labels),
-        &batch_events.Add(labels, prometheus::Histogram::BucketBoundaries{
-                                      1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000})});
+    shards_.push_back(
+        ShardProbe{&depth.Add(labels), &cached.Add(labels), &written.Add(labels),
+                   &batches.Add(labels), &errors.Add(labels),
+                   &batch_events.Add(
+                       labels, prometheus::Histogram::BucketBoundaries{1, 2, 5, 10, 20, 50, 100,
+                                                                       200, 500, 1000, 2000, 5000}),
+                   &cache_bytes.Add(labels)});
   }
   auto counter = [&](const char* name, const char* help) {
     return &prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
@@ -71,6 +79,9 @@ ProfilerMetrics::ProfilerMetrics(prometheus::Registry& registry, int shards) {
                               "Profiles erased (with their identifiers and aliases)");
   corrupt_profiles_ =
       counter("ecrm_profiles_corrupt_total", "Stored profile values that failed to decode");
+  traits_dropped_ = counter("ecrm_profile_traits_dropped_total",
+                            "Trait values not stored because the profile was at its trait cap "
+                            "(count or bytes)");
 }
 
 }  // namespace ecrm

@@ -19,6 +19,7 @@ struct ShardProbe {
   prometheus::Counter* batches_written;   // group commits
   prometheus::Counter* write_errors;      // failed group commits
   prometheus::Histogram* batch_events;    // events per group commit
+  prometheus::Gauge* cache_bytes;         // memory of the cached profiles (as weighed)
 };
 
 class ProfilerMetrics {
@@ -40,6 +41,7 @@ class ProfilerMetrics {
   prometheus::Counter& merges_resumed() { return *merges_resumed_; }
   prometheus::Counter& corrupt_profiles() { return *corrupt_profiles_; }
   prometheus::Counter& messages_outbound() { return *messages_outbound_; }
+  prometheus::Counter& traits_dropped() { return *traits_dropped_; }
 
  private:
   std::vector<ShardProbe> shards_;
@@ -57,6 +59,7 @@ class ProfilerMetrics {
   prometheus::Counter* merges_resumed_ = nullptr;
   prometheus::Counter* corrupt_profiles_;
   prometheus::Counter* messages_outbound_ = nullptr;
+  prometheus::Counter* traits_dropped_ = nullptr;
 };
 
 }  // namespace ecrm

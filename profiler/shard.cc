@@ -26,7 +26,7 @@ Shard::Shard(int index, KvStore& store, const ProfileUpdater& updater, ShardRout
       metrics_(metrics),
       probe_(metrics.shard(index)),
       options_(options),
-      cache_(options.cache_capacity),
+      cache_(options.cache_capacity, options.cache_bytes),
       rng_(std::random_device{}() ^ (static_cast<uint64_t>(index) << 32)),
       batch_(store.NewBatch()) {}
 
@@ -86,6 +86,7 @@ void Shard::Aborted(std::function<void()> done) {
     identity_cache_.clear();
     aliases_.clear();
     probe_.profiles_cached->Set(0);
+    probe_.cache_bytes->Set(0);
     done();
   });
 }
@@ -101,6 +102,7 @@ void Shard::Forget(std::vector<uint32_t> partitions, std::function<void()> done)
     identity_cache_.clear();
     aliases_.clear();
     probe_.profiles_cached->Set(static_cast<double>(cache_.size()));
+    probe_.cache_bytes->Set(static_cast<double>(cache_.bytes()));
     done();
   });
 }
@@ -233,6 +235,7 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
       ECRM_CHECK(profile != nullptr);  // dirty profiles are never evicted within a batch
       EncodeProfile(*profile, &encode_buffer_);
       batch_.Put(Cf::kProfiles, id, encode_buffer_);
+      cache_.Reweigh(id);
     }
     if (options_.state_log) {
       if (batch_.Count() > 0 || !outbound_.empty()) status = AppendToLog();
@@ -286,6 +289,7 @@ void Shard::ProcessBatch(std::span<ShardTask* const> tasks) {
   acks_.clear();
   cache_.Trim();
   probe_.profiles_cached->Set(static_cast<double>(cache_.size()));
+  probe_.cache_bytes->Set(static_cast<double>(cache_.bytes()));
 }
 
 Status Shard::AppendToLog() {
@@ -440,7 +444,9 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event, const Ac
     Send(std::move(redirect), ack);
     return;
   }
-  updater_.Apply(*profile, event);
+  if (const size_t dropped = updater_.Apply(*profile, event); dropped > 0) {
+    metrics_.traits_dropped().Increment(static_cast<double>(dropped));
+  }
   if (event.message_hash != 0) {
     profile->RememberMessage(event.message_hash, event.received_at, options_.dedup_window_ms);
   }

@@ -65,7 +65,8 @@ class ShardRouter {
 };
 
 struct ShardOptions {
-  size_t cache_capacity = 100000;  // profiles kept decoded in memory
+  size_t cache_capacity = 100000;        // profiles kept decoded in memory
+  size_t cache_bytes = size_t{1} << 30;  // and their memory (Profile::MemoryBytes) at most
   size_t identity_cache_capacity = 200000;
   size_t max_batch_tasks = 4096;  // tasks applied per group commit at most
   // The active rule set is read from here once per batch (null: no rules). Must outlive the shard.

@@ -250,7 +250,9 @@ void Shard::MergeAbsorb(msg::MergeAbsorb& m, const Ack& ack) {
       survivor.merged_ids.end()) {
     auto absorbed = DecodeProfile(m.loser_profile);
     ECRM_CHECK(absorbed.ok());  // encoded by a shard of this process (or its pending record)
-    MergeProfiles(survivor, *absorbed, updater_);
+    if (const size_t dropped = MergeProfiles(survivor, *absorbed, updater_); dropped > 0) {
+      metrics_.traits_dropped().Increment(static_cast<double>(dropped));
+    }
     AddHistory(survivor, {m.at, true, m.loser, m.link, m.message_id, ""});
     RerunRules(survivor, m.at);
     dirty_.insert(m.survivor);

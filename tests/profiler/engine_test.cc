@@ -397,3 +397,58 @@ TEST_F(EngineTest, ReaderIdentityCacheBelongsToOneEngine) {
 
 }  // namespace
 }  // namespace ecrm
+
+namespace ecrm {
+namespace {
+
+double CounterValue(prometheus::Registry& registry, const std::string& name) {
+  double sum = 0;
+  for (const auto& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const auto& m : family.metric) sum += m.counter.value + m.gauge.value;
+  }
+  return sum;
+}
+
+// 120 identifies of 2,200 new trait keys each once gave one profile 264,000 traits (3.7 MB).
+TEST(EngineLimits, AProfileStopsGrowingAtItsTraitCapsAndTheDropsAreCounted) {
+  testing::TempDir dir;
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto store = KvStore::Open({.path = dir.Sub("db")});
+  ASSERT_TRUE(store.ok());
+  EngineOptions options;
+  options.shards = 2;
+  options.partitions = 8;
+  options.profiler.max_traits = 500;
+  options.profiler.max_trait_bytes = 20'000;
+  options.shard.cache_bytes = 64 << 10;  // a few profiles: the rest are reloaded from RocksDB
+  auto engine = *ProfileEngine::Create(**store, *registry, options);
+  engine->Start();
+  size_t sent = 0;
+  for (int round = 0; round < 30; round++) {
+    std::vector<Event> events;
+    Event e = MakeEvent(EventType::kIdentify, "grower", "");
+    for (int i = 0; i < 200; i++) {
+      e.traits.emplace_back("r" + std::to_string(round) + "_" + std::to_string(i), "\"value\"");
+    }
+    sent += e.traits.size();
+    events.push_back(std::move(e));
+    for (int v = 0; v < 20; v++)
+      events.push_back(MakeEvent(EventType::kPage, "v" + std::to_string(v), ""));
+    std::promise<Status> done;
+    ASSERT_TRUE(engine->Submit(std::move(events), [&](Status s) { done.set_value(s); }).ok());
+    ASSERT_TRUE(done.get_future().get().ok());
+  }
+  auto p = engine->Lookup("anonymous_id", "grower");
+  ASSERT_TRUE(p.ok() && p->has_value());
+  const Profile& grown = **p;
+  EXPECT_LE(grown.traits.size(), 500u);
+  EXPECT_LE(ProfileUpdater::TraitBytes(grown), 20'000u);
+  EXPECT_EQ(CounterValue(*registry, "ecrm_profile_traits_dropped_total"),
+            static_cast<double>(sent - grown.traits.size()));
+  EXPECT_LE(CounterValue(*registry, "ecrm_profile_cache_bytes"), 2.0 * (64 << 10));
+  engine->Stop();
+}
+
+}  // namespace
+}  // namespace ecrm

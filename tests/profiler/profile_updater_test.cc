@@ -1,9 +1,14 @@
 #include "profiler/profile_updater.h"
 
 #include <gtest/gtest.h>
+#include <malloc.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <random>
+
+#include "profiler/internal/profile_cache.h"
+#include "profiler/profile_merge.h"
 
 namespace ecrm {
 namespace {
@@ -155,6 +160,142 @@ TEST_F(UpdaterTest, FirstAndLastTouch) {
   updater_.Apply(p_, c);  // the earliest by event time becomes the first touch
   EXPECT_EQ(p_.first_touch.referrer, "https://blog.example/");
   EXPECT_EQ(p_.last_touch.source, "newsletter");
+}
+
+}  // namespace
+}  // namespace ecrm
+
+namespace ecrm {
+namespace {
+
+Event Identify(TimeMs ts, std::vector<std::pair<std::string, std::string>> traits) {
+  Event e;
+  e.type = EventType::kIdentify;
+  e.anonymous_id = "a";
+  e.timestamp = ts;
+  e.traits = std::move(traits);
+  return e;
+}
+
+std::vector<std::pair<std::string, std::string>> Traits(const std::string& prefix, int n,
+                                                        size_t value_bytes = 8) {
+  std::vector<std::pair<std::string, std::string>> t;
+  for (int i = 0; i < n; i++) {
+    t.emplace_back(prefix + std::to_string(i), "\"" + std::string(value_bytes, 'v') + "\"");
+  }
+  return t;
+}
+
+TEST(TraitCaps, NewKeysBeyondTheCountCapAreDroppedAndCountedExistingOnesStillUpdate) {
+  ProfilerConfig config;
+  config.max_traits = 10;
+  const ProfileUpdater updater(config);
+  Profile p;
+  EXPECT_EQ(updater.Apply(p, Identify(kT0, Traits("k", 8))), 0u);
+  EXPECT_EQ(updater.Apply(p, Identify(kT0 + 1, Traits("n", 5))), 3u);  // 2 fit, 3 dropped
+  EXPECT_EQ(p.traits.size(), 10u);
+  EXPECT_TRUE(p.traits.contains("n1"));
+  EXPECT_FALSE(p.traits.contains("n2"));
+  // A key already held is updated at the cap.
+  EXPECT_EQ(updater.Apply(p, Identify(kT0 + 2, {{"k0", "\"new\""}})), 0u);
+  EXPECT_EQ(p.traits["k0"].json, "\"new\"");
+}
+
+TEST(TraitCaps, TheByteCapBoundsKeysAndValuesTogether) {
+  ProfilerConfig config;
+  config.max_trait_bytes = 1000;
+  const ProfileUpdater updater(config);
+  Profile p;
+  // Each trait: key "kN" (2 bytes) + a value of 100 + 2 quotes: 104 bytes; 9 fit in 1,000.
+  EXPECT_EQ(updater.Apply(p, Identify(kT0, Traits("k", 12, 100))), 3u);
+  EXPECT_EQ(p.traits.size(), 9u);
+  EXPECT_LE(ProfileUpdater::TraitBytes(p), 1000u);
+  // Growing a held value past the cap is dropped too; the old value stays.
+  EXPECT_EQ(updater.Apply(p, Identify(kT0 + 1, {{"k0", "\"" + std::string(200, 'x') + "\""}})), 1u);
+  EXPECT_EQ(p.traits["k0"].json.size(), 102u);
+  // Another channel's record obeys the same caps.
+  Event crm = Identify(kT0 + 2, Traits("crm", 3, 100));
+  crm.channel = "crm";
+  EXPECT_EQ(updater.Apply(p, crm), 3u);
+}
+
+TEST(TraitCaps, AMergeKeepsTheSurvivorsTraitsFirstWithinTheCaps) {
+  ProfilerConfig config;
+  config.max_traits = 50;
+  const ProfileUpdater updater(config);
+  Profile a, b;
+  a.id = "a";
+  b.id = "b";
+  EXPECT_EQ(updater.Apply(a, Identify(kT0, Traits("a", 40))), 0u);
+  EXPECT_EQ(updater.Apply(b, Identify(kT0, Traits("b", 40))), 0u);
+  EXPECT_EQ(MergeProfiles(a, b, updater), 30u);
+  EXPECT_EQ(a.traits.size(), 50u);
+  EXPECT_TRUE(a.traits.contains("a39"));
+}
+
+// The cache is bounded by Profile::MemoryBytes: it must track what the allocator really hands
+// out. Measured with glibc's mallinfo2 (the tests do not link jemalloc).
+TEST(ProfileMemory, TheEstimateIsWithinAFifthOfTheAllocatedBytes) {
+  const ProfileUpdater updater(ProfilerConfig{});
+  for (const auto& [n, bytes] :
+       std::vector<std::pair<int, size_t>>{{10, 8}, {300, 30}, {150, 300}}) {
+    Profile model;
+    model.id = "0000-0000000000000001";
+    model.AddIdentity("anonymous_id", std::string(36, 'a'));
+    model.AddIdentity("user_id", "user-1");
+    ASSERT_EQ(updater.Apply(model, Identify(kT0, Traits("trait_key_", n, bytes))), 0u);
+    for (int i = 0; i < 20; i++) {
+      Event view = Track("Product Viewed", kT0 + i, "category-" + std::to_string(i % 7),
+                         "product-" + std::to_string(i));
+      updater.Apply(model, view);
+    }
+    constexpr int kCopies = 200;
+    std::vector<std::unique_ptr<Profile>> copies;
+    copies.reserve(kCopies);
+    const size_t before = mallinfo2().uordblks;
+    for (int i = 0; i < kCopies; i++) copies.push_back(std::make_unique<Profile>(model));
+    const double measured = static_cast<double>(mallinfo2().uordblks - before) / kCopies;
+    const double estimated = static_cast<double>(copies[0]->MemoryBytes());
+    std::printf("estimate/measured %.2f (%d traits of %zu bytes)\n", estimated / measured, n,
+                bytes);
+    EXPECT_GT(estimated, measured * 0.8) << n << " traits of " << bytes << " bytes";
+    EXPECT_LT(estimated, measured * 1.25) << n << " traits of " << bytes << " bytes";
+  }
+}
+
+}  // namespace
+}  // namespace ecrm
+
+namespace ecrm {
+namespace {
+
+TEST(ProfileCacheBytes, EvictsTheLeastRecentlyUsedBeyondTheByteBoundAndTracksReweighs) {
+  const ProfileUpdater updater(ProfilerConfig{});
+  auto make = [&](const std::string& id, int traits) {
+    Profile p;
+    p.id = id;
+    updater.Apply(p, Identify(kT0, Traits("k", traits, 100)));
+    return p;
+  };
+  const size_t one = make("x", 20).MemoryBytes();
+  ProfileCache cache(1000, 3 * one + one / 2);  // room for three
+  for (const char* id : {"a", "b", "c", "d"}) cache.Insert(make(id, 20));
+  ASSERT_NE(cache.Find("a"), nullptr);  // a is now the most recently used
+  cache.Trim();
+  EXPECT_EQ(cache.size(), 3u);
+  EXPECT_EQ(cache.Find("b"), nullptr);  // the least recently used went
+  EXPECT_LE(cache.bytes(), 3 * one + one / 2);
+  // A profile that grows in place is reweighed, and the bound then drops others.
+  Profile* c = cache.Find("c");
+  ASSERT_NE(c, nullptr);
+  updater.Apply(*c, Identify(kT0 + 1, Traits("more", 40, 100)));
+  cache.Reweigh("c");
+  cache.Trim();
+  EXPECT_NE(cache.Find("c"), nullptr);
+  EXPECT_LE(cache.bytes(), 3 * one + one / 2);
+  EXPECT_LT(cache.size(), 3u);
+  cache.EraseIf([](const std::string&) { return true; });
+  EXPECT_EQ(cache.bytes(), 0u);
 }
 
 }  // namespace
