@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <iterator>
 
@@ -159,6 +160,7 @@ ApiService::ApiService(ProfileEngine& engine, prometheus::Registry& registry, co
       metrics_(registry),
       identity_trust_(std::move(options_.identity_secret)),
       read_keys_(options_.read_keys.begin(), options_.read_keys.end()),
+      cors_origins_(options_.cors_origins.begin(), options_.cors_origins.end()),
       rate_limiter_(AllWriteKeys(options_), options_.rate_limit_events, clock,
                     static_cast<int64_t>(options_.limits.max_batch_events)),
       forwarder_(options_.forward_timeout_ms) {
@@ -194,11 +196,22 @@ ApiService::ApiService(ProfileEngine& engine, prometheus::Registry& registry, co
   }
 }
 
-void ApiService::AddCors(const HttpRequest& req, HttpResponse& res) const {
-  const std::string_view origin = req.Header("origin");
+namespace {
+// The routes a web page calls from a shop's origin.
+bool BrowserRoute(Route route) {
+  return route == Route::kCollect || route == Route::kCollectBatch || route == Route::kSettings ||
+         route == Route::kPersonalize;
+}
+}  // namespace
+
+void ApiService::AddCors(std::string_view origin, Route route, HttpResponse& res) const {
   if (origin.empty()) return;
+  const bool browser = BrowserRoute(route);
+  const bool listed = !cors_origins_.empty() && cors_origins_.contains(std::string(origin));
+  // `null` is the origin of sandboxed frames and file: pages, which anyone can make.
+  if (!listed && !(browser && cors_origins_.empty() && origin != "null")) return;
   res.headers.emplace_back("Access-Control-Allow-Origin", std::string(origin));
-  res.headers.emplace_back("Access-Control-Allow-Credentials", "true");
+  if (browser) res.headers.emplace_back("Access-Control-Allow-Credentials", "true");
   res.headers.emplace_back("Vary", "Origin");
 }
 
@@ -244,7 +257,7 @@ HttpResponse ApiService::RequestTooLarge(const HttpRequest& req) {
   HttpResponse res = label == Route::kCollect || label == Route::kCollectBatch
                          ? Reject({400, "request_too_large", message})
                          : ErrorResponse(400, "request_too_large", message);
-  AddCors(req, res);
+  AddCors(req.Header("origin"), label, res);
   res.headers.emplace_back("Connection", "close");
   metrics_.ObserveRequest(label, res.status, 0);
   return res;
@@ -253,13 +266,14 @@ HttpResponse ApiService::RequestTooLarge(const HttpRequest& req) {
 void ApiService::Handle(const HttpRequest& req, Responder respond) {
   const int64_t start = MonotonicNs();
   const std::string_view path = req.Path();
-  auto finish = [&](Route route, HttpResponse res) {
-    AddCors(req, res);
-    metrics_.ObserveRequest(route, res.status, static_cast<double>(MonotonicNs() - start) / 1e9);
+  const auto route = RouteOf(path);
+  auto finish = [&](Route label, HttpResponse res) {
+    // A preflight is answered as the route it asks for would be.
+    AddCors(req.Header("origin"), label == Route::kPreflight && route ? route->route : label, res);
+    metrics_.ObserveRequest(label, res.status, static_cast<double>(MonotonicNs() - start) / 1e9);
     respond(std::move(res));
   };
 
-  const auto route = RouteOf(path);
   if (std::find(std::begin(kImplementedMethods), std::end(kImplementedMethods), req.method) ==
       std::end(kImplementedMethods)) {
     return finish(route ? route->route : Route::kNotFound,
@@ -278,7 +292,8 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
     HttpResponse res;
     res.status = 204;
     res.content_type.clear();
-    res.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    res.headers.emplace_back("Access-Control-Allow-Methods",
+                             route ? std::string(route->allow) : std::string("OPTIONS"));
     const std::string_view wanted = req.Header("access-control-request-headers");
     res.headers.emplace_back("Access-Control-Allow-Headers",
                              wanted.empty() ? "authorization, content-type" : std::string(wanted));
@@ -330,7 +345,7 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
     auto deliver = [this, req_start = start, shared, once,
                     origin = std::string(req.Header("origin"))](HttpResponse res) {
       if (once->exchange(true)) return;
-      if (!origin.empty()) res.headers.emplace_back("Access-Control-Allow-Origin", origin);
+      AddCors(origin, Route::kProfile, res);
       metrics_.ObserveRequest(Route::kProfile, res.status,
                               static_cast<double>(MonotonicNs() - req_start) / 1e9);
       (*shared)(std::move(res));
@@ -369,7 +384,7 @@ void ApiService::Handle(const HttpRequest& req, Responder respond) {
     // Answered now, or (forwarded to the partition's owner) later through `later`.
     auto later = [this, route, start, respond,
                   origin = std::string(req.Header("origin"))](HttpResponse res) {
-      if (!origin.empty()) res.headers.emplace_back("Access-Control-Allow-Origin", origin);
+      AddCors(origin, route, res);
       metrics_.ObserveRequest(route, res.status, static_cast<double>(MonotonicNs() - start) / 1e9);
       respond(std::move(res));
     };
@@ -392,11 +407,7 @@ void ApiService::HandleCollect(const HttpRequest& req, std::optional<EventType> 
                                Route route, Responder respond, int64_t start_ns) {
   std::string origin(req.Header("origin"));
   auto send = [this, route, start_ns, origin](const Responder& out, HttpResponse res) {
-    if (!origin.empty()) {
-      res.headers.emplace_back("Access-Control-Allow-Origin", origin);
-      res.headers.emplace_back("Access-Control-Allow-Credentials", "true");
-      res.headers.emplace_back("Vary", "Origin");
-    }
+    AddCors(origin, route, res);
     metrics_.ObserveRequest(route, res.status, static_cast<double>(MonotonicNs() - start_ns) / 1e9);
     out(std::move(res));
   };
@@ -684,18 +695,68 @@ void ApiService::ForwardAttempt(std::shared_ptr<Forwarding> f) {
       });
 }
 
-HttpResponse ApiService::HandleSettings(const HttpRequest& req, std::string_view write_key) {
-  if (!write_keys_.contains(std::string(write_key))) {
-    return ErrorResponse(404, "invalid_write_key", "unknown write key");
+namespace {
+
+// A Host header as RFC 9110 allows it: a name or an IPv4 address, or an [IPv6] literal, and an
+// optional port. Anything else (spaces, slashes, quotes, @) is not reflected.
+bool PlausibleHost(std::string_view host) {
+  if (host.empty() || host.size() > 255) return false;
+  std::string_view name = host;
+  if (const auto colon = host.rfind(':'); colon != std::string_view::npos && host.back() != ']') {
+    const std::string_view port = host.substr(colon + 1);
+    if (port.empty() || port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return false;
+    }
+    name = host.substr(0, colon);
   }
-  std::string host(req.Header("host"));
-  if (host.empty()) host = "127.0.0.1:8080";
+  if (name.size() > 2 && name.front() == '[' && name.back() == ']') {
+    name = name.substr(1, name.size() - 2);
+    return std::all_of(name.begin(), name.end(), [](char c) {
+      return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.';
+    });
+  }
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.';
+  });
+}
+
+// A write key as the settings path may carry one: what a key can look like, so that the answer
+// never depends on whether it is a key the service knows (no oracle for guessing keys).
+bool PlausibleWriteKey(std::string_view key) {
+  return !key.empty() && key.size() <= 200 && std::all_of(key.begin(), key.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.' ||
+           c == ':';
+  });
+}
+
+}  // namespace
+
+HttpResponse ApiService::HandleSettings(const HttpRequest& req, std::string_view write_key) {
+  // Answered alike for every plausible key, known or not: an unknown one learns nothing here and
+  // is refused (401) when it sends events.
+  if (!PlausibleWriteKey(write_key)) {
+    return ErrorResponse(400, "invalid_write_key", "not a write key");
+  }
+  std::string host, protocol;
+  bool cacheable = false;
+  if (!options_.public_url.empty()) {
+    const std::string_view url = options_.public_url;
+    const auto scheme_end = url.find("://");
+    protocol = std::string(url.substr(0, scheme_end));
+    host = std::string(url.substr(scheme_end + 3));
+    while (!host.empty() && host.back() == '/') host.pop_back();
+    cacheable = true;
+  } else {
+    host = std::string(req.Header("host"));
+    if (!PlausibleHost(host)) host = "127.0.0.1:8080";
+    protocol = EqualsIgnoreCase(req.Header("x-forwarded-proto"), "https") ? "https" : "http";
+  }
   std::string body;
   JsonWriter w(&body);
   w.BeginObject().Key("integrations").BeginObject().Key("Segment.io").BeginObject();
   w.Key("apiKey").String(write_key).Key("apiHost").String(host + "/v1");
-  const std::string_view proto = req.Header("x-forwarded-proto");
-  w.Key("protocol").String(EqualsIgnoreCase(proto, "https") ? "https" : "http");
+  w.Key("protocol").String(protocol);
   w.EndObject().EndObject();
   w.Key("plan").BeginObject().Key("track").BeginObject().Key("__default").BeginObject();
   w.Key("enabled").Bool(true).EndObject().EndObject().EndObject();
@@ -704,7 +765,9 @@ HttpResponse ApiService::HandleSettings(const HttpRequest& req, std::string_view
   w.Key("analyticsNextEnabled").Bool(true);
   w.EndObject();
   HttpResponse res = JsonResponse(200, std::move(body));
-  res.headers.emplace_back("Cache-Control", "public, max-age=300");
+  // Taken from the request, the answer must not be kept by a shared cache and handed to others.
+  res.headers.emplace_back("Cache-Control",
+                           cacheable ? "public, max-age=300" : "private, no-store");
   return res;
 }
 

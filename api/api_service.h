@@ -62,6 +62,15 @@ struct ApiOptions {
   PartitionDirectory* directory = nullptr;
   int forward_timeout_ms = 2000;
   std::string self_addr;  // this instance's advertised HTTP address (never forwarded to)
+  // Origins allowed to call the service from a browser (docs/api.md#cors). Empty: any origin but
+  // `null` on the browser routes (collector, settings, personalization), none on the others.
+  // Listed origins get CORS answers on every route; credentials are allowed only on the browser
+  // routes.
+  std::vector<std::string> cors_origins;
+  // The collector's URL as browsers reach it (`https://collect.shop.example`), which the settings
+  // route hands to analytics.js. Empty: taken from the request's Host, and the answer is then not
+  // cacheable by shared caches.
+  std::string public_url;
 };
 
 class ApiService final : public HttpHandler {
@@ -99,7 +108,9 @@ class ApiService final : public HttpHandler {
   };
   // The route `path` names and the methods it answers; nullopt if it names none.
   std::optional<RouteMethods> RouteOf(std::string_view path) const;
-  void AddCors(const HttpRequest& req, HttpResponse& res) const;
+  // The CORS headers for a request from `origin` to `route` (the preflight's target route for an
+  // OPTIONS), if that origin may call it.
+  void AddCors(std::string_view origin, Route route, HttpResponse& res) const;
 
   ProfileEngine& engine_;
   prometheus::Registry& registry_;
@@ -109,6 +120,7 @@ class ApiService final : public HttpHandler {
   absl::flat_hash_map<std::string, WriteKeyInfo> write_keys_;  // both kinds
   IdentityTrust identity_trust_;
   absl::flat_hash_set<std::string> read_keys_;
+  absl::flat_hash_set<std::string> cors_origins_;
   RateLimiter rate_limiter_;
   std::unique_ptr<RulesApi> rules_api_;
   std::unique_ptr<ProfileImport> import_;

@@ -345,6 +345,14 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       "comma-separated)")
       ->delimiter(',')
       ->capture_default_str();
+  add("--cors-origin", "cors_origins", "ECRM_CORS_ORIGINS", c.cors_origins,
+      "An origin (scheme://host[:port]) allowed to call from a browser, on every route "
+      "(repeatable; env: comma-separated). None: any origin but null, on the collector, settings "
+      "and personalization routes only")
+      ->delimiter(',');
+  add("--public-url", "public_url", "ECRM_PUBLIC_URL", c.public_url,
+      "The collector's URL as browsers reach it (https://collect.shop.example), given to "
+      "analytics.js by the settings route; empty: from the request's Host, not cacheable");
   add("--merge-survivor", "merge_survivor", "ECRM_MERGE_SURVIVOR", c.merge_survivor,
       "Which profile survives a merge: oldest (created first) or newest")
       ->capture_default_str();
@@ -585,6 +593,23 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
                                         "': a type is 1 to 32 of a-z, 0-9 and '_', starting with "
                                         "a letter");
     }
+  }
+  for (const auto& o : c.cors_origins) {
+    const auto scheme = o.find("://");
+    if (o != "null" && (scheme == std::string::npos || scheme == 0 || o.back() == '/' ||
+                        o.find('/', scheme + 3) != std::string::npos || o.size() == scheme + 3)) {
+      return absl::InvalidArgumentError("cors_origins: '" + o +
+                                        "': an origin is scheme://host[:port], with no path");
+    }
+  }
+  if (!c.public_url.empty() && !c.public_url.starts_with("https://") &&
+      !c.public_url.starts_with("http://")) {
+    return absl::InvalidArgumentError("public_url: '" + c.public_url +
+                                      "': must start with https:// or http://");
+  }
+  if (!c.public_url.empty() && c.public_url.find_first_of(" \"?#") != std::string::npos) {
+    return absl::InvalidArgumentError("public_url: '" + c.public_url +
+                                      "': no spaces, quotes, query or fragment");
   }
   RETURN_IF_ERROR(LoadIdentitySecret(c));
   return c;

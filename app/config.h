@@ -66,6 +66,11 @@ struct Config {
   // Identifier values treated as absent besides empty, "null" and "undefined" (always blocked),
   // compared trimmed and case-blind.
   std::vector<std::string> blocked_identifiers;
+  // --cors-origin (repeatable): origins allowed to call from a browser; empty = any but null on
+  // the browser routes only (docs/api.md#cors).
+  std::vector<std::string> cors_origins;
+  // --public-url: the collector's URL as browsers reach it, for the settings route.
+  std::string public_url;
   int max_user_ids = 1;
   // --identifier-limit TYPE=N: merge protection for other types (e.g. crm_id=1).
   std::vector<std::string> identifier_limits;

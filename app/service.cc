@@ -268,6 +268,8 @@ Status Service::Start() {
   api_options.limits.event.blocked_identifiers = config_.blocked_identifiers;
   api_options.limits.event.keep_properties = rules_->keep_event_properties();
   api_options.rate_limit_events = config_.rate_limit;
+  api_options.cors_origins = config_.cors_origins;
+  api_options.public_url = config_.public_url;
   api_options.before_scrape = [this] {
     ready_gauge_->Set(Ready() ? 1 : 0);  // first: it may recover the store
     store_metrics_->Refresh();

@@ -215,6 +215,13 @@ TEST_F(ApiTest, CorsPreflightAndEchoedOrigin) {
   EXPECT_EQ(header(ok, "Access-Control-Allow-Origin"), "http://shop.example");
 }
 
+std::string HeaderOf(const HttpResponse& res, const std::string& name) {
+  for (const auto& [k, v] : res.headers) {
+    if (k == name) return v;
+  }
+  return {};
+}
+
 TEST_F(ApiTest, SettingsForBrowserClients) {
   Call c{"GET", "/v1/projects/wk/settings", "", {{"Host", "127.0.0.1:9999"}}};
   auto r = Do(c);
@@ -222,7 +229,89 @@ TEST_F(ApiTest, SettingsForBrowserClients) {
   EXPECT_NE(r.body.find(R"("Segment.io":{"apiKey":"wk","apiHost":"127.0.0.1:9999/v1")"),
             std::string::npos)
       << r.body;
-  ExpectError(Get("/v1/projects/nope/settings", ""), 404, "invalid_write_key");
+  // Taken from the request's Host: never kept by a shared cache.
+  EXPECT_EQ(HeaderOf(r, "Cache-Control"), "private, no-store");
+  // No key oracle: an unknown key is answered as a known one would be (its events get 401).
+  Call guess{"GET", "/v1/projects/nope/settings", "", {{"Host", "127.0.0.1:9999"}}};
+  const auto g = Do(guess);
+  EXPECT_EQ(g.status, 200);
+  std::string expected = r.body;
+  expected.replace(expected.find(R"("apiKey":"wk")"), 13, R"("apiKey":"nope")");
+  EXPECT_EQ(g.body, expected);
+  ExpectError(Get("/v1/projects/no%20key/settings", ""), 400, "invalid_write_key");
+  // A Host that is not a host is not reflected.
+  for (const std::string host : {"evil.example/steal?", "a b", "x\"y", "[::1]:80:80", ""}) {
+    Call bad{"GET", "/v1/projects/wk/settings", "", {{"Host", host}}};
+    const auto b = Do(bad);
+    EXPECT_EQ(b.status, 200);
+    EXPECT_NE(b.body.find(R"("apiHost":"127.0.0.1:8080/v1")"), std::string::npos) << host;
+  }
+  Call v6{"GET", "/v1/projects/wk/settings", "", {{"Host", "[::1]:8443"}}};
+  EXPECT_NE(Do(v6).body.find(R"("apiHost":"[::1]:8443/v1")"), std::string::npos);
+}
+
+TEST_F(ApiTest, AConfiguredPublicUrlIsWhatSettingsAnswerWhateverTheHost) {
+  ApiOptions options;
+  options.write_keys = {"wk"};
+  options.public_url = "https://collect.shop.example/ecrm";
+  auto registry = std::make_shared<prometheus::Registry>();
+  ApiService api(*engine_, *registry, clock_, std::move(options));
+  HttpRequest req;
+  req.method = "GET";
+  req.target = "/v1/projects/wk/settings";
+  req.headers.emplace_back("host", "attacker.example");
+  req.headers.emplace_back("x-forwarded-proto", "http");
+  HttpResponse res;
+  api.Handle(req, [&](HttpResponse r) { res = std::move(r); });
+  EXPECT_EQ(res.status, 200);
+  EXPECT_NE(res.body.find(R"("apiHost":"collect.shop.example/ecrm/v1","protocol":"https")"),
+            std::string::npos)
+      << res.body;
+  EXPECT_EQ(HeaderOf(res, "Cache-Control"), "public, max-age=300");
+}
+
+TEST_F(ApiTest, CorsIsForTheBrowserRoutesWithCredentialsAndForListedOriginsElsewhere) {
+  ASSERT_EQ(Post("/v1/track", R"({"anonymousId":"c1","event":"E"})").status, 200);
+  auto with_origin = [&](Call c, const std::string& origin) {
+    c.headers.emplace_back("Origin", origin);
+    return Do(c);
+  };
+  const Call collect{"POST", "/v1/t", R"({"anonymousId":"c1","event":"E","writeKey":"wk"})", {}};
+  const Call admin_read{
+      "GET", "/v1/profiles/anonymous_id:c1", "", {{"Authorization", "Bearer admin"}}};
+  const Call metrics{"GET", "/metrics", "", {}};
+  const Call preflight_admin{"OPTIONS", "/v1/profiles/anonymous_id:c1", "", {}};
+  // Default (no list): any origin on the collector, with credentials...
+  auto r = with_origin(collect, "https://shop.example");
+  EXPECT_EQ(HeaderOf(r, "Access-Control-Allow-Origin"), "https://shop.example");
+  EXPECT_EQ(HeaderOf(r, "Access-Control-Allow-Credentials"), "true");
+  // ...but not `null`, and nothing on admin routes or /metrics (a page cannot read them).
+  EXPECT_EQ(HeaderOf(with_origin(collect, "null"), "Access-Control-Allow-Origin"), "");
+  for (const Call& c : {admin_read, metrics, preflight_admin}) {
+    const auto a = with_origin(c, "https://shop.example");
+    EXPECT_EQ(HeaderOf(a, "Access-Control-Allow-Origin"), "") << c.target;
+    EXPECT_EQ(HeaderOf(a, "Access-Control-Allow-Credentials"), "") << c.target;
+  }
+  // A preflight names the methods of the route asked for.
+  EXPECT_EQ(HeaderOf(with_origin({"OPTIONS", "/v1/t", "", {}}, "https://shop.example"),
+                     "Access-Control-Allow-Methods"),
+            "POST, OPTIONS");
+
+  // With a list: only listed origins, on every route, credentials only on browser routes.
+  ApiOptions options;
+  options.write_keys = {"wk"};
+  options.admin_token = "admin";
+  options.cors_origins = {"https://shop.example", "https://console.shop.example"};
+  auto registry = std::make_shared<prometheus::Registry>();
+  api_ = std::make_unique<ApiService>(*engine_, *registry, clock_, std::move(options));
+  EXPECT_EQ(HeaderOf(with_origin(collect, "https://other.example"), "Access-Control-Allow-Origin"),
+            "");
+  EXPECT_EQ(HeaderOf(with_origin(collect, "https://shop.example"), "Access-Control-Allow-Origin"),
+            "https://shop.example");
+  const auto console = with_origin(admin_read, "https://console.shop.example");
+  EXPECT_EQ(console.status, 200);
+  EXPECT_EQ(HeaderOf(console, "Access-Control-Allow-Origin"), "https://console.shop.example");
+  EXPECT_EQ(HeaderOf(console, "Access-Control-Allow-Credentials"), "");
 }
 
 TEST_F(ApiTest, BrowserKeysCollectAndLoadSettingsLikeServerKeys) {

@@ -137,6 +137,30 @@ TEST(Config, MaxConnectionsIsPositive) {
   EXPECT_NE(std::string(c.status().message()).find("max_connections"), std::string::npos);
 }
 
+TEST(Config, CorsOriginsAndThePublicUrlAreChecked) {
+  auto c = Parse({"--cors-origin", "https://shop.example", "--cors-origin", "http://localhost:3000",
+                  "--public-url", "https://collect.shop.example/ecrm"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->cors_origins,
+            (std::vector<std::string>{"https://shop.example", "http://localhost:3000"}));
+  EXPECT_EQ(c->public_url, "https://collect.shop.example/ecrm");
+  for (const char* bad :
+       {"shop.example", "https://shop.example/", "https://shop.example/x", "://x"}) {
+    c = Parse({"--cors-origin", bad});
+    EXPECT_FALSE(c.ok()) << bad;
+    if (!c.ok()) {
+      EXPECT_NE(std::string(c.status().message()).find("cors_origins"), std::string::npos);
+    }
+  }
+  for (const char* bad : {"collect.shop.example", "ftp://x", "https://x/?a=1", "https://x y"}) {
+    EXPECT_FALSE(Parse({"--public-url", bad}).ok()) << bad;
+  }
+  EXPECT_TRUE(Parse({"--max-traits", "10", "--max-trait-bytes", "100", "--cache-mb", "1"}).ok());
+  for (const char* flag : {"--max-traits", "--max-trait-bytes", "--cache-mb"}) {
+    EXPECT_FALSE(Parse({flag, "0"}).ok()) << flag;
+  }
+}
+
 TEST(Config, TheChangelogIsOnByDefaultAndItsCommitIntervalBounded) {
   auto c = Parse({});
   ASSERT_TRUE(c.ok());
