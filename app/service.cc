@@ -148,7 +148,8 @@ Status Service::Start() {
   engine_options.profiler.max_traits = config_.max_traits;
   engine_options.profiler.max_trait_bytes = config_.max_trait_bytes;
   engine_options.shard.rules = rules_.get();
-  engine_options.shard.identifier_limits = {{"user_id", config_.max_user_ids}};
+  engine_options.shard.identifier_limits = {{"user_id", config_.max_user_ids},
+                                            {"anonymous_id", 1000}};
   for (const auto& limit : config_.identifier_limits) {  // TYPE=N, validated by the config
     const auto eq = limit.find('=');
     engine_options.shard.identifier_limits[limit.substr(0, eq)] = std::stoi(limit.substr(eq + 1));

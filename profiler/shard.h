@@ -71,9 +71,10 @@ struct ShardOptions {
   size_t max_batch_tasks = 4096;  // tasks applied per group commit at most
   // The active rule set is read from here once per batch (null: no rules). Must outlive the shard.
   const RuleRegistry* rules = nullptr;
-  // Merge protection: the most distinct values of an identifier type one profile may hold (a
-  // merge that would exceed one is refused); types not listed are unlimited.
-  std::map<std::string, int> identifier_limits = {{"user_id", 1}};
+  // Merge protection (docs/identity.md#merge-protection): the most distinct values of an
+  // identifier type one profile may hold (a merge that would exceed one is refused); types not
+  // listed are unlimited. The anonymous_id limit bounds a profile's size (each id up to 1 KiB).
+  std::map<std::string, int> identifier_limits = {{"user_id", 1}, {"anonymous_id", 1000}};
   // Which of two merged profiles survives: the older (created first) or the newer one.
   bool newer_survives = false;
   // How long a messageId is remembered in its profile (Profile::recent_messages).

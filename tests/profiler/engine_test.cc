@@ -450,5 +450,36 @@ TEST(EngineLimits, AProfileStopsGrowingAtItsTraitCapsAndTheDropsAreCounted) {
   engine->Stop();
 }
 
+// 2,000 anonymous ids of 1 KB once gave one profile 2 MB: merges stop at the anonymous_id limit.
+TEST(EngineLimits, AProfileHoldsAtMostTheAnonymousIdLimitAndFurtherDevicesStaySeparate) {
+  testing::TempDir dir;
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto store = KvStore::Open({.path = dir.Sub("db")});
+  ASSERT_TRUE(store.ok());
+  EngineOptions options;
+  options.shards = 2;
+  options.partitions = 8;
+  options.shard.identifier_limits["anonymous_id"] = 50;
+  auto engine = *ProfileEngine::Create(**store, *registry, options);
+  engine->Start();
+  for (int i = 0; i < 60; i++) {
+    std::promise<Status> done;
+    std::vector<Event> one;
+    one.push_back(MakeEvent(EventType::kIdentify, "device-" + std::to_string(i), "many-devices"));
+    ASSERT_TRUE(engine->Submit(std::move(one), [&](Status s) { done.set_value(s); }).ok());
+    ASSERT_TRUE(done.get_future().get().ok());
+  }
+  auto p = engine->Lookup("user_id", "many-devices");
+  ASSERT_TRUE(p.ok() && p->has_value());
+  EXPECT_EQ((**p).identities.at("anonymous_id").size(), 50u);
+  EXPECT_EQ(CounterValue(*registry, "ecrm_profile_merges_refused_total"), 10);
+  // A device past the limit keeps its own profile (with its own events).
+  auto last = engine->Lookup("anonymous_id", "device-59");
+  ASSERT_TRUE(last.ok() && last->has_value());
+  EXPECT_NE((**last).id, (**p).id);
+  EXPECT_EQ((**last).stats.events, 1);
+  engine->Stop();
+}
+
 }  // namespace
 }  // namespace ecrm
