@@ -20,8 +20,9 @@ std::string Document(const std::string& rules_json) { return "{\"rules\":" + rul
 
 }  // namespace
 
-StatusOr<std::unique_ptr<RuleRegistry>> RuleRegistry::Open(KvStore& store) {
-  auto registry = std::unique_ptr<RuleRegistry>(new RuleRegistry(store));
+StatusOr<std::unique_ptr<RuleRegistry>> RuleRegistry::Open(KvStore& store,
+                                                           const RuleBudget& budget) {
+  auto registry = std::unique_ptr<RuleRegistry>(new RuleRegistry(store, budget));
   registry->current_.store(RuleSet::Empty());
   RETURN_IF_ERROR(
       store.Scan(Cf::kMeta, kVersionPrefix, [&](std::string_view key, std::string_view) {
@@ -38,7 +39,8 @@ StatusOr<std::unique_ptr<RuleRegistry>> RuleRegistry::Open(KvStore& store) {
     return absl::DataLossError("active rule set version " + *active + " is missing");
   }
   std::vector<RuleError> errors;
-  auto set = RuleSet::Compile(Document(*rules_json), version, &errors, &StatsFor, registry.get());
+  auto set =
+      RuleSet::Compile(Document(*rules_json), version, &errors, &StatsFor, registry.get(), budget);
   if (!set.ok()) {
     return absl::DataLossError("stored rule set v" + *active +
                                " no longer compiles: " + (errors.empty() ? "" : errors[0].message));
@@ -65,14 +67,15 @@ std::shared_ptr<RuleStats> RuleRegistry::StatsFor(void* self, const std::string&
 
 StatusOr<std::shared_ptr<const RuleSet>> RuleRegistry::Validate(std::string_view json,
                                                                 std::vector<RuleError>* errors) {
-  return RuleSet::Compile(json, 0, errors);
+  return RuleSet::Compile(json, 0, errors, nullptr, nullptr, budget_);
 }
 
 StatusOr<uint64_t> RuleRegistry::Activate(std::string_view rules_document,
                                           std::vector<RuleError>* errors) {
   // mu_ is held by the caller.
   const uint64_t version = latest_ + 1;
-  ASSIGN_OR_RETURN(auto set, RuleSet::Compile(rules_document, version, errors, &StatsFor, this));
+  ASSIGN_OR_RETURN(auto set,
+                   RuleSet::Compile(rules_document, version, errors, &StatsFor, this, budget_));
   WriteBatch batch = store_.NewBatch();
   batch.Put(Cf::kMeta, VersionKey(version), set->rules_json());
   batch.Put(Cf::kMeta, kActiveKey, std::to_string(version));
@@ -97,7 +100,7 @@ Status RuleRegistry::ApplyShared(uint64_t version, std::string_view rules_docume
   std::lock_guard lock(mu_);
   if (current_.load()->version() == version) return absl::OkStatus();
   std::vector<RuleError> errors;
-  auto set = RuleSet::Compile(rules_document, version, &errors, &StatsFor, this);
+  auto set = RuleSet::Compile(rules_document, version, &errors, &StatsFor, this, budget_);
   if (!set.ok()) {
     return absl::InvalidArgumentError(
         "shared rule set v" + std::to_string(version) +
