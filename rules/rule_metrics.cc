@@ -108,6 +108,15 @@ void RuleMetrics::Refresh() {
       }
     }
   }
+  // The series of ids no longer active.
+  for (auto it = exported_.begin(); it != exported_.end();) {
+    if (active.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    Unexport(it->second);
+    it = exported_.erase(it);
+  }
 }
 
 }  // namespace ecrm

@@ -1,8 +1,8 @@
 // RuleMetrics: exports the per-rule counts of a RuleRegistry as Prometheus counters labelled by
 // rule id (a bounded label: rule ids come from data scientists, never from visitors), plus the
 // active version. Shards count in RuleStats (relaxed atomics); Refresh(), called before each
-// /metrics scrape, moves the deltas into the counters (for the rules of the active set). Errors
-// carry a `reason`:
+// /metrics scrape, moves the deltas into the counters. Only the rules of the active set have
+// series: Refresh removes those of ids a push (or rollback) left out. Errors carry a `reason`:
 // runtime (always exported), and cost, memory, event_budget (a budget of RuleBudget exceeded;
 // exported from the first time it happens). Owned by the app; the registry must outlive it.
 // Refresh() takes a mutex: scrapes may come from several HTTP threads.

@@ -2,6 +2,8 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <set>
+#include <string_view>
 
 namespace ecrm {
 namespace {
@@ -54,6 +56,11 @@ void RuleRegistry::Publish(std::shared_ptr<const RuleSet> set) {
   // (events parsed just before may still lack them: those read as absent fields).
   if (set->reads_event_properties()) keep_event_properties_.store(true);
   const bool keep = set->reads_event_properties();
+  // Stats (and so metric series) only for the ids of the active set: pushes of ever new ids must
+  // not pile up series. A shard still evaluating the previous set keeps its stats alive.
+  std::set<std::string_view> active;
+  for (const Rule& rule : set->rules()) active.insert(rule.id);
+  std::erase_if(stats_, [&](const auto& entry) { return !active.contains(entry.first); });
   current_.store(std::move(set));
   keep_event_properties_.store(keep);
 }

@@ -55,7 +55,8 @@ class RuleRegistry {
   // (it did where it was pushed) is logged and skipped.
   Status ApplyShared(uint64_t version, std::string_view rules_document);
 
-  // Stats of every rule id ever compiled here (for the metrics).
+  // Stats of the rule ids of the active set (those of earlier sets are dropped on activation), and
+  // of a set being activated.
   std::vector<std::pair<std::string, std::shared_ptr<RuleStats>>> AllStats() const;
   uint64_t latest_version() const;
 
@@ -70,6 +71,7 @@ class RuleRegistry {
   RuleLog* log_ = nullptr;
   std::atomic<std::shared_ptr<const RuleSet>> current_;
   std::atomic<bool> keep_event_properties_{false};
+  // Activates `set` and forgets the stats of rule ids it no longer has. mu_ held (or in Open).
   void Publish(std::shared_ptr<const RuleSet> set);
   mutable std::mutex mu_;  // guards pushes, latest_ and stats_
   uint64_t latest_ = 0;

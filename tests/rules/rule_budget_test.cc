@@ -1,13 +1,19 @@
 // Rule evaluation within RuleBudget: a rule that spends too much time (cost) or memory is stopped,
 // counted by reason, and its actions are not applied while the other rules still run; all the
 // rules of one event share the event's cost budget; `matches` with a pattern that is not a literal
-// is refused at push.
+// is refused at push; and the per-rule metric series follow the active set (removed ids lose
+// theirs, kept ids keep their counts).
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
+#include "prometheus/registry.h"
 #include "rules/rule_eval.h"
+#include "rules/rule_metrics.h"
+#include "rules/rule_registry.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace ecrm {
 namespace {
@@ -171,6 +177,97 @@ TEST(RuleBudget, MatchesWithAPatternThatIsNotALiteralIsRefusedAtPush) {
   EXPECT_EQ(errors[0].line, 1);
   EXPECT_EQ(errors[0].column, 45);  // the last selection of event.properties.pattern
   EXPECT_EQ(errors[0].message, "matches: the pattern must be a string literal");
+}
+
+// The rule label of every series of the rule families, with its reason when it has one.
+std::multiset<std::string> Series(prometheus::Registry& registry) {
+  std::multiset<std::string> out;
+  for (const auto& family : registry.Collect()) {
+    if (!family.name.starts_with("ecrm_rule_") || family.name == "ecrm_rule_pushes_total") continue;
+    for (const auto& metric : family.metric) {
+      std::string rule, reason;
+      for (const auto& label : metric.label) {
+        if (label.name == "rule") rule = label.value;
+        if (label.name == "reason") reason = label.value;
+      }
+      out.insert(family.name + "{" + rule + (reason.empty() ? "" : "," + reason) + "}");
+    }
+  }
+  return out;
+}
+
+std::set<std::string> RuleIds(const std::multiset<std::string>& series) {
+  std::set<std::string> ids;
+  for (const auto& s : series) {
+    const auto open = s.find('{');
+    ids.insert(s.substr(open + 1, s.find_first_of(",}", open) - open - 1));
+  }
+  return ids;
+}
+
+TEST(RuleMetrics, OnlyTheActiveRulesHaveSeries) {
+  testing::TempDir dir;
+  auto store = KvStore::Open({.path = dir.Sub("db")});
+  ASSERT_TRUE(store.ok());
+  auto rules = RuleRegistry::Open(**store);
+  ASSERT_TRUE(rules.ok());
+  prometheus::Registry registry;
+  RuleMetrics metrics(registry, **rules);
+
+  auto push = [&](const std::string& prefix, int n, bool keep) {
+    std::vector<std::string> set;
+    if (keep) set.push_back(RuleJson("kept", "true"));
+    for (int i = 0; i < n; i++) set.push_back(RuleJson(prefix + std::to_string(i), "true"));
+    std::vector<RuleError> errors;
+    ASSERT_TRUE((*rules)->Push(Set(set), &errors).ok());
+    TestTarget target(Event(1));
+    ApplyRules(*(*rules)->Current(), "track", "", target);
+    metrics.Refresh();
+  };
+  // Five pushes of disjoint sets of 200 ids (and one id in all of them).
+  for (const char* prefix : {"a", "b", "c", "d", "e"}) push(prefix, 200, true);
+  auto series = Series(registry);
+  std::set<std::string> expected = {"kept"};
+  for (int i = 0; i < 200; i++) expected.insert("e" + std::to_string(i));
+  EXPECT_EQ(RuleIds(series), expected);
+  // Evaluations, matches, errors{runtime}, sampled seconds and sampled count for each id.
+  EXPECT_EQ(series.size(), 201u * 5);
+  EXPECT_EQ(series.count("ecrm_rule_errors_total{kept,runtime}"), 1u);
+  EXPECT_EQ((*rules)->AllStats().size(), 201u);
+  // The kept id kept its counts through the pushes.
+  for (const auto& family : registry.Collect()) {
+    if (family.name != "ecrm_rule_evaluations_total") continue;
+    for (const auto& metric : family.metric) {
+      if (metric.label[0].value == "kept") {
+        EXPECT_EQ(metric.counter.value, 5.0);
+      }
+    }
+  }
+
+  // A rule over its budget gets an errors series with that reason; rolling back to a set
+  // without it removes it again.
+  std::vector<RuleError> errors;
+  ASSERT_TRUE(
+      (*rules)
+          ->Push(Set({RuleJson("kept", "true"), RuleJson("slow",
+                                                         "event.properties.list.all(a, "
+                                                         "event.properties.list.all(b, true))")}),
+                 &errors)
+          .ok());
+  TestTarget target(Event(1000));
+  ApplyRules(*(*rules)->Current(), "track", "", target);
+  metrics.Refresh();
+  series = Series(registry);
+  EXPECT_EQ(RuleIds(series), (std::set<std::string>{"kept", "slow"}));
+  EXPECT_EQ(series.count("ecrm_rule_errors_total{slow,cost}"), 1u);
+  EXPECT_EQ(series.count("ecrm_rule_errors_total{slow,memory}"), 0u);
+  ASSERT_TRUE((*rules)->Rollback(1).ok());
+  metrics.Refresh();
+  series = Series(registry);
+  expected = {"kept"};
+  for (int i = 0; i < 200; i++) expected.insert("a" + std::to_string(i));
+  EXPECT_EQ(RuleIds(series), expected);
+  EXPECT_EQ(series.size(), 201u * 5);
 }
 
 }  // namespace
