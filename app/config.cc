@@ -366,6 +366,11 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   add("--rate-limit", "rate_limit", "ECRM_RATE_LIMIT", c.rate_limit,
       "Events per second per write key, burst of one second (0 = unlimited)")
       ->capture_default_str();
+  add("--rule-budget-per-event", "rule_budget_per_event", "ECRM_RULE_BUDGET_PER_EVENT",
+      c.rule_budget_per_event,
+      "Cost units (about 20 ns each at most) all rules together may spend on one event; a rule "
+      "beyond it is stopped and counted in ecrm_rule_errors_total{reason=\"event_budget\"}")
+      ->capture_default_str();
   add("--log-format", "log_format", "ECRM_LOG_FORMAT", c.log_format,
       "text | json (one JSON object per line, for log collectors)")
       ->capture_default_str();
@@ -542,6 +547,9 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
     return absl::InvalidArgumentError("max_connections: must be positive");
   }
   if (c.rate_limit < 0) return absl::InvalidArgumentError("rate_limit: must not be negative");
+  if (c.rule_budget_per_event < 1000 || c.rule_budget_per_event > 100000000) {
+    return absl::InvalidArgumentError("rule_budget_per_event: must be 1000 to 100000000");
+  }
   if (c.max_user_ids < 1) return absl::InvalidArgumentError("max_user_ids: must be at least 1");
   for (const auto& limit : c.identifier_limits) {
     const auto eq = limit.find('=');

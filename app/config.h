@@ -79,6 +79,9 @@ struct Config {
       "phone", "crm_id"};  // besides the built-in three         // merge protection: distinct user
                            // ids one profile may hold
   int64_t rate_limit = 200000;  // --rate-limit: events/s per write key (0 = off), then 429
+  // --rule-budget-per-event: cost units (cel::EvalBudget, ~20 ns each at most) all the rules of
+  // one event may spend together; a rule beyond it is stopped (docs/rules.md#limits).
+  uint64_t rule_budget_per_event = 200000;
   // --browser-write-key (repeatable): keys for web pages and apps, whose identity claims are not
   // trusted (docs/identity.md#write-keys-and-identity-verification); generated with a server key
   // when no key of either kind is configured. Disjoint from write_keys.

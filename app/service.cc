@@ -88,7 +88,8 @@ Status Service::Start() {
   store_options.clock = clock_;
   ASSIGN_OR_RETURN(store_, KvStore::Open(store_options));
   store_metrics_ = std::make_unique<StoreMetrics>(*registry_, *store_);
-  ASSIGN_OR_RETURN(rules_, RuleRegistry::Open(*store_));
+  ASSIGN_OR_RETURN(
+      rules_, RuleRegistry::Open(*store_, RuleBudget{.event_cost = config_.rule_budget_per_event}));
   rule_metrics_ = std::make_unique<RuleMetrics>(*registry_, *rules_);
   spdlog::info("rules: {}", rules_->Current()->Describe());
 

@@ -1,5 +1,6 @@
 #include "rules/rule_eval.h"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -28,9 +29,9 @@ bool ToDouble(const cel::Value& v, double* out) {
 
 // Evaluates the rule; returns an error Value for a runtime error, else null.
 cel::Value EvaluateRule(const Rule& rule, RuleTarget& target, bool* matched,
-                        std::array<cel::Value, kMaxActionValues>& values) {
+                        std::array<cel::Value, kMaxActionValues>& values, cel::EvalBudget& budget) {
   *matched = false;
-  cel::Value when = rule.when.Evaluate(target);
+  cel::Value when = rule.when.Evaluate(target, budget);
   if (when.is_error()) return when;
   if (when.kind() != cel::Kind::kBool) {
     return cel::Value::StaticError("'when' did not evaluate to a bool");
@@ -38,7 +39,7 @@ cel::Value EvaluateRule(const Rule& rule, RuleTarget& target, bool* matched,
   if (!when.AsBool()) return {};
   for (size_t i = 0; i < rule.actions.size(); i++) {
     const RuleAction& a = rule.actions[i];
-    values[i] = a.value ? a.value->Evaluate(target) : cel::Value();
+    values[i] = a.value ? a.value->Evaluate(target, budget) : cel::Value();
     if (values[i].is_error()) return values[i];
     double unused;
     if ((a.kind == RuleAction::Kind::kSetScore ||
@@ -91,6 +92,8 @@ RuleRunStats ApplyRules(const RuleSet& set, std::string_view event_type,
                         RuleObserver* observer) {
   RuleRunStats run;
   std::array<cel::Value, kMaxActionValues> values;
+  const RuleBudget& limits = set.budget();
+  uint64_t event_left = limits.event_cost;
   const auto& indexed = set.RulesFor(event_type, event_name);
   auto next_indexed = indexed.begin();
   // A dry run (observer) reports every rule; events only walk the rules indexed for their type.
@@ -111,21 +114,42 @@ RuleRunStats ApplyRules(const RuleSet& set, std::string_view event_type,
     run.evaluated++;
     bool matched = false;
     cel::Value error;
+    cel::EvalBudget budget{.max_cost = std::min(limits.rule_cost, event_left),
+                           .max_bytes = limits.rule_bytes};
     if (timed) {
       const auto start = std::chrono::steady_clock::now();
-      error = EvaluateRule(*rule, target, &matched, values);
+      error = EvaluateRule(*rule, target, &matched, values, budget);
       const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(
                              std::chrono::steady_clock::now() - start)
                              .count();
       rule->stats->timed_evaluations.fetch_add(1, std::memory_order_relaxed);
       rule->stats->timed_nanos.fetch_add(static_cast<uint64_t>(nanos), std::memory_order_relaxed);
     } else {
-      error = EvaluateRule(*rule, target, &matched, values);
+      error = EvaluateRule(*rule, target, &matched, values, budget);
     }
+    event_left -= std::min(event_left, budget.cost);
     rule->stats->evaluations.fetch_add(1, std::memory_order_relaxed);
     if (error.is_error()) {
       run.errors++;
-      rule->stats->errors.fetch_add(1, std::memory_order_relaxed);
+      std::atomic<uint64_t>* counter = &rule->stats->errors;
+      switch (budget.exceeded) {
+        case cel::EvalBudget::Exceeded::kNone:
+          break;
+        case cel::EvalBudget::Exceeded::kMemory:
+          counter = &rule->stats->memory_exceeded;
+          break;
+        case cel::EvalBudget::Exceeded::kCost:
+          // Stopped short of its own budget: the event's was spent by the rules before it.
+          if (budget.max_cost < limits.rule_cost) {
+            counter = &rule->stats->event_budget_exceeded;
+            error = cel::Value::StaticError(kEventBudgetExceededMessage);
+          } else {
+            counter = &rule->stats->cost_exceeded;
+          }
+          break;
+      }
+      if (budget.exceeded != cel::EvalBudget::Exceeded::kNone) run.over_budget++;
+      counter->fetch_add(1, std::memory_order_relaxed);
     } else if (matched) {
       run.matched++;
       rule->stats->matches.fetch_add(1, std::memory_order_relaxed);

@@ -41,12 +41,21 @@ class RuleObserver {
 struct RuleRunStats {
   int evaluated = 0;
   int matched = 0;
-  int errors = 0;
+  int errors = 0;       // every error, including those below
+  int over_budget = 0;  // rules stopped by a limit of the set's RuleBudget
 };
 
-// Applies `set` to one event of type `event_type`. With `timed`, each rule's evaluation time is
-// added to its stats (callers time a sample of events: reading the clock costs ~20 ns).
-// `event_name` is the track event's name (the index's second level), else empty.
+// The error of a rule stopped by its share of the event's cost budget (`--rule-budget-per-event`).
+inline constexpr const char* kEventBudgetExceededMessage =
+    "the event's rule evaluation budget is spent (--rule-budget-per-event)";
+
+// Applies `set` to one event of type `event_type`, within `set.budget()`: each rule may spend at
+// most `rule_cost` (and what is left of `event_cost`) and allocate at most `rule_bytes`; a rule
+// stopped by a limit is an error (RuleStats::cost_exceeded, memory_exceeded or
+// event_budget_exceeded) and its actions are not applied. The event itself is still applied. With
+// `timed`, each rule's evaluation time is added to its stats (callers time a sample of events:
+// reading the clock costs ~20 ns). `event_name` is the track event's name (the index's second
+// level), else empty.
 RuleRunStats ApplyRules(const RuleSet& set, std::string_view event_type,
                         std::string_view event_name, RuleTarget& target, bool timed = false,
                         RuleObserver* observer = nullptr);

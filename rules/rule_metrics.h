@@ -1,11 +1,16 @@
 // RuleMetrics: exports the per-rule counts of a RuleRegistry as Prometheus counters labelled by
 // rule id (a bounded label: rule ids come from data scientists, never from visitors), plus the
 // active version. Shards count in RuleStats (relaxed atomics); Refresh(), called before each
-// /metrics scrape, moves the deltas into the counters. Owned by the app; the registry must
-// outlive it. Refresh() takes a mutex: scrapes may come from several HTTP threads.
+// /metrics scrape, moves the deltas into the counters. Only the rules of the active set have
+// series: Refresh removes those of ids a push (or rollback) left out. Errors carry a `reason`:
+// runtime (always exported), and cost, memory, event_budget (a budget of RuleBudget exceeded;
+// exported from the first time it happens). Owned by the app; the registry must outlive it.
+// Refresh() takes a mutex: scrapes may come from several HTTP threads.
 #pragma once
 
+#include <array>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -25,14 +30,17 @@ class RuleMetrics {
   void PushRejected() { pushes_invalid_->Increment(); }
 
  private:
+  // The counts of one rule, in this order, and the series they go to.
+  enum Count { kEvaluations, kMatches, kErrors, kCost, kMemory, kEventBudget, kNanos, kTimed, kN };
   struct Exported {
-    prometheus::Counter* evaluations;
-    prometheus::Counter* matches;
-    prometheus::Counter* errors;
-    prometheus::Counter* eval_seconds;
-    prometheus::Counter* timed;
-    uint64_t last[5] = {};
+    // A new stats object (the id left and came back) starts from 0. Held, so that its address is
+    // not reused by another while we compare.
+    std::shared_ptr<const RuleStats> stats;
+    std::array<prometheus::Counter*, kN> counters = {};  // null: not exported yet
+    std::array<uint64_t, kN> last = {};
   };
+  prometheus::Family<prometheus::Counter>& FamilyOf(int count);
+  void Unexport(Exported& e);
   const RuleRegistry& rules_;
   prometheus::Family<prometheus::Counter>& evaluations_;
   prometheus::Family<prometheus::Counter>& matches_;

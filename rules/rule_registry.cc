@@ -2,6 +2,8 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <set>
+#include <string_view>
 
 namespace ecrm {
 namespace {
@@ -20,8 +22,9 @@ std::string Document(const std::string& rules_json) { return "{\"rules\":" + rul
 
 }  // namespace
 
-StatusOr<std::unique_ptr<RuleRegistry>> RuleRegistry::Open(KvStore& store) {
-  auto registry = std::unique_ptr<RuleRegistry>(new RuleRegistry(store));
+StatusOr<std::unique_ptr<RuleRegistry>> RuleRegistry::Open(KvStore& store,
+                                                           const RuleBudget& budget) {
+  auto registry = std::unique_ptr<RuleRegistry>(new RuleRegistry(store, budget));
   registry->current_.store(RuleSet::Empty());
   RETURN_IF_ERROR(
       store.Scan(Cf::kMeta, kVersionPrefix, [&](std::string_view key, std::string_view) {
@@ -38,7 +41,8 @@ StatusOr<std::unique_ptr<RuleRegistry>> RuleRegistry::Open(KvStore& store) {
     return absl::DataLossError("active rule set version " + *active + " is missing");
   }
   std::vector<RuleError> errors;
-  auto set = RuleSet::Compile(Document(*rules_json), version, &errors, &StatsFor, registry.get());
+  auto set =
+      RuleSet::Compile(Document(*rules_json), version, &errors, &StatsFor, registry.get(), budget);
   if (!set.ok()) {
     return absl::DataLossError("stored rule set v" + *active +
                                " no longer compiles: " + (errors.empty() ? "" : errors[0].message));
@@ -52,6 +56,11 @@ void RuleRegistry::Publish(std::shared_ptr<const RuleSet> set) {
   // (events parsed just before may still lack them: those read as absent fields).
   if (set->reads_event_properties()) keep_event_properties_.store(true);
   const bool keep = set->reads_event_properties();
+  // Stats (and so metric series) only for the ids of the active set: pushes of ever new ids must
+  // not pile up series. A shard still evaluating the previous set keeps its stats alive.
+  std::set<std::string_view> active;
+  for (const Rule& rule : set->rules()) active.insert(rule.id);
+  std::erase_if(stats_, [&](const auto& entry) { return !active.contains(entry.first); });
   current_.store(std::move(set));
   keep_event_properties_.store(keep);
 }
@@ -65,14 +74,15 @@ std::shared_ptr<RuleStats> RuleRegistry::StatsFor(void* self, const std::string&
 
 StatusOr<std::shared_ptr<const RuleSet>> RuleRegistry::Validate(std::string_view json,
                                                                 std::vector<RuleError>* errors) {
-  return RuleSet::Compile(json, 0, errors);
+  return RuleSet::Compile(json, 0, errors, nullptr, nullptr, budget_);
 }
 
 StatusOr<uint64_t> RuleRegistry::Activate(std::string_view rules_document,
                                           std::vector<RuleError>* errors) {
   // mu_ is held by the caller.
   const uint64_t version = latest_ + 1;
-  ASSIGN_OR_RETURN(auto set, RuleSet::Compile(rules_document, version, errors, &StatsFor, this));
+  ASSIGN_OR_RETURN(auto set,
+                   RuleSet::Compile(rules_document, version, errors, &StatsFor, this, budget_));
   WriteBatch batch = store_.NewBatch();
   batch.Put(Cf::kMeta, VersionKey(version), set->rules_json());
   batch.Put(Cf::kMeta, kActiveKey, std::to_string(version));
@@ -97,7 +107,7 @@ Status RuleRegistry::ApplyShared(uint64_t version, std::string_view rules_docume
   std::lock_guard lock(mu_);
   if (current_.load()->version() == version) return absl::OkStatus();
   std::vector<RuleError> errors;
-  auto set = RuleSet::Compile(rules_document, version, &errors, &StatsFor, this);
+  auto set = RuleSet::Compile(rules_document, version, &errors, &StatsFor, this, budget_);
   if (!set.ok()) {
     return absl::InvalidArgumentError(
         "shared rule set v" + std::to_string(version) +

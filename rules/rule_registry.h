@@ -30,8 +30,10 @@ class RuleLog {
 
 class RuleRegistry {
  public:
-  // Loads and compiles the active set (if any). Fails if a stored set no longer compiles.
-  static StatusOr<std::unique_ptr<RuleRegistry>> Open(KvStore& store);
+  // Loads and compiles the active set (if any). Fails if a stored set no longer compiles. Every
+  // set compiled here (pushed, validated, rolled back, shared) is evaluated within `budget`.
+  static StatusOr<std::unique_ptr<RuleRegistry>> Open(KvStore& store,
+                                                      const RuleBudget& budget = {});
 
   std::shared_ptr<const RuleSet> Current() const { return current_.load(); }
   // True while the active set reads event.properties; the collector keeps them only then.
@@ -53,20 +55,23 @@ class RuleRegistry {
   // (it did where it was pushed) is logged and skipped.
   Status ApplyShared(uint64_t version, std::string_view rules_document);
 
-  // Stats of every rule id ever compiled here (for the metrics).
+  // Stats of the rule ids of the active set (those of earlier sets are dropped on activation), and
+  // of a set being activated.
   std::vector<std::pair<std::string, std::shared_ptr<RuleStats>>> AllStats() const;
   uint64_t latest_version() const;
 
  private:
-  explicit RuleRegistry(KvStore& store) : store_(store) {}
+  RuleRegistry(KvStore& store, const RuleBudget& budget) : store_(store), budget_(budget) {}
   static std::shared_ptr<RuleStats> StatsFor(void* self, const std::string& rule_id);
   // Compiles (filling `errors` if invalid), stores and publishes the next version.
   StatusOr<uint64_t> Activate(std::string_view rules_document, std::vector<RuleError>* errors);
 
   KvStore& store_;
+  const RuleBudget budget_;
   RuleLog* log_ = nullptr;
   std::atomic<std::shared_ptr<const RuleSet>> current_;
   std::atomic<bool> keep_event_properties_{false};
+  // Activates `set` and forgets the stats of rule ids it no longer has. mu_ held (or in Open).
   void Publish(std::shared_ptr<const RuleSet> set);
   mutable std::mutex mu_;  // guards pushes, latest_ and stats_
   uint64_t latest_ = 0;

@@ -289,7 +289,8 @@ class RuleSetParser {
 
 StatusOr<std::shared_ptr<const RuleSet>> RuleSet::Compile(std::string_view json, uint64_t version,
                                                           std::vector<RuleError>* errors,
-                                                          StatsFor stats_for, void* stats_ctx) {
+                                                          StatsFor stats_for, void* stats_ctx,
+                                                          const RuleBudget& budget) {
   std::vector<RuleError> local;
   if (!errors) errors = &local;
   RuleSetParser parser(errors);
@@ -313,6 +314,7 @@ StatusOr<std::shared_ptr<const RuleSet>> RuleSet::Compile(std::string_view json,
   }
   auto set = std::shared_ptr<RuleSet>(new RuleSet());
   set->version_ = version;
+  set->budget_ = budget;
   set->rules_json_ = simdjson::minify(rules);
   std::set<std::string> ids;
   size_t index = 0;

@@ -49,7 +49,12 @@ struct RuleAction {
 struct RuleStats {
   std::atomic<uint64_t> evaluations{0};
   std::atomic<uint64_t> matches{0};
-  std::atomic<uint64_t> errors{0};
+  std::atomic<uint64_t> errors{0};  // runtime errors (a missing field, division by zero...)
+  // Evaluations stopped by a budget (RuleBudget): the rule's cost, its memory, or what was left
+  // of the event's cost budget.
+  std::atomic<uint64_t> cost_exceeded{0};
+  std::atomic<uint64_t> memory_exceeded{0};
+  std::atomic<uint64_t> event_budget_exceeded{0};
   std::atomic<uint64_t> timed_evaluations{0};  // a sample of evaluations is timed
   std::atomic<uint64_t> timed_nanos{0};
 };
@@ -73,6 +78,20 @@ struct RuleError {
   std::string message;
 };
 
+// Bounds on evaluating a rule set for one event (docs/rules.md#limits), in the cost units of
+// cel::EvalBudget (about 20 ns each at most; see docs/rules-cel.md). One rule's evaluation (its
+// condition and action values) may spend at most `rule_cost` and allocate at most `rule_bytes` for
+// intermediate values; all the rules of one event together at most `event_cost`. A rule that
+// exceeds a limit is stopped, counted as an error, and its actions are not applied.
+struct RuleBudget {
+  static constexpr uint64_t kDefaultRuleCost = 40'000;
+  static constexpr uint64_t kDefaultRuleBytes = 1 << 20;
+  static constexpr uint64_t kDefaultEventCost = 200'000;
+  uint64_t rule_cost = kDefaultRuleCost;
+  uint64_t rule_bytes = kDefaultRuleBytes;
+  uint64_t event_cost = kDefaultEventCost;  // --rule-budget-per-event
+};
+
 // The event types rules are indexed by (Segment's, and ecrm's "merge"), in a fixed order.
 inline constexpr std::array<std::string_view, 7> kRuleEventTypes = {
     "identify", "track", "page", "screen", "group", "alias", "merge"};
@@ -87,11 +106,13 @@ class RuleSet {
   static StatusOr<std::shared_ptr<const RuleSet>> Compile(std::string_view json, uint64_t version,
                                                           std::vector<RuleError>* errors,
                                                           StatsFor stats_for = nullptr,
-                                                          void* stats_ctx = nullptr);
+                                                          void* stats_ctx = nullptr,
+                                                          const RuleBudget& budget = {});
   // The empty set (version 0).
   static std::shared_ptr<const RuleSet> Empty();
 
   uint64_t version() const { return version_; }
+  const RuleBudget& budget() const { return budget_; }
   size_t size() const { return rules_.size(); }
   const std::vector<Rule>& rules() const { return rules_; }
   // The rules array exactly as pushed (minified JSON), for GET /v1/rules and persistence.
@@ -108,6 +129,7 @@ class RuleSet {
 
  private:
   uint64_t version_ = 0;
+  RuleBudget budget_;
   bool reads_event_properties_ = false;
   std::vector<Rule> rules_;
   std::string rules_json_ = "[]";

@@ -2,6 +2,7 @@
 // straight from event/profile structs with borrowed values (as the rule engine does).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -157,6 +158,109 @@ void BM_HundredRulesIndexed(benchmark::State& state) {
   state.counters["rules_evaluated"] = static_cast<double>(evaluated);
 }
 
+// Adversarial rules (docs/rules.md#limits): the inputs an event may carry (a 400-element list, a
+// 16 KiB string) and expressions that spend them as fast as they can. Each is evaluated as the
+// rule engine does, within RuleBudget's defaults: 40,000 units per rule, 200,000 per event.
+class AdversarialActivation : public Activation {
+ public:
+  AdversarialActivation() {
+    for (int i = 0; i < 400; i++) list_.push_back(Value::Double(i));
+    std::string text;  // a/b, so that a regex over it keeps its automaton busy
+    for (int i = 0; i < 16 * 1024; i++) text += "ab"[(i * 7919) % 3 == 0];
+    s_ = text;
+    s2_ = text;
+    a_ = std::string(16 * 1024, 'a');
+    needle_ = std::string(1024, 'a') + "b";
+  }
+  Value Resolve(int var, std::span<const std::string> path) const override {
+    if (var != 0 || path.size() != 2 || path[0] != "properties") return Missing();
+    if (path[1] == "list") return Value::ListRef(&list_);
+    if (path[1] == "s") return Value::StringRef(s_);
+    if (path[1] == "s2") return Value::StringRef(s2_);
+    if (path[1] == "a") return Value::StringRef(a_);
+    if (path[1] == "needle") return Value::StringRef(needle_);
+    return Missing();
+  }
+  Value Has(int, std::span<const std::string>) const override { return Value::Bool(false); }
+
+ private:
+  static Value Missing() { return Value::StaticError("no such key"); }
+  std::vector<Value> list_;
+  std::string s_, s2_, a_, needle_;
+};
+
+constexpr uint64_t kRuleCost = 40'000, kRuleBytes = 1 << 20, kEventCost = 200'000;
+
+Value EvaluateRule(const Program& p, const Activation& act, uint64_t* event_left) {
+  EvalBudget budget{.max_cost = std::min(kRuleCost, *event_left), .max_bytes = kRuleBytes};
+  Value v = p.Evaluate(act, budget);
+  *event_left -= std::min(*event_left, budget.cost);
+  return v;
+}
+
+// 30 rules that each run a million iterations: before the cost budget, each stopped at 100,000
+// comprehension iterations (~8 ms); now each stops at 40,000 units and all of them at 200,000.
+void BM_Adversarial30Rules(benchmark::State& state) {
+  Env env({"event", "profile"});
+  std::vector<Program> rules;
+  for (int i = 0; i < 30; i++) {
+    rules.push_back(
+        *Compile("event.properties.list.all(a, event.properties.list.all(b, a + b >= -" +
+                     std::to_string(i) + ".0))",
+                 env, nullptr));
+  }
+  AdversarialActivation act;
+  for (auto _ : state) {
+    uint64_t event_left = kEventCost;
+    for (const Program& p : rules) benchmark::DoNotOptimize(EvaluateRule(p, act, &event_left));
+  }
+}
+
+// One rule at its budget, by the kind of work it spends it on.
+void BM_WorstRule(benchmark::State& state, const char* expr) {
+  Env env({"event", "profile"});
+  auto program = Compile(expr, env, nullptr);
+  if (!program.ok()) {
+    state.SkipWithError(std::string(program.status().message()).c_str());
+    return;
+  }
+  AdversarialActivation act;
+  uint64_t left = kEventCost;
+  const Value v = EvaluateRule(*program, act, &left);
+  state.SetLabel(v.DebugString());
+  for (auto _ : state) {
+    uint64_t event_left = kEventCost;
+    benchmark::DoNotOptimize(EvaluateRule(*program, act, &event_left));
+  }
+  state.counters["units"] = static_cast<double>(kEventCost - left);
+}
+BENCHMARK_CAPTURE(BM_WorstRule, nodes,
+                  "event.properties.list.all(a, event.properties.list.all(b, a * 2.0 + b >= 0.0))");
+BENCHMARK_CAPTURE(BM_WorstRule, string_equal,
+                  "event.properties.list.all(a, event.properties.s == event.properties.s2)");
+BENCHMARK_CAPTURE(BM_WorstRule, string_size,
+                  "event.properties.list.all(a, size(event.properties.s) > 0)");
+BENCHMARK_CAPTURE(
+    BM_WorstRule, contains,
+    "event.properties.list.all(a, !event.properties.a.contains(event.properties.needle))");
+BENCHMARK_CAPTURE(BM_WorstRule, concat,
+                  "event.properties.list.all(a, size(event.properties.s + 'x') > 0)");
+BENCHMARK_CAPTURE(BM_WorstRule, list_equal,
+                  "event.properties.list.all(a, event.properties.list == event.properties.list)");
+BENCHMARK_CAPTURE(BM_WorstRule, list_in,
+                  "event.properties.list.all(a, !(-1.0 in event.properties.list))");
+BENCHMARK_CAPTURE(
+    BM_WorstRule, map_filter,
+    "event.properties.list.map(a, event.properties.list.filter(b, b > a)).size() > 0");
+BENCHMARK_CAPTURE(BM_WorstRule, regex_small,
+                  "event.properties.list.all(a, !event.properties.s.matches('a[ab]{12}c'))");
+BENCHMARK_CAPTURE(BM_WorstRule, regex_large,
+                  "event.properties.list.all(a, !event.properties.s.matches('a[ab]{300}c'))");
+BENCHMARK_CAPTURE(BM_WorstRule, regex_alternation,
+                  "event.properties.list.all(a, !event.properties.s.matches("
+                  "'(a|b|ab|ba|aab|abb|bba|baa){40}c'))");
+
+BENCHMARK(BM_Adversarial30Rules)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_EventType);
 BENCHMARK(BM_TypeAndProperty);
 BENCHMARK(BM_InList);

@@ -29,7 +29,9 @@ Value ValueActivation::Resolve(int var, std::span<const std::string> path) const
     if (next == nullptr) return Value::Error("no such key: " + field);
     cur = next;
   }
-  return *cur;
+  // Borrowed: the values live as long as this Activation (so the evaluator does not take them
+  // for values built for the read, whose memory it counts).
+  return cur->Borrow();
 }
 
 Value ValueActivation::Has(int var, std::span<const std::string> path) const {

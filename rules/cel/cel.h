@@ -60,9 +60,10 @@ class Activation {
   virtual Value Now() const;
 };
 
-// ValueActivation: a generic Activation over Values (maps walked field by field); used by tests,
-// the conformance suite and the dry-run API. Owns its Values (which may themselves borrow). Not
-// thread-safe to mutate; const use from many threads is fine.
+// ValueActivation: a generic Activation over Values (maps walked field by field); used by tests and
+// the conformance suite. Owns its Values (which may themselves borrow) and hands out borrowed views
+// of them, so results may borrow from it. Not thread-safe to mutate; const use from many threads
+// is fine.
 class ValueActivation : public Activation {
  public:
   explicit ValueActivation(const Env& env);
@@ -95,12 +96,38 @@ struct VariableRead {
   bool operator==(const VariableRead&) const = default;
 };
 
+// Bounds on one evaluation, so that no expression can stall the caller or grow its memory. Several
+// evaluations may share one budget (the rule engine spends one on a rule's condition and action
+// values). The evaluator charges cost units as it goes: 1 for every node evaluated and every
+// comprehension iteration, plus the work of strings, bytes, lists and maps (1 per 16 bytes or per
+// element touched by concatenation, comparison, `in`, `contains`, `size`, conversions...; see
+// docs/rules-cel.md). It also counts the bytes it allocates for intermediate values (strings,
+// lists, maps). The first charge beyond a limit stops the evaluation: its result is the error
+// kCostExceededMessage or kMemoryExceededMessage, which no `&&`, `||`, `all` or `exists` absorbs.
+struct EvalBudget {
+  enum class Exceeded : uint8_t { kNone, kCost, kMemory };
+  uint64_t max_cost = 0;
+  uint64_t max_bytes = 0;
+  uint64_t cost = 0;   // spent so far (may stop short of max_cost when a limit was exceeded)
+  uint64_t bytes = 0;  // allocated so far
+  Exceeded exceeded = Exceeded::kNone;
+};
+
+// The budget of Program::Evaluate(activation) without an explicit one.
+inline constexpr uint64_t kDefaultMaxCost = 1'000'000;
+inline constexpr uint64_t kDefaultMaxBytes = 16 << 20;
+inline constexpr const char* kCostExceededMessage = "evaluation cost budget exceeded";
+inline constexpr const char* kMemoryExceededMessage = "evaluation memory budget exceeded";
+
 // Program: a compiled expression. Immutable after Compile; cheap to copy (shares its nodes);
 // Evaluate is const and thread-safe (many shards evaluate one Program concurrently). Independent
 // of the Env it was compiled against.
 class Program {
  public:
+  // With the default budget (kDefaultMaxCost, kDefaultMaxBytes).
   Value Evaluate(const Activation& activation) const;
+  // Charges `budget` (which may already hold the spending of earlier evaluations).
+  Value Evaluate(const Activation& activation, EvalBudget& budget) const;
 
   // The source text it was compiled from.
   const std::string& source() const;
@@ -120,6 +147,10 @@ class Program {
 
 // Limits on compiled expressions.
 inline constexpr size_t kMaxExpressionBytes = 16 * 1024;
+// matches(): the pattern must be a constant string, compiled once (RE2) with at most this program
+// size, else a compile error; a text longer than kMaxMatchBytes is a runtime error.
+inline constexpr int kMaxRegexProgramSize = 1000;
+inline constexpr size_t kMaxMatchBytes = 16 * 1024;
 
 // Compiles `expression` or returns InvalidArgument ("line:col: message" of the first error) and,
 // when `errors` is not null, appends every error found (at least the first) with line/column.

@@ -22,7 +22,11 @@ Value Activation::Now() const {
 }
 
 Value Program::Evaluate(const Activation& activation) const {
-  return internal::Evaluate(*data_, activation);
+  EvalBudget budget{.max_cost = kDefaultMaxCost, .max_bytes = kDefaultMaxBytes};
+  return internal::Evaluate(*data_, activation, budget);
+}
+Value Program::Evaluate(const Activation& activation, EvalBudget& budget) const {
+  return internal::Evaluate(*data_, activation, budget);
 }
 const std::string& Program::source() const { return data_->source; }
 const std::vector<VariableRead>& Program::variables_read() const { return data_->reads; }

@@ -161,6 +161,18 @@ TEST(Config, CorsOriginsAndThePublicUrlAreChecked) {
   }
 }
 
+TEST(Config, RuleBudgetPerEventIsBounded) {
+  auto c = Parse({});
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->rule_budget_per_event, 200000u);
+  c = Parse({"--rule-budget-per-event", "50000"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rule_budget_per_event, 50000u);
+  c = Parse({"--rule-budget-per-event", "999"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("rule_budget_per_event"), std::string::npos);
+}
+
 TEST(Config, TheChangelogIsOnByDefaultAndItsCommitIntervalBounded) {
   auto c = Parse({});
   ASSERT_TRUE(c.ok());

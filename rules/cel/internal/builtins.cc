@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "rules/cel/cel.h"
 #include "rules/cel/internal/time_util.h"
 
 namespace ecrm::cel::internal {
@@ -329,12 +330,13 @@ Value CallFunction(Fn fn, std::span<const Value> args, const re2::RE2* regex) {
     }
     case Fn::kMatches: {
       if (a.kind() != Kind::kString || args[1].kind() != Kind::kString) return NoSuchOverload();
+      // The pattern was compiled with the Program (the checker refuses non-constant ones).
+      if (regex == nullptr) return Value::StaticError("matches: the pattern must be a constant");
+      if (a.AsString().size() > kMaxMatchBytes) {
+        return Value::StaticError("matches: the text is longer than 16384 bytes");
+      }
       re2::StringPiece text(a.AsString().data(), a.AsString().size());
-      if (regex != nullptr) return Value::Bool(re2::RE2::PartialMatch(text, *regex));
-      std::string_view p = args[1].AsString();
-      re2::RE2 re(re2::StringPiece(p.data(), p.size()), re2::RE2::Quiet);
-      if (!re.ok()) return Value::Error("invalid regular expression: " + re.error());
-      return Value::Bool(re2::RE2::PartialMatch(text, re));
+      return Value::Bool(re2::RE2::PartialMatch(text, *regex));
     }
     case Fn::kInt:
       return ToInt(a);

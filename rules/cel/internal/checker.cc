@@ -9,6 +9,9 @@
 namespace ecrm::cel::internal {
 namespace {
 
+// RE2's memory for one compiled pattern (program and DFA cache), so a pattern cannot hold much.
+constexpr int64_t kRegexMaxMem = 1 << 20;
+
 constexpr std::string_view kTypeNames[] = {"int",   "uint", "double", "bool",      "string",
                                            "bytes", "list", "map",    "null_type", "type"};
 
@@ -217,11 +220,23 @@ class Checker {
       n.op = Op::kNow;
       return;
     }
-    if (n.fn == Fn::kMatches && N(n.kids[1]).op == Op::kConst &&
-        N(n.kids[1]).value.kind() == Kind::kString) {
-      std::string_view p = N(n.kids[1]).value.AsString();
-      auto re = std::make_shared<re2::RE2>(re2::StringPiece(p.data(), p.size()), re2::RE2::Quiet);
-      if (!re->ok()) return Error(N(n.kids[1]).pos, "invalid regular expression: " + re->error());
+    if (n.fn == Fn::kMatches) {
+      // Only constant patterns: compiled once here, never per evaluation, and bounded in size
+      // (a pattern read from the event would let its sender choose what every evaluation costs).
+      const Node& pattern = N(n.kids[1]);
+      if (pattern.op != Op::kConst || pattern.value.kind() != Kind::kString) {
+        return Error(pattern.pos, "matches: the pattern must be a string literal");
+      }
+      std::string_view p = pattern.value.AsString();
+      re2::RE2::Options options(re2::RE2::Quiet);
+      options.set_max_mem(kRegexMaxMem);
+      auto re = std::make_shared<re2::RE2>(re2::StringPiece(p.data(), p.size()), options);
+      if (!re->ok()) return Error(pattern.pos, "invalid regular expression: " + re->error());
+      if (re->ProgramSize() > kMaxRegexProgramSize) {
+        return Error(pattern.pos, "regular expression too complex (program size " +
+                                      std::to_string(re->ProgramSize()) + ", the limit is " +
+                                      std::to_string(kMaxRegexProgramSize) + ")");
+      }
       n.regex = std::move(re);
     }
     if (AllConst(n) && IsPure(n.fn)) {

@@ -12,9 +12,6 @@ namespace ecrm::cel::internal {
 
 // Comprehension variables live in a fixed frame on the evaluator's stack.
 inline constexpr int kMaxSlots = 12;
-// Comprehension iterations allowed per evaluation (nested comprehensions multiply), so that no
-// expression can stall the hot path; beyond it the result is an error.
-inline constexpr size_t kMaxIterations = 100000;
 
 struct ProgramData {
   std::string source;
@@ -28,7 +25,7 @@ struct ProgramData {
 // Resolves the parsed nodes in place (see ast.h). Appends errors as (byte offset, message).
 void Check(const Env& env, ProgramData* data, std::vector<std::pair<int32_t, std::string>>* errors);
 
-// Evaluates data.root.
-Value Evaluate(const ProgramData& data, const Activation& activation);
+// Evaluates data.root, charging `budget` (see EvalBudget).
+Value Evaluate(const ProgramData& data, const Activation& activation, EvalBudget& budget);
 
 }  // namespace ecrm::cel::internal
