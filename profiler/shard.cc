@@ -380,10 +380,18 @@ void Shard::HandleEvent(msg::RouteEvent& m, const Ack& ack) {
   std::string profile_id = DecodeIdentityRecord(*resolved).profile_id;
   if (profile_id.empty()) {
     // Ids sort by creation (event time, then a counter), so a merge can pick the older profile
-    // from the ids alone.
-    const auto created =
-        static_cast<uint64_t>(std::clamp<TimeMs>(event.timestamp, 0, (1LL << 48) - 1));
-    profile_id = MakeProfileId(m.partition, (created << 16) | (profiles_created_++ & 0xffff));
+    // from the ids alone. The counter restarts with the process, and many profiles can share an
+    // event time (imports, coarse clocks): an id in use (a profile, an alias, one made in this
+    // batch) is skipped, or two people would share one profile.
+    auto created = static_cast<uint64_t>(std::clamp<TimeMs>(event.timestamp, 0, (1LL << 48) - 2));
+    for (int tries = 1;; tries++) {
+      profile_id = MakeProfileId(m.partition, (created << 16) | (profiles_created_++ & 0xffff));
+      if (tries % 0x10000 == 0) created++;  // every counter value of this time is taken
+      if (cache_.Find(profile_id) != nullptr || aliases_.contains(profile_id)) continue;
+      auto taken = Read(Cf::kProfiles, profile_id);
+      if (!taken.ok()) return Fail(taken.status());
+      if (!taken->has_value()) break;
+    }
     // The device's own id is its profile's; another type routed by an untrusted event is a claim.
     const bool verified = key_type == "anonymous_id" || event.trusted ||
                           (key_type == "user_id" && event.user_hash_valid);

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <future>
+#include <set>
 
 #include "common/murmur2.h"
 #include "profiler/profile_codec.h"
@@ -287,6 +288,30 @@ TEST_F(EngineTest, NewerSchemaIsRefused) {
   auto engine = ProfileEngine::Create(*store_, *registry_, options);
   ASSERT_FALSE(engine.ok());
   EXPECT_TRUE(absl::IsFailedPrecondition(engine.status())) << engine.status();
+}
+
+// Profile ids are (partition, event time, a counter that restarts with the process): after a
+// restart, a new visitor whose first event has the same time as an earlier one's in the same
+// partition must not get that visitor's id (a 100-kill soak once joined strangers this way).
+TEST_F(EngineTest, ANewProfileNeverReusesAnIdAfterARestart) {
+  std::vector<std::string> same_partition;
+  for (int i = 0; same_partition.size() < 6; i++) {
+    const std::string a = "visitor-" + std::to_string(i);
+    if (PartitionForKey(a, 16) == 3) same_partition.push_back(a);
+  }
+  std::set<std::string> ids;
+  for (size_t i = 0; i < same_partition.size(); i++) {
+    ASSERT_TRUE(SubmitAndWait({MakeEvent(EventType::kPage, same_partition[i], "")}).ok());
+    Open();  // a restart: the counter starts again
+  }
+  for (const auto& a : same_partition) {
+    auto p = engine_->Lookup("anonymous_id", a);
+    ASSERT_TRUE(p.ok() && p->has_value()) << a;
+    EXPECT_EQ((**p).stats.events, 1) << a;
+    EXPECT_EQ((**p).identities.at("anonymous_id"), std::vector<std::string>{a});
+    ids.insert((**p).id);
+  }
+  EXPECT_EQ(ids.size(), same_partition.size());
 }
 
 TEST_F(EngineTest, StateSurvivesReopen) {
