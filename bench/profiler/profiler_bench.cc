@@ -22,7 +22,8 @@ std::vector<Event> Events(int n, uint64_t visitors, uint64_t seed = 1) {
   CollectorRequest out;
   std::vector<Event> all;
   while (static_cast<int>(all.size()) < n) {
-    if (parser.Parse(gen.Batch(400), std::nullopt, 1'790'000'000'000, out)) std::abort();
+    // Received an hour after the generator's first event time (inside the accepted window).
+    if (parser.Parse(gen.Batch(400), std::nullopt, g.start_time_ms + 3'600'000, out)) std::abort();
     for (auto& e : out.events) all.push_back(std::move(e));
   }
   all.resize(static_cast<size_t>(n));
