@@ -1,6 +1,7 @@
 // Semantics of the CEL engine's supported subset, feature by feature, including runtime errors as
 // values and ecrm's extensions (exp, log, sigmoid, min, max, now).
 #include <gtest/gtest.h>
+#include <malloc.h>
 
 #include "tests/rules/cel_test_util.h"
 
@@ -154,6 +155,18 @@ TEST(CelEval, TimestampsAndDurations) {
   EXPECT_EQ(Show("now.getHours('Mars/Olympus')"), "error(unknown time zone)");
   EXPECT_EQ(Show("duration('3h5m').getMinutes()"), "185");
   EXPECT_EQ(Show("now + 1"), "error(no such overload)");
+}
+
+// A time zone name taken from an event reaches absl's zone cache, which keeps every name it is
+// asked for (unknown ones too) for good: only names of the system's zone files may.
+TEST(CelEval, UnknownTimeZoneNamesDoNotGrowMemory) {
+  EXPECT_EQ(Show("now.getHours('Europe/Berlin')"), "13");
+  EXPECT_EQ(Show("now.getHours('../../etc/passwd')"), "error(unknown time zone)");
+  const size_t before = mallinfo2().uordblks;
+  for (int i = 0; i < 20'000; i++) {
+    EXPECT_EQ(Show("now.getHours('Zone/" + std::to_string(i) + "-x')"), "error(unknown time zone)");
+  }
+  EXPECT_LT(mallinfo2().uordblks - before, size_t{1} << 20);
 }
 
 TEST(CelEval, Macros) {

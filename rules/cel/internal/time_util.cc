@@ -1,9 +1,14 @@
 #include "rules/cel/internal/time_util.h"
 
+#include <sys/stat.h>
+
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
+#include <string>
 
 #include "absl/time/time.h"
 
@@ -247,11 +252,29 @@ std::string FormatDouble(double d) {
   return std::string(buf, res.ptr);
 }
 
+// Whether `tz` names a zone file of the system's time zone database. absl (cctz) keeps every
+// name it is asked to load, unknown ones too, for the life of the process: a name taken from an
+// event must not reach it unless it is one of the database's finitely many zones.
+static bool KnownZoneName(std::string_view tz) {
+  if (tz.size() > 64 || tz.front() == '/' || tz.find("..") != std::string_view::npos) return false;
+  for (const char c : tz) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '/' && c != '_' && c != '-' &&
+        c != '+') {
+      return false;
+    }
+  }
+  const char* dir = std::getenv("TZDIR");
+  const std::string path =
+      std::string(dir != nullptr ? dir : "/usr/share/zoneinfo") + "/" + std::string(tz);
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
 Value TimestampField(const Value& ts, TimeField field, std::string_view tz) {
   int64_t offset = 0;
   if (!tz.empty() && tz != "UTC" && !ParseOffset(tz, &offset)) {
     absl::TimeZone zone;
-    if (!absl::LoadTimeZone(std::string(tz), &zone)) {
+    if (!KnownZoneName(tz) || !absl::LoadTimeZone(std::string(tz), &zone)) {
       return Value::StaticError("unknown time zone");
     }
     offset = zone.At(absl::FromUnixSeconds(ts.seconds())).offset;
