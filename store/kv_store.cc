@@ -26,13 +26,12 @@
 namespace ecrm {
 
 namespace {
+
 int64_t SteadyMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
-}  // namespace
-namespace {
 
 constexpr const char* kCfNames[kNumCfs] = {"profiles", "identities", "dedup", "meta"};
 

@@ -435,20 +435,38 @@ double CounterValue(prometheus::Registry& registry, const std::string& name) {
   return sum;
 }
 
+// An engine of two shards over eight partitions with the limits a test sets.
+class EngineLimits : public ::testing::Test {
+ protected:
+  EngineLimits() {
+    options_.shards = 2;
+    options_.partitions = 8;
+  }
+  void Start() {
+    auto store = KvStore::Open({.path = dir_.Sub("db")});
+    ASSERT_TRUE(store.ok());
+    store_ = *std::move(store);
+    engine_ = *ProfileEngine::Create(*store_, *registry_, options_);
+    engine_->Start();
+  }
+  void SubmitAndWait(std::vector<Event> events) {
+    std::promise<Status> done;
+    ASSERT_TRUE(engine_->Submit(std::move(events), [&](Status s) { done.set_value(s); }).ok());
+    ASSERT_TRUE(done.get_future().get().ok());
+  }
+  testing::TempDir dir_;
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  EngineOptions options_;
+  std::unique_ptr<KvStore> store_;
+  std::unique_ptr<ProfileEngine> engine_;
+};
+
 // 120 identifies of 2,200 new trait keys each once gave one profile 264,000 traits (3.7 MB).
-TEST(EngineLimits, AProfileStopsGrowingAtItsTraitCapsAndTheDropsAreCounted) {
-  testing::TempDir dir;
-  auto registry = std::make_shared<prometheus::Registry>();
-  auto store = KvStore::Open({.path = dir.Sub("db")});
-  ASSERT_TRUE(store.ok());
-  EngineOptions options;
-  options.shards = 2;
-  options.partitions = 8;
-  options.profiler.max_traits = 500;
-  options.profiler.max_trait_bytes = 20'000;
-  options.shard.cache_bytes = 64 << 10;  // a few profiles: the rest are reloaded from RocksDB
-  auto engine = *ProfileEngine::Create(**store, *registry, options);
-  engine->Start();
+TEST_F(EngineLimits, AProfileStopsGrowingAtItsTraitCapsAndTheDropsAreCounted) {
+  options_.profiler.max_traits = 500;
+  options_.profiler.max_trait_bytes = 20'000;
+  options_.shard.cache_bytes = 64 << 10;  // a few profiles: the rest are reloaded from RocksDB
+  Start();
   size_t sent = 0;
   for (int round = 0; round < 30; round++) {
     std::vector<Event> events;
@@ -460,50 +478,36 @@ TEST(EngineLimits, AProfileStopsGrowingAtItsTraitCapsAndTheDropsAreCounted) {
     events.push_back(std::move(e));
     for (int v = 0; v < 20; v++)
       events.push_back(MakeEvent(EventType::kPage, "v" + std::to_string(v), ""));
-    std::promise<Status> done;
-    ASSERT_TRUE(engine->Submit(std::move(events), [&](Status s) { done.set_value(s); }).ok());
-    ASSERT_TRUE(done.get_future().get().ok());
+    SubmitAndWait(std::move(events));
   }
-  auto p = engine->Lookup("anonymous_id", "grower");
+  auto p = engine_->Lookup("anonymous_id", "grower");
   ASSERT_TRUE(p.ok() && p->has_value());
   const Profile& grown = **p;
   EXPECT_LE(grown.traits.size(), 500u);
   EXPECT_LE(ProfileUpdater::TraitBytes(grown), 20'000u);
-  EXPECT_EQ(CounterValue(*registry, "ecrm_profile_traits_dropped_total"),
+  EXPECT_EQ(CounterValue(*registry_, "ecrm_profile_traits_dropped_total"),
             static_cast<double>(sent - grown.traits.size()));
-  EXPECT_LE(CounterValue(*registry, "ecrm_profile_cache_bytes"), 2.0 * (64 << 10));
-  engine->Stop();
+  EXPECT_LE(CounterValue(*registry_, "ecrm_profile_cache_bytes"), 2.0 * (64 << 10));
+  engine_->Stop();
 }
 
 // 2,000 anonymous ids of 1 KB once gave one profile 2 MB: merges stop at the anonymous_id limit.
-TEST(EngineLimits, AProfileHoldsAtMostTheAnonymousIdLimitAndFurtherDevicesStaySeparate) {
-  testing::TempDir dir;
-  auto registry = std::make_shared<prometheus::Registry>();
-  auto store = KvStore::Open({.path = dir.Sub("db")});
-  ASSERT_TRUE(store.ok());
-  EngineOptions options;
-  options.shards = 2;
-  options.partitions = 8;
-  options.shard.identifier_limits["anonymous_id"] = 50;
-  auto engine = *ProfileEngine::Create(**store, *registry, options);
-  engine->Start();
+TEST_F(EngineLimits, AProfileHoldsAtMostTheAnonymousIdLimitAndFurtherDevicesStaySeparate) {
+  options_.shard.identifier_limits["anonymous_id"] = 50;
+  Start();
   for (int i = 0; i < 60; i++) {
-    std::promise<Status> done;
-    std::vector<Event> one;
-    one.push_back(MakeEvent(EventType::kIdentify, "device-" + std::to_string(i), "many-devices"));
-    ASSERT_TRUE(engine->Submit(std::move(one), [&](Status s) { done.set_value(s); }).ok());
-    ASSERT_TRUE(done.get_future().get().ok());
+    SubmitAndWait({MakeEvent(EventType::kIdentify, "device-" + std::to_string(i), "many-devices")});
   }
-  auto p = engine->Lookup("user_id", "many-devices");
+  auto p = engine_->Lookup("user_id", "many-devices");
   ASSERT_TRUE(p.ok() && p->has_value());
   EXPECT_EQ((**p).identities.at("anonymous_id").size(), 50u);
-  EXPECT_EQ(CounterValue(*registry, "ecrm_profile_merges_refused_total"), 10);
+  EXPECT_EQ(CounterValue(*registry_, "ecrm_profile_merges_refused_total"), 10);
   // A device past the limit keeps its own profile (with its own events).
-  auto last = engine->Lookup("anonymous_id", "device-59");
+  auto last = engine_->Lookup("anonymous_id", "device-59");
   ASSERT_TRUE(last.ok() && last->has_value());
   EXPECT_NE((**last).id, (**p).id);
   EXPECT_EQ((**last).stats.events, 1);
-  engine->Stop();
+  engine_->Stop();
 }
 
 }  // namespace
