@@ -405,6 +405,11 @@ double CpuSeconds(pid_t pid) {
 // open connections are still served, and new ones are once descriptors are free again. The server
 // runs in a child process whose open-file limit leaves room for 3 connections.
 TEST_F(HttpServerTest, OutOfDescriptorsTheAcceptLoopBacksOffAndRecovers) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizer runtime probes memory through a pipe of its own before UBSan's vptr check on
+  // the server's log call; out of descriptors, the probe fails and reports a false "invalid vptr".
+  GTEST_SKIP() << "the sanitizer runtime itself needs descriptors; covered by the release run";
+#endif
   int pipe_fds[2];
   ASSERT_EQ(::pipe(pipe_fds), 0);
   const pid_t pid = ::fork();
