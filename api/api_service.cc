@@ -512,8 +512,11 @@ bool ApiService::IsAdmin(std::string_view token) const {
 HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view identifier,
                                        bool personalize, bool erase, const Responder& respond) {
   constexpr std::string_view kIdentities = "/identities";
+  constexpr std::string_view kExport = "/export";
   const bool identities = !personalize && !erase && identifier.ends_with(kIdentities);
   if (identities) identifier.remove_suffix(kIdentities.size());
+  const bool exporting = !personalize && !erase && !identities && identifier.ends_with(kExport);
+  if (exporting) identifier.remove_suffix(kExport.size());
   const std::string_view token = BearerToken(req);
   const bool admin = IsAdmin(token);
   const bool reader = admin || (personalize && read_keys_.contains(std::string(token)));
@@ -581,7 +584,10 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
     if (read.ok() && !read->elsewhere.empty()) {
       // The profile (or the survivor it was merged into) is another instance's: read it there.
       std::string target = std::string(personalize ? "/v1/personalize/id:" : "/v1/profiles/id:") +
-                           read->elsewhere + (identities ? "/identities" : "");
+                           read->elsewhere +
+                           (identities  ? "/identities"
+                            : exporting ? "/export"
+                                        : "");
       if (!req.Query().empty()) target += "?" + std::string(req.Query());
       Forward(req, *PartitionOfProfileId(read->elsewhere), "GET", target, respond);
       return HttpResponse{.status = 0};
@@ -607,6 +613,14 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
   if (!found->has_value()) return ErrorResponse(404, "not_found", "no profile for that identifier");
   if (identities) {
     RenderIdentitiesJson(**found, &res.body);
+    return res;
+  }
+  if (exporting) {
+    RenderExportJson(**found, engine_.updater(), clock_.NowMs(), &res.body);
+    res.headers.emplace_back("Content-Disposition",
+                             "attachment; filename=\"profile-" + (*found)->id + ".json\"");
+    res.headers.emplace_back("Cache-Control", "no-store");
+    spdlog::info("profile {} exported", (*found)->id);
     return res;
   }
   RenderProfileJson(**found, engine_.updater(), clock_.NowMs(), &res.body);

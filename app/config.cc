@@ -260,6 +260,12 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   add("--max-trait-bytes", "max_trait_bytes", "ECRM_MAX_TRAIT_BYTES", c.max_trait_bytes,
       "Bytes of trait keys and values per profile; values beyond are dropped and counted")
       ->capture_default_str();
+  add("--retention-days", "retention_days", "ECRM_RETENTION_DAYS", c.retention_days,
+      "Erase profiles (with their identifiers) not seen for this many days; 0 keeps them")
+      ->capture_default_str();
+  add("--retention-sweep-seconds", "retention_sweep_seconds", "ECRM_RETENTION_SWEEP_SECONDS",
+      c.retention_sweep_seconds, "Seconds between two retention sweeps (the first one at start)")
+      ->capture_default_str();
   add("--block-cache-mb", "block_cache_mb", "ECRM_BLOCK_CACHE_MB", c.block_cache_mb,
       "RocksDB block cache size")
       ->capture_default_str();
@@ -568,6 +574,13 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
   if (c.cache_profiles == 0) return absl::InvalidArgumentError("cache_profiles: must be positive");
   if (c.cache_mb == 0) return absl::InvalidArgumentError("cache_mb: must be positive");
   if (c.max_traits == 0) return absl::InvalidArgumentError("max_traits: must be positive");
+  if (c.retention_days < 0 || c.retention_days > 3650) {
+    // Beyond 3,650 days no event is accepted anyway (the event time window).
+    return absl::InvalidArgumentError("retention_days: must be 0 (keep) to 3650");
+  }
+  if (c.retention_sweep_seconds < 1) {
+    return absl::InvalidArgumentError("retention_sweep_seconds: must be at least 1");
+  }
   if (c.max_trait_bytes == 0) {
     return absl::InvalidArgumentError("max_trait_bytes: must be positive");
   }

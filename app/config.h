@@ -16,20 +16,23 @@ struct Config {
   std::string config_file;              // --config / ECRM_CONFIG: YAML file (optional)
   std::string http_host = "127.0.0.1";  // from --http-addr HOST:PORT (default 127.0.0.1:8080)
   uint16_t http_port = 8080;
-  std::string data_dir = "./data";        // --data-dir: RocksDB and generated credentials
-  std::vector<std::string> write_keys;    // --write-key (repeatable): server keys; generated
-  std::vector<std::string> read_keys;     // --read-key (repeatable): personalization
-  std::string admin_token;                // --admin-token; generated if none
-  int workers = 0;                        // --workers: shard threads (0 = one per core)
-  int http_threads = 0;                   // --http-threads: io threads (0 = one per core)
-  uint32_t partitions = 64;               // --partitions: virtual partitions (fixed per data dir)
-  std::string log_level = "info";         // --log-level: trace|debug|info|warn|error|off
-  bool sync_writes = false;               // --sync-writes: fsync each group commit
-  size_t cache_profiles = 100000;         // --cache-profiles: hot profiles per worker
-  size_t cache_mb = 1024;                 // --cache-mb: their memory per worker, MiB
-  size_t max_traits = 1000;               // --max-traits: trait keys per profile
-  size_t max_trait_bytes = 64 * 1024;     // --max-trait-bytes: trait keys + values per profile
-  size_t block_cache_mb = 256;            // --block-cache-mb: RocksDB block cache
+  std::string data_dir = "./data";      // --data-dir: RocksDB and generated credentials
+  std::vector<std::string> write_keys;  // --write-key (repeatable): server keys; generated
+  std::vector<std::string> read_keys;   // --read-key (repeatable): personalization
+  std::string admin_token;              // --admin-token; generated if none
+  int workers = 0;                      // --workers: shard threads (0 = one per core)
+  int http_threads = 0;                 // --http-threads: io threads (0 = one per core)
+  uint32_t partitions = 64;             // --partitions: virtual partitions (fixed per data dir)
+  std::string log_level = "info";       // --log-level: trace|debug|info|warn|error|off
+  bool sync_writes = false;             // --sync-writes: fsync each group commit
+  size_t cache_profiles = 100000;       // --cache-profiles: hot profiles per worker
+  size_t cache_mb = 1024;               // --cache-mb: their memory per worker, MiB
+  size_t max_traits = 1000;             // --max-traits: trait keys per profile
+  size_t max_trait_bytes = 64 * 1024;   // --max-trait-bytes: trait keys + values per profile
+  size_t block_cache_mb = 256;          // --block-cache-mb: RocksDB block cache
+  // --retention-days: profiles not seen for that long are erased (0 = kept; docs/privacy.md).
+  int retention_days = 0;
+  int retention_sweep_seconds = 3600;     // --retention-sweep-seconds: between two retention sweeps
   size_t max_request_bytes = 500 * 1024;  // --max-request-bytes
   size_t max_event_bytes = 32 * 1024;     // --max-event-bytes
   size_t max_batch_events = 2500;         // --max-batch-events

@@ -220,8 +220,13 @@ Status Service::Start() {
   }
   // A collector-only instance owns no partition: its reads go to the processors that do.
   if (kafka && config_.role == "collector") engine_options.owned_by_assignment = true;
+  engine_options.clock = clock_;
   ASSIGN_OR_RETURN(engine_, ProfileEngine::Create(*store_, *registry_, engine_options));
   engine_->Start();
+  if (config_.retention_days > 0 && config_.role != "collector") {
+    retention_ = std::make_unique<RetentionSweeper>(*engine_, *clock_, config_.retention_days,
+                                                    config_.retention_sweep_seconds);
+  }
   if (kafka && config_.role != "collector") {
     CollectorLimits limits{config_.max_request_bytes, config_.max_event_bytes,
                            config_.max_batch_events};
@@ -428,6 +433,7 @@ void Service::Stop() {
   if (profile_consumer_) profile_consumer_->Stop();
   if (consumer_) consumer_->Stop();  // lets consumed messages become durable, then leaves
   if (standby_) standby_->Stop();
+  if (retention_) retention_->Stop();
   if (engine_) engine_->Stop();  // answers everything accepted; later requests get 503
   if (server_) server_->Stop();
   server_.reset();
@@ -437,6 +443,7 @@ void Service::Stop() {
   consumer_.reset();
   standby_.reset();
   producer_.reset();
+  retention_.reset();
   engine_.reset();
   rule_metrics_.reset();
   rules_.reset();

@@ -13,6 +13,7 @@
 #include "api/http_server.h"
 #include "app/config.h"
 #include "app/partition_owners.h"
+#include "app/retention.h"
 #include "app/store_metrics.h"
 #include "common/clock.h"
 #include "ingest/kafka_consumer.h"
@@ -69,8 +70,9 @@ class Service {
   std::unique_ptr<KafkaChangelog> changelog_;  // Kafka mode with a changelog; outlives the engine
   std::unique_ptr<KafkaRules> kafka_rules_;    // the same: rule pushes shared by the instances
   std::unique_ptr<ProfileEngine> engine_;
-  std::unique_ptr<ChangelogStandby> standby_;  // with a changelog: warm copies, cleanup
-  std::unique_ptr<KafkaConsumer> consumer_;    // Kafka mode, roles all/processor
+  std::unique_ptr<RetentionSweeper> retention_;  // --retention-days
+  std::unique_ptr<ChangelogStandby> standby_;    // with a changelog: warm copies, cleanup
+  std::unique_ptr<KafkaConsumer> consumer_;      // Kafka mode, roles all/processor
   std::unique_ptr<KafkaProfileConsumer> profile_consumer_;  // the same, when a topic is set
   std::unique_ptr<KafkaEventProducer> producer_;            // Kafka mode, roles all/collector
   // Cluster mode: who owns the partitions not served here (forwarded reads).

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -244,6 +245,54 @@ StatusOr<std::optional<Profile>> ProfileEngine::Lookup(std::string_view type,
   return LookupById(profile_id);
 }
 
+StatusOr<size_t> ProfileEngine::ExpireInactive(TimeMs inactive_before, size_t chunk) {
+  size_t found = 0;
+  // A partition at a time: one scan collects its inactive ids (a partition holds 1/partitions of
+  // the profiles), then their shard erases them `chunk` at a time, each chunk durable before the
+  // next is sent, so the sweep never floods a shard's queue.
+  std::vector<std::string> ids;
+  for (uint32_t p = 0; p < options_.partitions; p++) {
+    if (!Local(p)) continue;
+    ids.clear();
+    RETURN_IF_ERROR(store_.Scan(Cf::kProfiles, PartitionPrefix(p).substr(0, 4) + "-",
+                                [&](std::string_view key, std::string_view value) {
+                                  if (DecodeAlias(value)) return true;  // erased with its survivor
+                                  auto profile = DecodeProfile(value);
+                                  // An unreadable one is quarantined when next loaded.
+                                  if (profile.ok() && profile->stats.last_seen < inactive_before) {
+                                    ids.emplace_back(key);
+                                  }
+                                  return true;
+                                }));
+    for (size_t begin = 0; begin < ids.size(); begin += chunk) {
+      const size_t end = std::min(ids.size(), begin + chunk);
+      auto finished = std::make_shared<std::promise<Status>>();
+      auto durable = finished->get_future();
+      auto ack = std::make_shared<AckGroup>(static_cast<int>(end - begin),
+                                            [finished, epoch = identity_epoch_](Status status) {
+                                              epoch->fetch_add(1, std::memory_order_release);
+                                              finished->set_value(status);
+                                            });
+      const TimeMs now = NowMs();
+      std::vector<ShardTask> tasks;
+      tasks.reserve(end - begin);
+      for (size_t i = begin; i < end; i++) {
+        tasks.push_back(ShardTask{msg::DeleteProfile{ids[i], now, inactive_before}, ack});
+      }
+      outstanding_.fetch_add(1);
+      if (!accepting_.load()) {
+        outstanding_.fetch_sub(1);
+        return absl::UnavailableError("shutting down");
+      }
+      Send(ShardOfPartition(p), std::move(tasks));
+      outstanding_.fetch_sub(1);
+      RETURN_IF_ERROR(durable.get());
+      found += end - begin;
+    }
+  }
+  return found;
+}
+
 StatusOr<std::string> ProfileEngine::DeleteProfile(std::string_view type, std::string_view value,
                                                    AckGroup::Callback done) {
   const uint32_t partition = PartitionForKey(value, options_.partitions);
@@ -260,7 +309,7 @@ StatusOr<std::string> ProfileEngine::DeleteProfile(std::string_view type, std::s
     return absl::UnavailableError("shutting down");
   }
   ShardTask task;
-  task.message = msg::DeleteProfile{*profile_id};
+  task.message = msg::DeleteProfile{*profile_id, NowMs(), 0};
   task.ack = std::make_shared<AckGroup>(
       1, [epoch = identity_epoch_, done = std::move(done)](Status status) {
         epoch->fetch_add(1, std::memory_order_release);

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "profiler/ack_group.h"
 #include "profiler/event.h"
@@ -35,6 +36,9 @@ struct EngineOptions {
   // messages for the others go through the log to their owners, and pending merges are resumed
   // per partition as it is assigned (ResumePendingMerges) rather than all at Start.
   bool owned_by_assignment = false;
+  // "Now" for erasures (the erasure ledger's times); null: the system clock. Must outlive the
+  // engine.
+  const Clock* clock = nullptr;
   ShardOptions shard;
   ProfilerConfig profiler;
 };
@@ -79,6 +83,12 @@ class ProfileEngine final : public ShardRouter {
   // durable. Late events for an erased identifier start a fresh profile.
   StatusOr<std::string> DeleteProfile(std::string_view type, std::string_view value,
                                       AckGroup::Callback done);
+
+  // Retention (--retention-days): erases, as DeleteProfile does, every profile of a partition
+  // owned here that was last seen before `inactive_before` (an event meanwhile keeps it). Reads
+  // the store and waits for the erasures, `chunk` profiles at a time, so it belongs on a
+  // background thread. Returns how many profiles it found inactive.
+  StatusOr<size_t> ExpireInactive(TimeMs inactive_before, size_t chunk = 1000);
 
   // Records `offset` as source partition `partition`'s resume point. It is written by the shard
   // that owns the partition, in its next WriteBatch (together with whatever state that batch
@@ -137,6 +147,8 @@ class ProfileEngine final : public ShardRouter {
   void ResumePendingMerges(const std::string& prefix);
   void Finished(size_t n) override { outstanding_.fetch_sub(n); }
   void IdentityRecordsMoved() override { identity_epoch_->fetch_add(1, std::memory_order_release); }
+
+  TimeMs NowMs() const { return options_.clock ? options_.clock->NowMs() : SystemClock().NowMs(); }
 
   KvStore& store_;
   const EngineOptions options_;

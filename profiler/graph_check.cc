@@ -154,6 +154,14 @@ class Checker {
 
   // Invariants 1-3, for each identity record.
   Status CheckIdentity(std::string_view key, std::string_view value) {
+    if (IsErasureKey(key)) {
+      counts_.erased++;
+      if (value.size() != 8) {
+        Report(Kind::kMalformedIdentityKey,
+               "erasure ledger entry " + Quoted(key) + ": the value is not an 8-byte time");
+      }
+      return absl::OkStatus();
+    }
     counts_.identity_records++;
     const auto parts = ParseIdentityKey(key);
     if (!parts.has_value()) {

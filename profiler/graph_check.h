@@ -44,6 +44,7 @@ struct GraphCheckCounts {
   uint64_t profiles = 0;          // `profiles` records that are not aliases (undecodable ones too)
   uint64_t aliases = 0;           // alias records
   uint64_t identity_records = 0;  // `identities` records
+  uint64_t erased = 0;            // erasure ledger entries (in `identities`, not counted above)
   uint64_t violations = 0;        // calls to the sink
 };
 

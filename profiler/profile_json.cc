@@ -180,6 +180,65 @@ void RenderIdentitiesJson(const Profile& p, std::string* out) {
   w.EndArray().EndObject();
 }
 
+void RenderExportJson(const Profile& p, const ProfileUpdater& updater, TimeMs now,
+                      std::string* out) {
+  std::string profile, identities;
+  RenderProfileJson(p, updater, now, &profile);
+  RenderIdentitiesJson(p, &identities);
+  JsonWriter w(out);
+  w.BeginObject();
+  w.Key("format").String("ecrm.export.v1");
+  Time(w, "generated_at", now);
+  w.Key("profile").Raw(profile);
+  w.Key("identity_graph").Raw(identities);
+  w.Key("stored").BeginObject();
+  w.Key("traits").BeginObject();
+  for (const auto& [k, v] : p.traits) {
+    w.Key(k).BeginObject();
+    Time(w, "updated_at", v.updated_at);
+    w.Key("source").String(v.source.empty() ? "events" : v.source);
+    w.EndObject();
+  }
+  w.EndObject();
+  w.Key("sessions").BeginArray();
+  for (const auto& s : p.session_intervals) {
+    w.BeginObject();
+    Time(w, "start", s.start);
+    Time(w, "end", s.end);
+    w.Key("events").Int(s.events).EndObject();
+  }
+  w.EndArray();
+  w.Key("older_sessions").Int(p.sessions_dropped);
+  w.Key("interests").BeginObject();
+  for (const auto& [category, interest] : p.interests) {
+    w.Key(category).BeginObject().Key("score").Double(interest.score);
+    Time(w, "updated_at", interest.updated_at);
+    w.EndObject();
+  }
+  w.EndObject();
+  w.Key("segments").BeginObject();
+  for (const auto& [name, expires] : p.segments) Time(w, name, expires);
+  w.EndObject();
+  w.Key("windowed_counters").BeginObject();
+  for (const auto& [name, c] : p.windowed_counters) {
+    w.Key(name).BeginObject().Key("window_ms").Int(c.window_ms).Key("buckets").BeginArray();
+    for (const auto& [start, sum] : c.buckets) {
+      w.BeginArray();
+      w.String(FormatIso8601(start)).Double(sum);
+      w.EndArray();
+    }
+    w.EndArray().EndObject();
+  }
+  w.EndObject();
+  w.Key("rules_fired").BeginObject();
+  for (const auto& [rule, session] : p.rules_fired) w.Key(rule).String(session);
+  w.EndObject();
+  // One-way 64-bit hashes of recent messageIds (dedup): only their number says anything.
+  w.Key("message_fingerprints").Int(static_cast<int64_t>(p.recent_messages.size()));
+  w.EndObject();
+  w.EndObject();
+}
+
 void RenderPersonalizeJson(const Profile* p, const ProfileUpdater& updater,
                            const PersonalizeOptions& options, std::string* out) {
   JsonWriter w(out);

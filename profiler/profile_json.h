@@ -17,6 +17,14 @@ void RenderProfileJson(const Profile& profile, const ProfileUpdater& updater, Ti
 // merge history (GET /v1/profiles/{id}/identities).
 void RenderIdentitiesJson(const Profile& profile, std::string* out);
 
+// Everything held about a person, for an access request (GET /v1/profiles/{id}/export,
+// docs/privacy.md#export): the profile as GET /v1/profiles renders it, its identity graph, and
+// what those leave out (each trait's time and source, every kept session, interest scores with
+// their times, segment expiries, windowed counter buckets, fired `once` rules, and how many
+// message fingerprints dedup keeps).
+void RenderExportJson(const Profile& profile, const ProfileUpdater& updater, TimeMs now,
+                      std::string* out);
+
 struct PersonalizeOptions {
   size_t top_interests = 5;
   size_t recent_products = 10;

@@ -75,8 +75,17 @@ ProfilerMetrics::ProfilerMetrics(prometheus::Registry& registry, int shards) {
   messages_outbound_ =
       counter("ecrm_cluster_messages_sent_total",
               "Shard messages sent to another instance through the internal topic");
-  profiles_deleted_ = counter("ecrm_profiles_deleted_total",
-                              "Profiles erased (with their identifiers and aliases)");
+  auto& deleted = prometheus::BuildCounter()
+                      .Name("ecrm_profiles_deleted_total")
+                      .Help(
+                          "Profiles erased with their identifiers and aliases, by why: an erasure "
+                          "request, or retention (inactive for --retention-days)")
+                      .Register(registry);
+  profiles_deleted_ = &deleted.Add({{"reason", "request"}});
+  profiles_expired_ = &deleted.Add({{"reason", "retention"}});
+  erased_dropped_ = counter("ecrm_erasure_ledger_dropped_total",
+                            "Events and identity claims dropped because they are dated before "
+                            "their identifier's erasure (the erasure ledger)");
   corrupt_profiles_ =
       counter("ecrm_profiles_corrupt_total", "Stored profile values that failed to decode");
   traits_dropped_ = counter("ecrm_profile_traits_dropped_total",

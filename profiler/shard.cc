@@ -379,6 +379,14 @@ void Shard::HandleEvent(msg::RouteEvent& m, const Ack& ack) {
   if (!resolved.ok()) return Fail(resolved.status());
   std::string profile_id = DecodeIdentityRecord(*resolved).profile_id;
   if (profile_id.empty()) {
+    // The erasure ledger: an event dated before its visitor's erasure (late, or replayed from old
+    // history) is dropped, not made a new profile of the erased person.
+    auto erased = ErasedSince(m.partition, key_type, event.RoutingKey(), event.timestamp);
+    if (!erased.ok()) return Fail(erased.status());
+    if (*erased) {
+      metrics_.erased_dropped().Increment();
+      return;
+    }
     // Ids sort by creation (event time, then a counter), so a merge can pick the older profile
     // from the ids alone. The counter restarts with the process, and many profiles can share an
     // event time (imports, coarse clocks): an id in use (a profile, an alias, one made in this

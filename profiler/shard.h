@@ -163,6 +163,10 @@ class Shard {
                       const std::string& value, const Ack& ack);
   // The profile id an identifier maps to, from the cache or the store; empty if none.
   StatusOr<std::string> ResolveIdentity(const std::string& key);
+  // The erasure ledger (ErasureKey): whether (type, value) was erased at or after `at`.
+  StatusOr<bool> ErasedSince(uint32_t partition, std::string_view type, std::string_view value,
+                             TimeMs at);
+  static TimeMs ErasedAt(std::string_view ledger_value);
   // The profile, loaded into the cache if needed; created empty if absent. Null with
   // *alias_to set if the profile was merged into another.
   StatusOr<Profile*> LoadProfile(const std::string& profile_id, std::string* alias_to = nullptr);

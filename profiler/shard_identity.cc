@@ -41,6 +41,20 @@ void Shard::ClaimIdentity(msg::ClaimIdentity& m, const Ack& ack) {
   auto resolved = ResolveIdentity(identity_key);
   if (!resolved.ok()) return Fail(resolved.status());
   const IdentityRecord held = DecodeIdentityRecord(*resolved);
+  if (held.profile_id.empty()) {
+    // An identifier erased after the claiming event was sent stays erased: the event's profile
+    // keeps the event, not the identifier (nor a record of it).
+    auto erased = ErasedSince(m.partition, m.type, m.value, m.at);
+    if (!erased.ok()) return Fail(erased.status());
+    if (*erased) {
+      metrics_.erased_dropped().Increment();
+      // A limited type is listed on the claimant before the claim (ClaimCarried): unlist it.
+      if (!m.link_only && options_.identifier_limits.contains(m.type)) {
+        Send(msg::DetachIdentity{m.profile_id, m.type, m.value, "", m.at, m.message_id}, ack);
+      }
+      return;
+    }
+  }
   if (!held.profile_id.empty() && held.profile_id != m.profile_id) {
     if (m.verified && held.verified) {
       // Owned by another profile: the two are one person, unless merge protection says no.
@@ -290,12 +304,15 @@ void Shard::DeleteProfile(msg::DeleteProfile& m, const Ack& ack) {
   if (!loaded.ok()) return Fail(loaded.status());
   if (*loaded == nullptr) return;
   const Profile& p = **loaded;
+  // Retention: an event since the sweep read the profile keeps it.
+  if (m.inactive_before != 0 && p.stats.last_seen >= m.inactive_before) return;
   // Identifier records are dropped only if they still lead to this profile or one merged into it.
   std::vector<std::string> ids = p.merged_ids;
   ids.push_back(p.id);
   for (const auto& [type, values] : p.identities) {
     for (const auto& value : values) {
-      Send(msg::DeleteIdentity{PartitionForKey(value, router_.partition_count()), type, value, ids},
+      Send(msg::DeleteIdentity{PartitionForKey(value, router_.partition_count()), type, value, ids,
+                               m.erased_at},
            ack);
     }
   }
@@ -303,7 +320,7 @@ void Shard::DeleteProfile(msg::DeleteProfile& m, const Ack& ack) {
   batch_.Delete(Cf::kProfiles, m.profile_id);
   dirty_.erase(m.profile_id);
   cache_.Erase(m.profile_id);
-  metrics_.profiles_deleted().Increment();
+  (m.inactive_before != 0 ? metrics_.profiles_expired() : metrics_.profiles_deleted()).Increment();
 }
 
 void Shard::DeleteIdentity(msg::DeleteIdentity& m) {
@@ -316,6 +333,28 @@ void Shard::DeleteIdentity(msg::DeleteIdentity& m) {
   }
   batch_.Delete(Cf::kIdentities, key);
   identity_cache_.erase(key);
+  if (m.erased_at > 0) {
+    // The ledger keeps the latest erasure of the identifier.
+    const std::string ledger_key = ErasureKey(m.partition, m.type, m.value);
+    auto ledger = ResolveIdentity(ledger_key);
+    if (!ledger.ok()) return Fail(ledger.status());
+    if (ErasedAt(*ledger) < m.erased_at) {
+      std::string at;
+      PutFixed64(&at, static_cast<uint64_t>(m.erased_at));
+      batch_.Put(Cf::kIdentities, ledger_key, at);
+      identity_cache_[ledger_key] = std::move(at);
+    }
+  }
+}
+
+TimeMs Shard::ErasedAt(std::string_view ledger_value) {
+  return ledger_value.size() == 8 ? static_cast<TimeMs>(DecodeFixed64(ledger_value.data())) : 0;
+}
+
+StatusOr<bool> Shard::ErasedSince(uint32_t partition, std::string_view type, std::string_view value,
+                                  TimeMs at) {
+  ASSIGN_OR_RETURN(const std::string ledger, ResolveIdentity(ErasureKey(partition, type, value)));
+  return !ledger.empty() && at <= ErasedAt(ledger);
 }
 
 void Shard::DeleteAlias(msg::DeleteAlias& m) {

@@ -48,8 +48,10 @@ auto Tie(msg::DetachIdentity& m) {
 auto Tie(msg::RecordRefusal& m) {
   return std::tie(m.profile_id, m.holder, m.link, m.at, m.message_id, m.reason);
 }
-auto Tie(msg::DeleteProfile& m) { return std::tie(m.profile_id); }
-auto Tie(msg::DeleteIdentity& m) { return std::tie(m.partition, m.type, m.value, m.holders); }
+auto Tie(msg::DeleteProfile& m) { return std::tie(m.profile_id, m.erased_at, m.inactive_before); }
+auto Tie(msg::DeleteIdentity& m) {
+  return std::tie(m.partition, m.type, m.value, m.holders, m.erased_at);
+}
 auto Tie(msg::DeleteAlias& m) { return std::tie(m.alias_id); }
 auto Tie(msg::InternalOffset& m) { return std::tie(m.partition, m.offset); }
 

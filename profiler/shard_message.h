@@ -159,19 +159,24 @@ struct RecordRefusal {
   std::string reason;
 };
 
-// Erasure (DELETE /v1/profiles): the profile, then its identifiers and aliases.
+// Erasure (DELETE /v1/profiles, retention): the profile, then its identifiers and aliases.
 struct DeleteProfile {
   static constexpr uint8_t kCode = 13;
   std::string profile_id;
+  TimeMs erased_at = 0;  // wall clock: the erasure ledger drops events dated up to then
+  // Retention: erase only if the profile was last seen before this time (0: always).
+  TimeMs inactive_before = 0;
 };
 
-// At the identifier's shard: drop (type, value) in `partition` if it leads to one of `holders`.
+// At the identifier's shard: drop (type, value) in `partition` if it leads to one of `holders`,
+// and enter it in the erasure ledger (ErasureKey) as erased at `erased_at`.
 struct DeleteIdentity {
   static constexpr uint8_t kCode = 14;
   uint32_t partition = 0;
   std::string type;
   std::string value;
   std::vector<std::string> holders;
+  TimeMs erased_at = 0;
 };
 
 // At the alias's shard: drop the alias record `alias_id` (and any pending merge record of it).

@@ -56,6 +56,18 @@ DedupKeyBytes DedupKey(uint32_t partition, int64_t event_time_ms, std::string_vi
   return key;
 }
 
+std::string ErasureKey(uint32_t partition, std::string_view type, std::string_view value) {
+  std::string key = PartitionPrefix(partition);
+  key.push_back('~');
+  std::string id;
+  id.reserve(type.size() + 1 + value.size());
+  id.append(type).append(":").append(value);
+  const XXH128_hash_t h = XXH3_128bits(id.data(), id.size());
+  PutFixed64(&key, h.high64);
+  PutFixed64(&key, h.low64);
+  return key;
+}
+
 uint64_t MessageHash(std::string_view source, std::string_view routing_type,
                      std::string_view routing_value, std::string_view message_id) {
   // Length-prefixed parts: no separator inside a value can make two different tuples collide.

@@ -33,6 +33,19 @@ struct IdentityRecord {
 std::string EncodeIdentityRecord(std::string_view profile_id, bool verified);
 IdentityRecord DecodeIdentityRecord(std::string_view value);
 
+// identities CF, the erasure ledger: "<pppp>|~" then the 128-bit XXH3 hash of "<type>:<value>"
+// (16 bytes) -> fixed64 millis of the erasure. Written for each identifier of an erased profile
+// (DELETE /v1/profiles, retention), so that an event dated before the erasure (a late event, a
+// replay of old Kafka history) is dropped instead of bringing the person back. It holds a hash,
+// not the identifier. A type never starts with '~' (config: a lower-case letter), so the ledger
+// shares the identities' partition ranges (and the changelog) without colliding with a record.
+inline constexpr size_t kErasureKeySize = 5 + 1 + 16;
+std::string ErasureKey(uint32_t partition, std::string_view type, std::string_view value);
+inline bool IsErasureKey(std::string_view identities_key) {
+  return identities_key.size() == kErasureKeySize && identities_key[4] == '|' &&
+         identities_key[5] == '~';
+}
+
 // dedup CF (schema 2; since schema 3 only read, for one dedup window after an upgrade): the
 // event's own time (8 bytes, big-endian, sign bit flipped so the order is numeric; 0 when the event
 // carries none), "<pppp>|", then the 128-bit XXH3 hash of the messageId seeded with the partition

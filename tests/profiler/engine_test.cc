@@ -40,6 +40,7 @@ class EngineTest : public ::testing::Test {
     EngineOptions options;
     options.shards = 2;
     options.partitions = partitions;
+    options.clock = &clock_;
     auto engine = ProfileEngine::Create(*store_, *registry_, options);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = *std::move(engine);
@@ -68,6 +69,41 @@ class EngineTest : public ::testing::Test {
     }
   }
 
+  Status EraseAndWait(const std::string& type, const std::string& value) {
+    std::promise<Status> done;
+    auto future = done.get_future();
+    auto erased = engine_->DeleteProfile(type, value, [&](Status s) { done.set_value(s); });
+    if (!erased.ok()) return erased.status();
+    return future.get();
+  }
+
+  double Counter(const std::string& name, const std::string& label_value = "") {
+    double total = 0;
+    for (const auto& family : registry_->Collect()) {
+      if (family.name != name) continue;
+      for (const auto& m : family.metric) {
+        if (!label_value.empty() && (m.label.empty() || m.label.front().value != label_value)) {
+          continue;
+        }
+        total += m.counter.value;
+      }
+    }
+    return total;
+  }
+
+  // Every key and value of every column family, concatenated (to look for what must be gone).
+  std::string EverythingStored() {
+    std::string all;
+    for (Cf cf : {Cf::kProfiles, Cf::kIdentities, Cf::kMeta}) {
+      (void)store_->Scan(cf, "", [&](std::string_view k, std::string_view v) {
+        all.append(k).append("\n").append(v).append("\n");
+        return true;
+      });
+    }
+    return all;
+  }
+
+  ManualClock clock_{1'790'000'000'000 + 24LL * 3600 * 1000};  // a day after the events
   testing::TempDir dir_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<KvStore> store_;
@@ -508,6 +544,99 @@ TEST_F(EngineLimits, AProfileHoldsAtMostTheAnonymousIdLimitAndFurtherDevicesStay
   EXPECT_NE((**last).id, (**p).id);
   EXPECT_EQ((**last).stats.events, 1);
   engine_->Stop();
+}
+
+}  // namespace
+}  // namespace ecrm
+
+namespace ecrm {
+namespace {
+
+// The erasure ledger: after an erasure, a replay of the person's old events, a late event and a
+// late claim of one of their identifiers do not bring them back, also after a restart. A visit
+// dated after the erasure starts a fresh profile. What stays is a hash, never the identifiers.
+TEST_F(EngineTest, AnErasedPersonIsNotBroughtBackByLateEventsOrReplays) {
+  const auto [anon, user] = IdsOnDifferentShards();
+  Event page = MakeEvent(EventType::kPage, anon, "", "p1");
+  Event identify = MakeEvent(EventType::kIdentify, anon, user, "i1");
+  identify.email = "ada-erased@example.com";
+  identify.trusted = true;
+  ASSERT_TRUE(SubmitAndWait({page, identify}).ok());
+  ASSERT_EQ(Events("user_id", user), 2);
+  ASSERT_TRUE(EraseAndWait("user_id", user).ok());
+  EXPECT_EQ(Events("anonymous_id", anon), -1);
+
+  // The replay (also after a restart, also by the email alone) and a late event of the device.
+  Open();
+  Event by_email = MakeEvent(EventType::kTrack, "", "", "t1");
+  by_email.email = "ada-erased@example.com";
+  ASSERT_TRUE(
+      SubmitAndWait({page, identify, by_email, MakeEvent(EventType::kTrack, anon, "", "late"),
+                     MakeEvent(EventType::kTrack, "", user, "late-2")})
+          .ok());
+  EXPECT_EQ(Events("anonymous_id", anon), -1);
+  EXPECT_EQ(Events("user_id", user), -1);
+  EXPECT_EQ(Events("email", "ada-erased@example.com"), -1);
+  EXPECT_EQ(Counter("ecrm_erasure_ledger_dropped_total"), 5);
+
+  // A late event of a new device claiming the erased user id: the device keeps its event, the
+  // user id stays erased.
+  Event claim = MakeEvent(EventType::kIdentify, "new-device", user, "i2");
+  claim.trusted = true;
+  ASSERT_TRUE(SubmitAndWait({claim}).ok());
+  EXPECT_EQ(Events("anonymous_id", "new-device"), 1);
+  EXPECT_EQ(Events("user_id", user), -1);
+  auto device = engine_->Lookup("anonymous_id", "new-device");
+  ASSERT_TRUE(device.ok() && device->has_value());
+  EXPECT_FALSE((*device)->HasIdentity("user_id", user));
+
+  // A visit after the erasure is a new one.
+  Event later = MakeEvent(EventType::kPage, anon, "", "p2");
+  later.timestamp = clock_.NowMs() + 1000;
+  later.received_at = later.timestamp;
+  ASSERT_TRUE(SubmitAndWait({later}).ok());
+  EXPECT_EQ(Events("anonymous_id", anon), 1);
+
+  const std::string stored = EverythingStored();
+  EXPECT_EQ(stored.find(user), std::string::npos);
+  EXPECT_EQ(stored.find("ada-erased"), std::string::npos);
+}
+
+// Retention: ExpireInactive erases the profiles last seen before the cutoff, with their
+// identifiers and aliases, and enters them in the erasure ledger; the others stay as they were.
+TEST_F(EngineTest, ExpireInactiveErasesOnlyProfilesNotSeenSinceTheCutoff) {
+  const TimeMs t = 1'790'000'000'000;
+  auto at = [](Event e, TimeMs time) {
+    e.timestamp = time;
+    e.received_at = time;
+    return e;
+  };
+  // An old person (two devices merged by a user id) and a recent visitor.
+  Event a = at(MakeEvent(EventType::kIdentify, "old-a", "old-user", "m1"), t);
+  Event b = at(MakeEvent(EventType::kIdentify, "old-b", "old-user", "m2"), t + 1);
+  a.trusted = b.trusted = true;
+  ASSERT_TRUE(SubmitAndWait({a, b}).ok());
+  ASSERT_TRUE(
+      SubmitAndWait({at(MakeEvent(EventType::kPage, "recent", "", "m3"), t + 10'000)}).ok());
+  ASSERT_EQ(Events("anonymous_id", "old-b"), 2);
+
+  auto expired = engine_->ExpireInactive(t + 5'000);
+  ASSERT_TRUE(expired.ok()) << expired.status();
+  EXPECT_EQ(*expired, 1u);
+  EXPECT_EQ(Events("anonymous_id", "old-a"), -1);
+  EXPECT_EQ(Events("anonymous_id", "old-b"), -1);
+  EXPECT_EQ(Events("user_id", "old-user"), -1);
+  EXPECT_EQ(Events("anonymous_id", "recent"), 1);
+  EXPECT_EQ(Counter("ecrm_profiles_deleted_total", "retention"), 1);
+  // No profile or alias of the old person is left; a replay of their history is dropped.
+  const std::string stored = EverythingStored();
+  EXPECT_EQ(stored.find("old-"), std::string::npos);
+  ASSERT_TRUE(SubmitAndWait({a, b}).ok());
+  EXPECT_EQ(Events("user_id", "old-user"), -1);
+  // A second sweep finds nothing more.
+  expired = engine_->ExpireInactive(t + 5'000);
+  ASSERT_TRUE(expired.ok());
+  EXPECT_EQ(*expired, 0u);
 }
 
 }  // namespace

@@ -181,12 +181,18 @@ struct Expected {
   Profile profile;
 };
 
-// Union-find over "type:value" identifiers, linked by the events given.
+// The events in effect at the end (in arrival order of rounds) and the identifiers each links.
+struct Live {
+  std::vector<const Event*> events;
+  std::map<const Event*, std::vector<std::string>> links;
+};
+
+// Union-find over "type:value" identifiers, linked by the events in effect.
 class Components {
  public:
-  explicit Components(const std::vector<const Event*>& events) {
-    for (const Event* e : events) {
-      const auto links = Links(*e);
+  explicit Components(const Live& live) {
+    for (const Event* e : live.events) {
+      const auto& links = live.links.at(e);
       for (const auto& l : links) parent_.emplace(l, l);
       for (size_t i = 1; i < links.size(); i++) parent_[Find(links[i])] = Find(links[0]);
     }
@@ -202,18 +208,26 @@ class Components {
   std::map<std::string, std::string> parent_;
 };
 
-// The events in effect at the end, in arrival order of rounds: a repeated messageId is a duplicate
-// while the first copy is in effect; an erasure between rounds drops the erased person's events
-// (and with them what dedup knew of them).
-std::vector<const Event*> InEffect(const History& h) {
-  std::vector<const Event*> live;
+// A repeated messageId is a duplicate while the first copy is in effect. An erasure between rounds
+// drops the erased person's events (and with them what dedup knew of them) and enters their
+// identifiers in the erasure ledger: every event of the test is dated before the erasure (the
+// engine's clock is the real one), so a later event routed by an erased identifier is dropped,
+// and a later event's claim of one is (the event keeps its other identifiers).
+Live InEffect(const History& h) {
+  Live live;
   std::set<std::string> ids;
+  std::set<std::string> erased;
   size_t start = 0;
   for (size_t r = 0; r < h.request_end.size(); r += static_cast<size_t>(h.in_flight)) {
     const size_t round_end = std::min(h.request_end.size(), r + h.in_flight);
     for (size_t pos = start; pos < h.request_end[round_end - 1]; pos++) {
       const Event& e = h.events[h.arrival[pos]];
-      if (ids.insert(e.message_id).second) live.push_back(&e);
+      std::vector<std::string> links = Links(e);
+      if (erased.contains(links.front())) continue;
+      if (!ids.insert(e.message_id).second) continue;
+      std::erase_if(links, [&](const std::string& l) { return erased.contains(l); });
+      live.events.push_back(&e);
+      live.links[&e] = std::move(links);
     }
     start = h.request_end[round_end - 1];
     for (size_t k = r; k < round_end; k++) {
@@ -222,9 +236,13 @@ std::vector<const Event*> InEffect(const History& h) {
       Components c(live);
       if (!c.nodes().contains(erase->second)) continue;
       const std::string root = c.Find(erase->second);
-      std::erase_if(live, [&](const Event* e) {
-        if (c.Find(Links(*e).front()) != root) return false;
+      for (const auto& [id, _] : c.nodes()) {
+        if (c.Find(id) == root) erased.insert(id);
+      }
+      std::erase_if(live.events, [&](const Event* e) {
+        if (c.Find(live.links.at(e).front()) != root) return false;
         ids.erase(e->message_id);
+        live.links.erase(e);
         return true;
       });
     }
@@ -235,13 +253,16 @@ std::vector<const Event*> InEffect(const History& h) {
 // The reference model: union the identifiers of the events in effect, then fold each component's
 // events in event-time order with the same ProfileUpdater.
 std::vector<Expected> Model(const History& h, const ProfileUpdater& updater) {
-  std::vector<const Event*> live = InEffect(h);
+  Live live = InEffect(h);
   Components c(live);
   std::map<std::string, Expected> by_root;
   for (const auto& [id, _] : c.nodes()) by_root[c.Find(id)].identifiers.insert(id);
-  std::stable_sort(live.begin(), live.end(),
+  std::vector<const Event*> ordered = live.events;
+  std::stable_sort(ordered.begin(), ordered.end(),
                    [](const Event* a, const Event* b) { return a->timestamp < b->timestamp; });
-  for (const Event* e : live) updater.Apply(by_root[c.Find(Links(*e).front())].profile, *e);
+  for (const Event* e : ordered) {
+    updater.Apply(by_root[c.Find(live.links.at(e).front())].profile, *e);
+  }
   std::vector<Expected> out;
   for (auto& [_, x] : by_root) out.push_back(std::move(x));
   return out;
@@ -629,7 +650,7 @@ class Runner {
   // holds two user ids, and every identifier a profile lists leads to it (the graph check).
   void CheckConserved(std::vector<std::string>& problems) {
     int64_t counted = 0, want = 0;
-    for (const Event* e : InEffect(h_)) want += e->channel.empty() ? 1 : 0;
+    for (const Event* e : InEffect(h_).events) want += e->channel.empty() ? 1 : 0;
     (void)store_->Scan(Cf::kProfiles, "", [&](std::string_view k, std::string_view v) {
       if (DecodeAlias(v)) return true;
       auto p = DecodeProfile(v);

@@ -85,8 +85,8 @@ class Filler {
         msg::RepointIdentity{Partition(), Str(), Str(), ProfileId(), ProfileId()},
         msg::DetachIdentity{ProfileId(), Str(), Str(), Str(), Time(), Str()},
         msg::RecordRefusal{ProfileId(), Str(), Str(), Time(), Str(), Str()},
-        msg::DeleteProfile{ProfileId()},
-        msg::DeleteIdentity{Partition(), Str(), Str(), Strs()},
+        msg::DeleteProfile{ProfileId(), Time(), Time()},
+        msg::DeleteIdentity{Partition(), Str(), Str(), Strs(), Time()},
         msg::DeleteAlias{ProfileId()},
         msg::InternalOffset{Partition(), Time()},
     };
