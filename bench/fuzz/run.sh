@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The libFuzzer targets of tests/fuzz/ (docs/fuzzing.md), built by clang-14 with
+# The libFuzzer targets of tests/fuzz/ (docs/fuzzing.md), built by clang-16 with
 # -fsanitize=fuzzer,address,undefined into build-fuzz/ (the `fuzz` preset), each run for a number of
 # inputs from its seed corpus and dictionary. New inputs go to build-fuzz/corpus/<target>/ (the
 # tree's corpus is only read); crashes to build-fuzz/artifacts/. Prints execs, coverage and corpus
