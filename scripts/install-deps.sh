@@ -15,7 +15,7 @@ PACKAGES=(
 # `install-deps.sh --fuzz`: also clang with libFuzzer and the sanitizer runtimes (bench/fuzz/run.sh).
 # `make test` does not need them: it replays the fuzz targets built by GCC.
 if [ "${1:-}" = "--fuzz" ]; then
-  PACKAGES+=(clang-16 libclang-rt-16-dev)
+  PACKAGES+=(clang-16 libclang-rt-16-dev llvm-16)  # llvm-16: the symbolizer
 fi
 
 missing=()

@@ -23,6 +23,10 @@ nice -n 19 cmake --build --preset fuzz -j "$JOBS" --target "${TARGETS[@]/%/_fuzz
 
 mkdir -p build-fuzz/artifacts
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
+# Symbolized stacks in sanitizer reports.
+if [ -x /usr/lib/llvm-16/bin/llvm-symbolizer ]; then
+  export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-16/bin/llvm-symbolizer
+fi
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 limit=(-runs="$RUNS")
 [ -n "${FUZZ_SECONDS:-}" ] && limit=(-max_total_time="$FUZZ_SECONDS")
