@@ -1,5 +1,5 @@
 # ecrm — the two commands: `make run` and `make test`. Both install missing Debian packages first.
-.PHONY: deps build run test test-asan test-e2e bench image format format-check clean
+.PHONY: deps build run test test-asan test-e2e bench fuzz image format format-check clean
 
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -37,6 +37,11 @@ bench: build
 	$(BUILD)/bench/profiler_bench
 	$(BUILD)/bench/store_bench
 
+# The libFuzzer targets of tests/fuzz/ under ASan/UBSan (clang-16, build-fuzz/), 10^6 inputs each;
+# `make test` only replays them (docs/fuzzing.md). FUZZ_RUNS=... for another count.
+fuzz: deps
+	bash bench/fuzz/run.sh $(or $(FUZZ_RUNS),1000000)
+
 # OCI image archive (podman/docker load -i build/ecrm-image.tar); no registry, engine or network
 # (docs/operations.md#the-image).
 image: build
@@ -50,4 +55,4 @@ format-check: deps
 	clang-format --dry-run --Werror $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -10,7 +10,8 @@ function(ecrm_library)
 endfunction()
 
 function(ecrm_set_warnings target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Werror -Wno-missing-field-initializers
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic $<$<BOOL:${ECRM_WERROR}>:-Werror>
+    -Wno-missing-field-initializers
     # GCC 12 reports false -Wrestrict positives on std::string concatenation (GCC bug 105329).
     $<$<CXX_COMPILER_ID:GNU>:-Wno-restrict>)
 endfunction()

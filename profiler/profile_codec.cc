@@ -270,7 +270,8 @@ StatusOr<Profile> DecodeProfile(std::string_view data) {
     for (uint64_t n = r.Count(); n > 0 && r.ok(); n--) {
       Profile::SeenMessage m;
       m.hash = r.Fixed64();
-      m.received_at = previous + r.Signed();
+      // A corrupt delta must not overflow (the encoder's deltas never do).
+      if (__builtin_add_overflow(previous, r.Signed(), &m.received_at)) r.Fail();
       previous = m.received_at;
       p.recent_messages.push_back(m);
     }

@@ -12,6 +12,12 @@ PACKAGES=(
   kcat openjdk-17-jdk-headless maven clang-format
 )
 
+# `install-deps.sh --fuzz`: also clang with libFuzzer and the sanitizer runtimes (bench/fuzz/run.sh).
+# `make test` does not need them: it replays the fuzz targets built by GCC.
+if [ "${1:-}" = "--fuzz" ]; then
+  PACKAGES+=(clang-16 libclang-rt-16-dev llvm-16)  # llvm-16: the symbolizer
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

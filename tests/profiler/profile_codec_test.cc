@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 
 namespace ecrm {
 namespace {
@@ -176,6 +177,22 @@ TEST(ProfileCodec, HostileCountsDoNotAllocateWildly) {
   // version, id "", then an identities count of 2^62.
   std::string bytes = {1, 0, '\xff', '\xff', '\xff', '\xff', '\xff', '\xff', '\xff', '\xff', 0x3f};
   EXPECT_FALSE(DecodeProfile(bytes).ok());
+}
+
+// Found by tests/fuzz/profile_codec_fuzz.cc: a corrupt delta of the recent messages' times
+// overflowed int64 (undefined behaviour) instead of failing the value.
+TEST(ProfileCodec, RecentMessageTimesThatOverflowAreCorrupt) {
+  Profile p;
+  p.id = "0001-00000000000000aa";
+  const TimeMs low = std::numeric_limits<TimeMs>::min() + 5;
+  p.recent_messages = {{1, low}, {2, low}};  // deltas: low, then 0 (the value's last byte)
+  std::string bytes;
+  EncodeProfile(p, &bytes);
+  ASSERT_TRUE(DecodeProfile(bytes).ok());
+  ASSERT_EQ(bytes.back(), 0);
+  bytes.back() = 19;  // zigzag(-10): low - 10 is below int64's range
+  auto bad = DecodeProfile(bytes);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
 }
 
 }  // namespace
