@@ -605,8 +605,9 @@ HttpResponse ApiService::HandleProfile(const HttpRequest& req, std::string_view 
   if (personalize) {
     PersonalizeOptions options = options_.personalize;
     options.now = clock_.NowMs();
-    RenderPersonalizeJson(found->has_value() ? &**found : nullptr, engine_.updater(), options,
-                          &res.body);
+    // Without consent to personalization, the visitor gets what an unknown one gets.
+    const bool allowed = found->has_value() && (*found)->consent.personalize >= 0;
+    RenderPersonalizeJson(allowed ? &**found : nullptr, engine_.updater(), options, &res.body);
     res.headers.emplace_back("Cache-Control", "no-store");
     return res;
   }

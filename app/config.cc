@@ -366,6 +366,11 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       "Merge protection for another identifier type: TYPE=N, the most distinct values one profile "
       "may hold, e.g. crm_id=1 (repeatable; env: comma-separated)")
       ->delimiter(',');
+  add("--consent", "consent", "ECRM_CONSENT", c.consent,
+      "Consent mapping: PURPOSE=CATEGORY, PURPOSE store (behavioural data) or personalize; the "
+      "events' context.consent.categoryPreferences[CATEGORY] grants or withdraws it, e.g. "
+      "store=Analytics (repeatable; env: comma-separated; docs/privacy.md)")
+      ->delimiter(',');
   add("--max-user-ids", "max_user_ids", "ECRM_MAX_USER_IDS", c.max_user_ids,
       "Merge protection: the most distinct user ids one profile may hold")
       ->capture_default_str();
@@ -557,6 +562,17 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
     return absl::InvalidArgumentError("rule_budget_per_event: must be 1000 to 100000000");
   }
   if (c.max_user_ids < 1) return absl::InvalidArgumentError("max_user_ids: must be at least 1");
+  for (const auto& m : c.consent) {
+    const auto eq = m.find('=');
+    const std::string purpose = m.substr(0, eq);
+    if (eq == std::string::npos || (purpose != "store" && purpose != "personalize") ||
+        eq + 1 == m.size() || m.size() - eq - 1 > 128) {
+      return absl::InvalidArgumentError(
+          "consent: expected store=CATEGORY or personalize=CATEGORY (a category name of at most "
+          "128 bytes), got '" +
+          m + "'");
+    }
+  }
   for (const auto& limit : c.identifier_limits) {
     const auto eq = limit.find('=');
     int n = 0;

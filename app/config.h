@@ -77,6 +77,9 @@ struct Config {
   int max_user_ids = 1;
   // --identifier-limit TYPE=N: merge protection for other types (e.g. crm_id=1).
   std::vector<std::string> identifier_limits;
+  // --consent PURPOSE=CATEGORY (repeatable): which categories of Segment's
+  // context.consent.categoryPreferences allow `store` (behavioural data) and `personalize`.
+  std::vector<std::string> consent;
   std::string merge_survivor = "oldest";  // --merge-survivor: oldest | newest
   std::vector<std::string> identifier_types = {
       "phone", "crm_id"};  // besides the built-in three         // merge protection: distinct user

@@ -148,6 +148,12 @@ Status Service::Start() {
   engine_options.shard.cache_bytes = config_.cache_mb << 20;
   engine_options.profiler.max_traits = config_.max_traits;
   engine_options.profiler.max_trait_bytes = config_.max_trait_bytes;
+  for (const auto& m : config_.consent) {  // PURPOSE=CATEGORY, validated by the config
+    const auto eq = m.find('=');
+    (m.substr(0, eq) == "store" ? engine_options.profiler.consent_store
+                                : engine_options.profiler.consent_personalize)
+        .push_back(m.substr(eq + 1));
+  }
   engine_options.shard.rules = rules_.get();
   engine_options.shard.identifier_limits = {{"user_id", config_.max_user_ids},
                                             {"anonymous_id", 1000}};

@@ -83,10 +83,11 @@ struct EventFields {
 // The `context` fields BuildEvent reads, from the item's context, each falling back to the batch's
 // context.
 struct ContextFields {
-  std::optional<element> campaign, page, device, os, library, user_agent, traits, ecrm;
+  std::optional<element> campaign, page, device, os, library, user_agent, traits, ecrm, consent;
 
   ContextFields(std::optional<object> item_context, const EventContext& ctx) {
-    const std::array<FieldSlot, 8> slots = {{{"campaign", &campaign},
+    const std::array<FieldSlot, 9> slots = {{{"campaign", &campaign},
+                                             {"consent", &consent},
                                              {"page", &page},
                                              {"device", &device},
                                              {"os", &os},
@@ -414,6 +415,35 @@ bool BuildEvent(element item, const EventContext& ctx, const EventLimits& limits
                         std::to_string(limits.max_user_hash) + " bytes");
     }
     event.user_hash.assign(user_hash);
+  }
+  // Consent (Segment's consent management): context.consent.categoryPreferences, category -> bool.
+  if (c.consent) {
+    object consent, preferences;
+    if (c.consent->get_object().get(consent) != simdjson::SUCCESS) {
+      return Reject(r, "invalid_field_type", "context.consent must be an object");
+    }
+    if (auto p = Field(consent, "categoryPreferences"); p) {
+      if (p->get_object().get(preferences) != simdjson::SUCCESS) {
+        return Reject(r, "invalid_field_type",
+                      "context.consent.categoryPreferences must be an object");
+      }
+      for (auto field : preferences) {
+        std::string_view name = field.key;
+        bool granted = false;
+        if (field.value.get_bool().get(granted) != simdjson::SUCCESS) {
+          return Reject(r, "invalid_field_type",
+                        "context.consent.categoryPreferences values must be true or false");
+        }
+        if (name.size() > 128 || event.consent.size() >= 64) {
+          return Reject(r, "invalid_field_type",
+                        "context.consent.categoryPreferences: at most 64 categories of at most "
+                        "128 bytes");
+        }
+        bool seen = false;  // the first of duplicate keys wins, as everywhere
+        for (const auto& [n, _] : event.consent) seen |= n == name;
+        if (!seen) event.consent.emplace_back(name, granted);
+      }
+    }
   }
   if (event.type == EventType::kIdentify) {
     // Traits: the top-level ones, then those of context.traits (where RudderStack's browser SDK

@@ -74,6 +74,9 @@ struct Event {
   DeviceInfo device;
   // Identifiers of other types (phone, crm_id, custom), normalised: claimed like the others.
   std::vector<std::pair<std::string, std::string>> identifiers;
+  // context.consent.categoryPreferences (Segment's consent management): category -> consented.
+  // Mapped to what ecrm may do by ProfilerConfig::consent_* (docs/privacy.md#consent).
+  std::vector<std::pair<std::string, bool>> consent;
   // Set for a record from another channel (profile import: "crm", "call-centre", ...): only its
   // identifiers and traits are applied (no stats, session or attribution); traits remember it.
   std::string channel;

@@ -82,6 +82,16 @@ struct MergeRecord {
   std::string reason;      // why a merge was refused
 };
 
+// What the person consented to (docs/privacy.md#consent), from the latest event (by event time)
+// that stated it: 0 = never stated, 1 = granted, -1 = denied.
+struct ConsentState {
+  int8_t store = 0;        // behavioural data (stats, sessions, interests, rule state, ...)
+  int8_t personalize = 0;  // GET /v1/personalize answers with this profile
+  TimeMs store_at = 0;
+  TimeMs personalize_at = 0;
+  bool operator==(const ConsentState&) const = default;
+};
+
 struct Profile {
   std::string id;
   // type ("anonymous_id", "user_id", "email") -> values in the order they were attached.
@@ -112,6 +122,12 @@ struct Profile {
   std::vector<std::string> merged_ids;
   std::vector<MergeRecord> history;  // oldest first, at most kMaxHistory
   static constexpr size_t kMaxHistory = 50;
+  ConsentState consent;
+  // Behavioural data may be kept (no withdrawal of the store consent).
+  bool StoresBehaviour() const { return consent.store >= 0; }
+  // Drops the behavioural data (a withdrawal of consent): what is left is the id, identifiers,
+  // traits, merge history, consent, last_seen (for retention) and the dedup fingerprints.
+  void DropBehaviour();
   // Dedup (docs/identity.md#dedup): the message hashes (Event::message_hash) of this person's
   // recent events with their received-at time, oldest first: at most kMaxRecentMessages, none older
   // than the dedup window. Kept in the profile, so a retry is found wherever the profile moved and

@@ -126,6 +126,10 @@ void EncodeProfile(const Profile& p, std::string* out) {
     w.Signed(m.received_at - previous);  // deltas: a few bytes each
     previous = m.received_at;
   }
+  w.Signed(p.consent.store);
+  w.Signed(p.consent.store_at);
+  w.Signed(p.consent.personalize);
+  w.Signed(p.consent.personalize_at);
 }
 
 std::string EncodeAlias(std::string_view survivor_id) {
@@ -275,6 +279,17 @@ StatusOr<Profile> DecodeProfile(std::string_view data) {
       previous = m.received_at;
       p.recent_messages.push_back(m);
     }
+  }
+  if (version >= 7) {
+    auto state = [&r]() -> int8_t {
+      const int64_t v = r.Signed();
+      if (v < -1 || v > 1) r.Fail();
+      return static_cast<int8_t>(v);
+    };
+    p.consent.store = state();
+    p.consent.store_at = r.Signed();
+    p.consent.personalize = state();
+    p.consent.personalize_at = r.Signed();
   }
   if (!r.ok()) return absl::DataLossError("profile: truncated or corrupt value");
   if (!r.AtEnd()) return absl::DataLossError("profile: trailing bytes");

@@ -16,7 +16,7 @@ namespace ecrm {
 // rule state, segments as a plain list) are still read.
 // 3: merged ids and merge history. 4: the source channel of traits. 5: session intervals.
 // 6: the recent message hashes (dedup). Older versions are read.
-inline constexpr uint8_t kProfileFormatVersion = 6;
+inline constexpr uint8_t kProfileFormatVersion = 7;
 
 // A profile merged into another is replaced by an alias record: this byte, then the survivor's id.
 inline constexpr uint8_t kAliasMarker = 0xA1;

@@ -156,6 +156,16 @@ void RenderProfileJson(const Profile& p, const ProfileUpdater& updater, TimeMs n
   w.EndObject();
   RenderSegmentsAndScores(w, &p, now);
   RenderOffers(w, &p);
+  w.Key("consent").BeginObject();
+  auto consent = [&](std::string_view purpose, int8_t state, TimeMs at) {
+    w.Key(purpose).BeginObject();
+    w.Key("state").String(state > 0 ? "granted" : state < 0 ? "denied" : "not_stated");
+    Time(w, "at", at);
+    w.EndObject();
+  };
+  consent("store", p.consent.store, p.consent.store_at);
+  consent("personalize", p.consent.personalize, p.consent.personalize_at);
+  w.EndObject();
   w.EndObject();
 }
 

@@ -136,6 +136,17 @@ size_t MergeProfiles(Profile& s, const Profile& a, const ProfileUpdater& updater
     }
   }
   for (const auto& h : a.history) AddHistory(s, h);
+  // Consent: per purpose, the later statement of the two.
+  auto later = [](int8_t& state, TimeMs& at, int8_t other, TimeMs other_at) {
+    if (other != 0 && (state == 0 || other_at > at)) {
+      state = other;
+      at = other_at;
+    }
+  };
+  later(s.consent.store, s.consent.store_at, a.consent.store, a.consent.store_at);
+  later(s.consent.personalize, s.consent.personalize_at, a.consent.personalize,
+        a.consent.personalize_at);
+  if (!s.StoresBehaviour()) s.DropBehaviour();
   return dropped;
 }
 

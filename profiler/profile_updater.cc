@@ -272,9 +272,56 @@ bool ProfileUpdater::PutTrait(Profile& p, size_t& bytes, const std::string& key,
   return true;
 }
 
+int ProfileUpdater::ConsentOf(const Event& e, const std::vector<std::string>& categories) {
+  int stated = 0;
+  for (const auto& category : categories) {
+    for (const auto& [name, granted] : e.consent) {
+      if (name != category) continue;
+      if (!granted) return -1;
+      stated = 1;
+    }
+  }
+  return stated;
+}
+
+void Profile::DropBehaviour() {
+  const TimeMs last_seen = stats.last_seen;
+  stats = ProfileStats{};
+  stats.last_seen = last_seen;
+  session = SessionState{};
+  session_intervals.clear();
+  sessions_dropped = 0;
+  interests.clear();
+  recent_products.clear();
+  first_touch = Touch{};
+  last_touch = Touch{};
+  device = DeviceInfo{};
+  counters.clear();
+  segments.clear();
+  scores.clear();
+  offers.clear();
+  windowed_counters.clear();
+  rules_fired.clear();
+}
+
 size_t ProfileUpdater::Apply(Profile& p, const Event& e) const {
   const TimeMs ts = e.timestamp;
   size_t dropped = 0;
+  // Consent: the latest statement by event time wins; a withdrawal drops what was stored.
+  if (!e.consent.empty()) {
+    auto& c = p.consent;
+    const int store = ConsentOf(e, config_.consent_store);
+    if (store != 0 && ts >= c.store_at) {
+      c.store = static_cast<int8_t>(store);
+      c.store_at = ts;
+      if (store < 0) p.DropBehaviour();
+    }
+    const int personalize = ConsentOf(e, config_.consent_personalize);
+    if (personalize != 0 && ts >= c.personalize_at) {
+      c.personalize = static_cast<int8_t>(personalize);
+      c.personalize_at = ts;
+    }
+  }
   size_t bytes = e.traits.empty() ? 0 : TraitBytes(p);
   // Last write by event time wins; `channel` is the source ("" for web/app events).
   auto set_traits = [&](const std::string& channel) {
@@ -289,6 +336,11 @@ size_t ProfileUpdater::Apply(Profile& p, const Event& e) const {
     return dropped;
   }
   auto& st = p.stats;
+  if (!p.StoresBehaviour()) {  // identifiers and traits only (and the time, for retention)
+    st.last_seen = std::max(st.last_seen, ts);
+    set_traits("");
+    return dropped;
+  }
   const bool newest = st.events == 0 || ts >= st.last_seen;
   st.events++;
   st.first_seen = st.first_seen == 0 ? ts : std::min(st.first_seen, ts);

@@ -21,6 +21,10 @@ struct ProfilerConfig {
   // take the profile past either is dropped (and counted); values already held stay.
   size_t max_traits = 1000;
   size_t max_trait_bytes = 64 << 10;  // keys and minified JSON values together
+  // Consent (docs/privacy.md#consent): the categories of context.consent.categoryPreferences
+  // that allow storing behavioural data, and personalizing. Empty: events' consent is not read.
+  std::vector<std::string> consent_store;
+  std::vector<std::string> consent_personalize;
 };
 
 class ProfileUpdater {
@@ -32,6 +36,9 @@ class ProfileUpdater {
   // `bytes` is TraitBytes(profile), kept up to date.
   bool PutTrait(Profile& profile, size_t& bytes, const std::string& key, TraitValue value) const;
   static size_t TraitBytes(const Profile& profile);
+  // What `event` states about `categories`: 0 nothing (none of them present), 1 all present ones
+  // granted, -1 one of them denied.
+  static int ConsentOf(const Event& event, const std::vector<std::string>& categories);
 
   const ProfilerConfig& config() const { return config_; }
   // Coalesces touching sessions, trims to Profile::kMaxSessions, and derives stats.sessions and

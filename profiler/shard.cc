@@ -466,7 +466,7 @@ void Shard::ApplyToProfile(const std::string& profile_id, Event& event, const Ac
   if (event.message_hash != 0) {
     profile->RememberMessage(event.message_hash, event.received_at, options_.dedup_window_ms);
   }
-  if (rule_set_ && rule_set_->size() > 0) {
+  if (rule_set_ && rule_set_->size() > 0 && profile->StoresBehaviour()) {
     ProfileRuleTarget target(event, *profile, updater_, rule_scratch_);
     // Time the rules of one event in 64 (reading the clock per rule would cost more than a rule).
     ApplyRules(*rule_set_, EventTypeName(event.type), event.event, target,

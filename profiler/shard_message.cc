@@ -21,8 +21,8 @@ auto Tie(Event& e) {
   return std::tie(e.type, e.message_id, e.anonymous_id, e.user_id, e.event, e.name, e.previous_id,
                   e.group_id, e.timestamp, e.received_at, e.client_time, e.traits, e.email,
                   e.properties, e.products, e.revenue, e.has_revenue, e.touch, e.device,
-                  e.identifiers, e.channel, e.source, e.message_hash, e.trusted,
-                  e.user_hash_valid);  // user_hash is cleared before an event reaches a shard
+                  e.identifiers, e.channel, e.source, e.message_hash, e.trusted, e.user_hash_valid,
+                  e.consent);  // user_hash is cleared before a shard sees it
 }
 auto Tie(msg::MergeLink& m) {
   return std::tie(m.survivor, m.loser, m.link, m.at, m.message_id, m.explicit_link, m.claimer);

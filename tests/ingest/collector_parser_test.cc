@@ -68,6 +68,33 @@ TEST_F(ParserTest, ParsesABatchWithContextMergeAndWriteKey) {
   EXPECT_EQ(order.timestamp, kNow);
 }
 
+// Segment's consent management: context.consent.categoryPreferences, from the item's context or
+// else the batch's; the first of duplicate categories wins; anything but an object of booleans
+// (at most 64 categories) is refused.
+TEST_F(ParserTest, ReadsConsentCategoryPreferences) {
+  auto r = Batch(
+      R"({"context":{"consent":{"categoryPreferences":{"Analytics":false,"Advertising":true}}},
+    "batch":[
+      {"type":"page","anonymousId":"a1"},
+      {"type":"page","anonymousId":"a1","context":{"consent":{"categoryPreferences":{"Analytics":true,"Analytics":false}}}},
+      {"type":"page","anonymousId":"a1","context":{"consent":{}}}
+    ]})");
+  ASSERT_FALSE(r.has_value()) << r->code << ": " << r->message;
+  ASSERT_EQ(out_.events.size(), 3u);
+  using Prefs = std::vector<std::pair<std::string, bool>>;
+  EXPECT_EQ(out_.events[0].consent, (Prefs{{"Analytics", false}, {"Advertising", true}}));
+  EXPECT_EQ(out_.events[1].consent, (Prefs{{"Analytics", true}}));
+  EXPECT_EQ(out_.events[2].consent, Prefs{});
+  const std::string page = R"({"batch":[{"type":"page","anonymousId":"a","context":{"consent":)";
+  ExpectRejected(page + R"(5}}]})", "invalid_field_type", 0);
+  ExpectRejected(page + R"({"categoryPreferences":[true]}}}]})", "invalid_field_type", 0);
+  ExpectRejected(page + R"({"categoryPreferences":{"Analytics":"yes"}}}}]})", "invalid_field_type",
+                 0);
+  std::string many;
+  for (int i = 0; i <= 64; i++) many += (i ? ",\"c" : "\"c") + std::to_string(i) + "\":true";
+  ExpectRejected(page + R"({"categoryPreferences":{)" + many + "}}}}]}", "invalid_field_type", 0);
+}
+
 TEST_F(ParserTest, CorrectsClockSkewFromSentAt) {
   // Device clock 1 hour behind: sent 10 s after the event by the device's clock.
   auto r = Batch(R"({"sentAt":"2026-01-01T00:00:10Z","batch":[

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "app/service.h"
+#include "common/time_format.h"
 #include "tests/testutil/http_client.h"
 #include "tests/testutil/service_config.h"
 #include "tests/testutil/temp_dir.h"
@@ -217,12 +218,20 @@ TEST_F(IdentityTest, DeleteErasesTheProfileItsIdentifiersAndAliases) {
   }
   EXPECT_EQ(HttpCall(service_->port(), "DELETE", "/v1/profiles/user_id:u1", "", kAdmin).status,
             404);
-  // A late event for an erased identifier starts a fresh profile: nothing comes back.
+  // A late event dated before the erasure is dropped (the erasure ledger), also by the user id.
   Send(Page("a2", "2026-11-02T10:05:00Z"));
+  Send(Identify("a3", "u1", "2026-11-02T10:06:00Z"));
+  EXPECT_EQ(Profile("anonymous_id:a2"), "");
+  EXPECT_EQ(Profile("user_id:u1"), "");
+  EXPECT_EQ(Events("anonymous_id:a3"), 1);  // the new device keeps its event, not the user id
+  // A visit after the erasure starts a fresh profile: nothing of the old one comes back.
+  Send(Page("a2", FormatIso8601(SystemClock().NowMs() + 60'000)));
   EXPECT_EQ(Events("anonymous_id:a2"), 1);
   EXPECT_NE(Id("anonymous_id:a2"), erased);
   EXPECT_EQ(Profile("user_id:u1"), "");
-  EXPECT_NE(Metrics().find("ecrm_profiles_deleted_total 1"), std::string::npos);
+  const std::string metrics = Metrics();
+  EXPECT_NE(metrics.find(R"(ecrm_profiles_deleted_total{reason="request"} 1)"), std::string::npos);
+  EXPECT_NE(metrics.find("ecrm_erasure_ledger_dropped_total 2"), std::string::npos) << metrics;
 }
 
 TEST_F(IdentityTest, CrmRecordsJoinTheWebProfileBeforeAndAfterTheVisit) {

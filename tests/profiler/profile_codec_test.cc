@@ -35,6 +35,7 @@ Profile Sample() {
   p.history.push_back({1800, true, "0002-00000000000000bb", "user_id:u", "m1", ""});
   p.traits["plan"] = {R"("gold")", 1700, "crm"};
   p.recent_messages = {{0xfedcba9876543210ULL, 1'790'000'000'000}, {7, 1'790'000'000'500}};
+  p.consent = {.store = -1, .personalize = 1, .store_at = 1900, .personalize_at = 1700};
   return p;
 }
 
@@ -75,6 +76,7 @@ TEST(ProfileCodec, RoundTripsEveryField) {
   EXPECT_EQ(decoded->history[0].identifier, "user_id:u");
   EXPECT_EQ(decoded->traits.at("plan").source, "crm");
   EXPECT_EQ(decoded->recent_messages, p.recent_messages);
+  EXPECT_EQ(decoded->consent, p.consent);
   ExpectSame(*decoded, p);
 }
 
@@ -157,7 +159,7 @@ TEST(ProfileCodec, EmptyProfileIsSmall) {
   p.id = "0001-00000000000000aa";
   std::string bytes;
   EncodeProfile(p, &bytes);
-  EXPECT_LT(bytes.size(), 80u);
+  EXPECT_LT(bytes.size(), 88u);
   ASSERT_TRUE(DecodeProfile(bytes).ok());
 }
 
@@ -189,8 +191,10 @@ TEST(ProfileCodec, RecentMessageTimesThatOverflowAreCorrupt) {
   std::string bytes;
   EncodeProfile(p, &bytes);
   ASSERT_TRUE(DecodeProfile(bytes).ok());
-  ASSERT_EQ(bytes.back(), 0);
-  bytes.back() = 19;  // zigzag(-10): low - 10 is below int64's range
+  // The second delta (0) is the last byte before the consent (4 zero bytes of version 7).
+  const size_t delta = bytes.size() - 5;
+  ASSERT_EQ(bytes.substr(delta), std::string(5, '\0'));
+  bytes[delta] = 19;  // zigzag(-10): low - 10 is below int64's range
   auto bad = DecodeProfile(bytes);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
 }

@@ -301,5 +301,82 @@ TEST(ProfileCacheBytes, EvictsTheLeastRecentlyUsedBeyondTheByteBoundAndTracksRew
   EXPECT_EQ(cache.bytes(), 0u);
 }
 
+// Consent (docs/privacy.md#consent): the mapped categories of context.consent.categoryPreferences
+// grant or withdraw storing behaviour and personalizing; the latest statement by event time wins.
+TEST(Consent, AWithdrawalDropsTheBehaviourAndTheLatestStatementWins) {
+  ProfilerConfig config;
+  config.consent_store = {"Analytics"};
+  config.consent_personalize = {"Advertising", "Personalization"};
+  const ProfileUpdater updater(config);
+  Profile p;
+  p.id = "0000-0000000000000001";
+  auto with = [](Event e, std::vector<std::pair<std::string, bool>> consent) {
+    e.consent = std::move(consent);
+    return e;
+  };
+  updater.Apply(p, Track("Product Viewed", kT0, "Shoes", "sku-1"));
+  Event identify;
+  identify.type = EventType::kIdentify;
+  identify.timestamp = kT0 + kMin;
+  identify.traits = {{"name", R"("Ada")"}};
+  updater.Apply(p, with(identify, {{"Analytics", true}, {"Advertising", true}}));
+  ASSERT_EQ(p.stats.events, 2);
+  ASSERT_FALSE(p.interests.empty());
+  EXPECT_EQ(p.consent.store, 1);
+  EXPECT_EQ(p.consent.personalize, 1);
+
+  // Withdrawn: behaviour goes, identity and traits stay, later events add no behaviour.
+  updater.Apply(p, with(Page(kT0 + 2 * kMin), {{"Analytics", false}, {"Marketing", true}}));
+  EXPECT_EQ(p.consent.store, -1);
+  EXPECT_EQ(p.consent.personalize, 1);  // neither personalization category was stated
+  EXPECT_EQ(p.stats.events, 0);
+  EXPECT_TRUE(p.interests.empty());
+  EXPECT_TRUE(p.recent_products.empty());
+  EXPECT_TRUE(p.session_intervals.empty());
+  EXPECT_EQ(p.traits.at("name").json, R"("Ada")");
+  updater.Apply(p, Track("Product Viewed", kT0 + 3 * kMin, "Hats", "sku-2"));
+  EXPECT_EQ(p.stats.events, 0);
+  EXPECT_TRUE(p.interests.empty());
+  EXPECT_EQ(p.stats.last_seen, kT0 + 3 * kMin);  // kept for retention
+
+  // A late event's older statement does not undo the withdrawal; a newer grant does.
+  updater.Apply(p, with(Page(kT0 + kMin / 2), {{"Analytics", true}}));
+  EXPECT_EQ(p.consent.store, -1);
+  EXPECT_EQ(p.stats.events, 0);
+  updater.Apply(p, with(Page(kT0 + 4 * kMin), {{"Analytics", true}, {"Personalization", false}}));
+  EXPECT_EQ(p.consent.store, 1);
+  EXPECT_EQ(p.consent.personalize, -1);  // one denied category of the two denies it
+  EXPECT_EQ(p.stats.events, 1);
+  EXPECT_EQ(p.stats.page_views, 1);
+}
+
+TEST(Consent, AMergeKeepsTheLaterStatementAndDropsBehaviourIfWithdrawn) {
+  ProfilerConfig config;
+  config.consent_store = {"Analytics"};
+  const ProfileUpdater updater(config);
+  Profile survivor, absorbed;
+  survivor.id = "0000-0000000000000001";
+  absorbed.id = "0000-0000000000000002";
+  updater.Apply(survivor, Track("Product Viewed", kT0, "Shoes", "sku-1"));
+  Event withdraw = Page(kT0 + kMin);
+  withdraw.consent = {{"Analytics", false}};
+  updater.Apply(absorbed, withdraw);
+  MergeProfiles(survivor, absorbed, updater);
+  EXPECT_EQ(survivor.consent.store, -1);
+  EXPECT_EQ(survivor.consent.store_at, kT0 + kMin);
+  EXPECT_EQ(survivor.stats.events, 0);
+  EXPECT_TRUE(survivor.interests.empty());
+}
+
+TEST(Consent, EventsWithoutAMappedCategoryChangeNothing) {
+  const ProfileUpdater updater(ProfilerConfig{});  // no mapping: consent is not read
+  Profile p;
+  Event e = Page(kT0);
+  e.consent = {{"Analytics", false}};
+  updater.Apply(p, e);
+  EXPECT_EQ(p.consent, ConsentState{});
+  EXPECT_EQ(p.stats.events, 1);
+}
+
 }  // namespace
 }  // namespace ecrm
