@@ -123,5 +123,52 @@ void BM_EngineThroughput(benchmark::State& state) {
 }
 BENCHMARK(BM_EngineThroughput)->Arg(1)->Arg(2)->UseRealTime()->MinTime(3);
 
+// The retention sweep (ProfileEngine::ExpireInactive) over N profiles of 20 events each: a sweep
+// that finds none inactive (the hourly case: every profile decoded once), and, once, the erasure of
+// all of them (reported as erase_s).
+void BM_RetentionSweep(benchmark::State& state) {
+  const std::string dir = std::filesystem::temp_directory_path() / "ecrm-bench-retention";
+  std::filesystem::remove_all(dir);
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto store = *KvStore::Open({.path = dir});
+  EngineOptions options;
+  options.shards = 2;
+  auto engine = *ProfileEngine::Create(*store, *registry, options);
+  engine->Start();
+  const auto n = static_cast<int>(state.range(0));
+  const auto busy = Events(20, 1);
+  TimeMs last = 0;
+  for (int v = 0; v < n; v += 100) {
+    std::vector<Event> batch;
+    for (int i = v; i < std::min(n, v + 100); i++) {
+      for (const auto& e : busy) {
+        Event copy = e;
+        copy.anonymous_id = "visitor-" + std::to_string(i);
+        copy.user_id.clear();
+        copy.message_id += "-" + std::to_string(i);
+        last = std::max(last, copy.timestamp);
+        batch.push_back(std::move(copy));
+      }
+    }
+    std::promise<void> done;
+    if (!engine->Submit(std::move(batch), [&](Status) { done.set_value(); }).ok()) std::abort();
+    done.get_future().get();
+  }
+  for (auto _ : state) {
+    auto found = engine->ExpireInactive(0);
+    if (!found.ok() || *found != 0) std::abort();
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+  const auto start = std::chrono::steady_clock::now();
+  auto erased = engine->ExpireInactive(last + 1);
+  if (!erased.ok() || *erased != static_cast<size_t>(n)) std::abort();
+  state.counters["erase_s"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  engine.reset();
+  store.reset();
+  std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_RetentionSweep)->Arg(100000)->UseRealTime()->Unit(benchmark::kMillisecond);
+
 }  // namespace
 }  // namespace ecrm
