@@ -371,6 +371,11 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
       "events' context.consent.categoryPreferences[CATEGORY] grants or withdraws it, e.g. "
       "store=Analytics (repeatable; env: comma-separated; docs/privacy.md)")
       ->delimiter(',');
+  add("--max-identifiers-per-type", "max_identifiers_per_type", "ECRM_MAX_IDENTIFIERS_PER_TYPE",
+      c.max_identifiers_per_type,
+      "The most values of one identifier type (email, phone, crm_id, custom; not those with a "
+      "--identifier-limit) one profile lists; claims of more are not attached and counted")
+      ->capture_default_str();
   add("--max-user-ids", "max_user_ids", "ECRM_MAX_USER_IDS", c.max_user_ids,
       "Merge protection: the most distinct user ids one profile may hold")
       ->capture_default_str();
@@ -562,6 +567,9 @@ StatusOr<Config> ParseServeConfig(int argc, const char* const* argv) {
     return absl::InvalidArgumentError("rule_budget_per_event: must be 1000 to 100000000");
   }
   if (c.max_user_ids < 1) return absl::InvalidArgumentError("max_user_ids: must be at least 1");
+  if (c.max_identifiers_per_type < 1 || c.max_identifiers_per_type > 100000) {
+    return absl::InvalidArgumentError("max_identifiers_per_type: must be 1 to 100000");
+  }
   for (const auto& m : c.consent) {
     const auto eq = m.find('=');
     const std::string purpose = m.substr(0, eq);

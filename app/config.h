@@ -77,6 +77,8 @@ struct Config {
   int max_user_ids = 1;
   // --identifier-limit TYPE=N: merge protection for other types (e.g. crm_id=1).
   std::vector<std::string> identifier_limits;
+  // --max-identifiers-per-type: values of one type without a limit a profile may list.
+  size_t max_identifiers_per_type = 100;
   // --consent PURPOSE=CATEGORY (repeatable): which categories of Segment's
   // context.consent.categoryPreferences allow `store` (behavioural data) and `personalize`.
   std::vector<std::string> consent;

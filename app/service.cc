@@ -157,6 +157,7 @@ Status Service::Start() {
   engine_options.shard.rules = rules_.get();
   engine_options.shard.identifier_limits = {{"user_id", config_.max_user_ids},
                                             {"anonymous_id", 1000}};
+  engine_options.shard.max_identifiers_per_type = config_.max_identifiers_per_type;
   for (const auto& limit : config_.identifier_limits) {  // TYPE=N, validated by the config
     const auto eq = limit.find('=');
     engine_options.shard.identifier_limits[limit.substr(0, eq)] = std::stoi(limit.substr(eq + 1));

@@ -83,6 +83,10 @@ ProfilerMetrics::ProfilerMetrics(prometheus::Registry& registry, int shards) {
                       .Register(registry);
   profiles_deleted_ = &deleted.Add({{"reason", "request"}});
   profiles_expired_ = &deleted.Add({{"reason", "retention"}});
+  identifiers_capped_ =
+      counter("ecrm_identifiers_capped_total",
+              "Identifier claims not attached because the profile lists the most values of that "
+              "type already (--max-identifiers-per-type, --identifier-limit)");
   erased_dropped_ = counter("ecrm_erasure_ledger_dropped_total",
                             "Events and identity claims dropped because they are dated before "
                             "their identifier's erasure (the erasure ledger)");

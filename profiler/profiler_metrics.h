@@ -38,6 +38,7 @@ class ProfilerMetrics {
   prometheus::Counter& profiles_deleted() { return *profiles_deleted_; }
   prometheus::Counter& profiles_expired() { return *profiles_expired_; }
   prometheus::Counter& erased_dropped() { return *erased_dropped_; }
+  prometheus::Counter& identifiers_capped() { return *identifiers_capped_; }
   prometheus::Counter& claims_refused() { return *claims_refused_; }
   prometheus::Counter& claims_taken_over() { return *claims_taken_over_; }
   prometheus::Counter& merges_resumed() { return *merges_resumed_; }
@@ -58,6 +59,7 @@ class ProfilerMetrics {
   prometheus::Counter* profiles_deleted_;
   prometheus::Counter* profiles_expired_;
   prometheus::Counter* erased_dropped_;
+  prometheus::Counter* identifiers_capped_;
   prometheus::Counter* claims_refused_ = nullptr;
   prometheus::Counter* claims_taken_over_ = nullptr;
   prometheus::Counter* merges_resumed_ = nullptr;

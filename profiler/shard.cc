@@ -512,6 +512,14 @@ void Shard::ClaimCarried(Profile& profile, const Event& event, const Ack& ack, b
       RecordRefusal(refusal, ack);
       return;
     }
+    if (!link_only && !profile.HasIdentity(type, *value)) {
+      const auto held = profile.identities.find(type);
+      if (held != profile.identities.end() && held->second.size() >= IdentifierCap(type)) {
+        // At the profile's cap of this type: the identifier stays unclaimed (and unrecorded).
+        metrics_.identifiers_capped().Increment();
+        return;
+      }
+    }
     msg::ClaimIdentity claim;
     claim.partition = PartitionForKey(*value, router_.partition_count());
     claim.profile_id = profile.id;
@@ -534,6 +542,12 @@ void Shard::ClaimCarried(Profile& profile, const Event& event, const Ack& ack, b
   };
   for (const auto& [type, value, link_only] : carried) claim_if_new(type, value, link_only);
   for (const auto& [type, value] : event.identifiers) claim_if_new(type.c_str(), &value, false);
+}
+
+size_t Shard::IdentifierCap(const std::string& type) const {
+  const auto it = options_.identifier_limits.find(type);
+  return it == options_.identifier_limits.end() ? options_.max_identifiers_per_type
+                                                : static_cast<size_t>(std::max(it->second, 1));
 }
 
 int Shard::UserIdLimit() const {

@@ -75,6 +75,10 @@ struct ShardOptions {
   // identifier type one profile may hold (a merge that would exceed one is refused); types not
   // listed are unlimited. The anonymous_id limit bounds a profile's size (each id up to 1 KiB).
   std::map<std::string, int> identifier_limits = {{"user_id", 1}, {"anonymous_id", 1000}};
+  // The most values of a type without a limit above (email, phone, crm_id, custom types) one
+  // profile lists: a claim of one more is refused (docs/errors.md), so that no client can grow a
+  // profile without bound by sending new identifiers.
+  size_t max_identifiers_per_type = 100;
   // Which of two merged profiles survives: the older (created first) or the newer one.
   bool newer_survives = false;
   // How long a messageId is remembered in its profile (Profile::recent_messages).
@@ -157,6 +161,9 @@ class Shard {
   // A task for a partition this instance no longer owns: sent on to its owner, under its ack.
   void Relay(ShardTask&& task);
   int UserIdLimit() const;
+  // How many values of `type` a profile may list (identifier_limits, else
+  // max_identifiers_per_type).
+  size_t IdentifierCap(const std::string& type) const;
   // The id `profile_id` was merged into (following aliases), or "" if it is not an alias.
   StatusOr<std::string> AliasTarget(const std::string& profile_id);
   void AttachIdentity(const std::string& profile_id, const std::string& type,

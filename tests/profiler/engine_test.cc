@@ -7,6 +7,7 @@
 #include <set>
 
 #include "common/murmur2.h"
+#include "profiler/graph_check.h"
 #include "profiler/profile_codec.h"
 #include "store/keys.h"
 #include "tests/testutil/temp_dir.h"
@@ -637,6 +638,43 @@ TEST_F(EngineTest, ExpireInactiveErasesOnlyProfilesNotSeenSinceTheCutoff) {
   expired = engine_->ExpireInactive(t + 5'000);
   ASSERT_TRUE(expired.ok());
   EXPECT_EQ(*expired, 0u);
+}
+
+// A profile lists at most max_identifiers_per_type (100) values of an unlimited type: claims of
+// more are not attached, and their identifiers lead nowhere, whether the claims come in one batch
+// (the attach refuses them) or one by one (the claim is not even sent). The graph stays whole.
+TEST_F(EngineTest, AProfileListsAtMostTheCapOfEachIdentifierType) {
+  auto identify = [](const std::string& anon, int i) {
+    Event e = MakeEvent(EventType::kIdentify, anon, "", anon + "-m" + std::to_string(i));
+    e.email = anon + "-" + std::to_string(i) + "@example.com";
+    return e;
+  };
+  std::vector<Event> batch;
+  for (int i = 0; i < 105; i++) batch.push_back(identify("together", i));
+  ASSERT_TRUE(SubmitAndWait(std::move(batch)).ok());
+  for (int i = 0; i < 105; i++) ASSERT_TRUE(SubmitAndWait({identify("apart", i)}).ok());
+  for (const std::string anon : {"together", "apart"}) {
+    auto p = engine_->Lookup("anonymous_id", anon);
+    ASSERT_TRUE(p.ok() && p->has_value());
+    const auto& emails = (*p)->identities.at("email");
+    EXPECT_EQ(emails.size(), 100u) << anon;
+    EXPECT_EQ((*p)->stats.events, 105) << anon;  // the events themselves are applied
+    int leading_here = 0;
+    for (int i = 0; i < 105; i++) {
+      auto by_email = engine_->Lookup("email", anon + "-" + std::to_string(i) + "@example.com");
+      ASSERT_TRUE(by_email.ok());
+      if (by_email->has_value()) {
+        EXPECT_EQ((*by_email)->id, (*p)->id);
+        leading_here++;
+      }
+    }
+    EXPECT_EQ(leading_here, 100) << anon;
+  }
+  EXPECT_EQ(Counter("ecrm_identifiers_capped_total"), 10);
+  engine_->Sync();
+  auto counts =
+      CheckIdentityGraph(*store_, [](const GraphViolation& v) { ADD_FAILURE() << v.message; });
+  ASSERT_TRUE(counts.ok()) << counts.status();
 }
 
 }  // namespace
