@@ -1,5 +1,5 @@
 # ecrm — the two commands: `make run` and `make test`. Both install missing Debian packages first.
-.PHONY: deps build run test test-asan test-e2e bench fuzz image format format-check clean
+.PHONY: deps build run test test-asan test-tsan test-e2e bench fuzz image format format-check clean
 
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -27,6 +27,14 @@ test-asan: deps
 	cmake --preset asan -Wno-dev >/dev/null
 	cmake --build --preset asan -j $(JOBS)
 	ctest --preset asan -j $(JOBS)
+
+# The concurrency tests under ThreadSanitizer (build-tsan/): shards, acknowledgements and state-log
+# epochs, merges across shards, rule swaps, the HTTP server, and the whole service in-process.
+TSAN_TESTS = profiler_test rules_test http_server_test ingest_test integration_test
+test-tsan: deps
+	cmake --preset tsan -Wno-dev >/dev/null
+	cmake --build --preset tsan -j $(JOBS) --target $(TSAN_TESTS)
+	ctest --preset tsan -j $(JOBS)
 
 test-e2e: build
 	ctest --preset release -L e2e

@@ -22,13 +22,22 @@ struct Call {
 
 class ApiTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    auto store = KvStore::Open({.path = dir_.Sub("db")});
-    ASSERT_TRUE(store.ok());
-    store_ = *std::move(store);
+  void SetUp() override { Make(); }
+
+  // The store (once), then a fresh registry, engine and API over it.
+  void Make(size_t max_queue_depth = 200000) {
+    api_.reset();
+    engine_.reset();
+    registry_ = std::make_shared<prometheus::Registry>();
+    if (!store_) {
+      auto store = KvStore::Open({.path = dir_.Sub("db")});
+      ASSERT_TRUE(store.ok());
+      store_ = *std::move(store);
+    }
     EngineOptions options;
     options.shards = 2;
     options.partitions = 8;
+    options.max_queue_depth = max_queue_depth;
     engine_ = *ProfileEngine::Create(*store_, *registry_, options);
     engine_->Start();
     ApiOptions api;
@@ -91,6 +100,26 @@ class ApiTest : public ::testing::Test {
   std::unique_ptr<ProfileEngine> engine_;
   std::unique_ptr<ApiService> api_;
 };
+
+// Full worker queues: 429 overloaded with Retry-After: 1, nothing stored; a stopping engine: 503
+// unavailable. Both counted by reason, neither charged to the key's rate.
+TEST_F(ApiTest, FullQueuesAnswer429AndAStoppingEngine503) {
+  Make(/*max_queue_depth=*/0);  // every queue counts as full
+  const std::string batch = R"({"batch":[{"type":"page","anonymousId":"q1"}]})";
+  auto r = Post("/v1/batch", batch);
+  ExpectError(r, 429, "overloaded");
+  bool retry_after = false;
+  for (const auto& [k, v] : r.headers) retry_after |= k == "Retry-After" && v == "1";
+  EXPECT_TRUE(retry_after);
+  EXPECT_EQ(Metric(R"(ecrm_events_rejected_total{reason="overloaded"})"), 1);
+  EXPECT_EQ(Get("/v1/profiles/anonymous_id:q1").status, 404);
+
+  Make();
+  engine_->Stop();
+  r = Post("/v1/batch", batch);
+  ExpectError(r, 503, "unavailable");
+  EXPECT_EQ(Metric(R"(ecrm_events_rejected_total{reason="unavailable"})"), 1);
+}
 
 TEST_F(ApiTest, CollectsThenServesProfileAndPersonalization) {
   auto r = Post("/v1/batch", R"({"batch":[

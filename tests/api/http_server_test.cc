@@ -401,6 +401,36 @@ double CpuSeconds(pid_t pid) {
   return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
+// Expect: 100-continue: 100 Continue at once, then the answer to the body; a body over the limit
+// is refused before the client sends it (the client does not wait out its timeout either way).
+TEST_F(HttpServerTest, ExpectContinueIsAnsweredBeforeTheBody) {
+  HttpServerOptions options;
+  options.max_body_bytes = 1000;
+  StartServer(options);
+  const int fd = Connect(port_);
+  Send(fd,
+       "POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+  char buf[64];
+  const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);  // within SO_RCVTIMEO (5 s)
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buf, static_cast<size_t>(n)), "HTTP/1.1 100 Continue\r\n\r\n");
+  Send(fd, "hello");
+  const Response r = ReadResponse(fd);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find(R"("body":5)"), std::string::npos) << r.body;
+  ::close(fd);
+
+  const int big = Connect(port_);
+  Send(big,
+       "POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+       "Expect: 100-continue\r\n\r\n");
+  const Response refused = ReadResponse(big);
+  EXPECT_EQ(refused.status, 413);
+  EXPECT_EQ(ErrorCode(refused), "request_too_large");
+  ::close(big);
+  EXPECT_EQ(handler_.requests.load(), 1);
+}
+
 // Out of descriptors (EMFILE), the accept loop waits between attempts instead of spinning, the
 // open connections are still served, and new ones are once descriptors are free again. The server
 // runs in a child process whose open-file limit leaves room for 3 connections.

@@ -431,6 +431,7 @@ TEST_F(EngineTest, CorruptProfileIsQuarantinedAndRestarted) {
   auto kept = store_->Get(Cf::kMeta, std::string(kMetaCorruptPrefix) + id);
   ASSERT_TRUE(kept.ok() && kept->has_value());
   EXPECT_EQ(**kept, "\x01garbage");
+  EXPECT_EQ(Counter("ecrm_profiles_corrupt_total"), 1);
 }
 
 }  // namespace

@@ -862,7 +862,7 @@ void RunHistories(bool shared_devices, int default_histories, int default_second
 
 // The sanitizer build (debug, ASan/UBSan) runs about ten times slower: fewer histories in the
 // same time, which still must not be almost none.
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr int kSlowdown = 10;
 #else
 constexpr int kSlowdown = 1;

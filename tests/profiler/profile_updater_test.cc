@@ -236,7 +236,7 @@ TEST(TraitCaps, AMergeKeepsTheSurvivorsTraitsFirstWithinTheCaps) {
 // The cache is bounded by Profile::MemoryBytes: it must track what the allocator really hands
 // out. Measured with glibc's mallinfo2 (the tests do not link jemalloc).
 TEST(ProfileMemory, TheEstimateIsWithinAFifthOfTheAllocatedBytes) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "glibc's mallinfo2 does not see AddressSanitizer's allocator";
 #endif
   const ProfileUpdater updater(ProfilerConfig{});

@@ -17,7 +17,7 @@ thread_local bool g_counting = false;
 }  // namespace
 
 // Replacing operator new would fight AddressSanitizer's own; the allocation test is skipped there.
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr bool kCountsAllocations = false;
 #else
 constexpr bool kCountsAllocations = true;
