@@ -18,10 +18,12 @@ run: build
 	$(BUILD)/ecrm serve
 
 # Every test: unit + integration + end-to-end (real npm clients, promtool) on the release build,
-# then the unit and integration tests again under AddressSanitizer/UBSan.
+# then the unit and integration tests again under AddressSanitizer/UBSan, and the concurrency tests
+# under ThreadSanitizer.
 test: build format-check
 	ctest --preset release -j $(JOBS)
 	$(MAKE) test-asan
+	$(MAKE) test-tsan
 
 test-asan: deps
 	cmake --preset asan -Wno-dev >/dev/null
@@ -63,4 +65,4 @@ format-check: deps
 	clang-format --dry-run --Werror $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
