@@ -21,8 +21,8 @@ auto Tie(Event& e) {
   return std::tie(e.type, e.message_id, e.anonymous_id, e.user_id, e.event, e.name, e.previous_id,
                   e.group_id, e.timestamp, e.received_at, e.client_time, e.traits, e.email,
                   e.properties, e.products, e.revenue, e.has_revenue, e.touch, e.device,
-                  e.identifiers, e.channel, e.source, e.message_hash, e.trusted, e.user_hash_valid,
-                  e.consent);  // user_hash is cleared before a shard sees it
+                  e.identifiers, e.channel, e.source, e.message_hash, e.trusted,
+                  e.user_hash_valid);  // user_hash is cleared before an event reaches a shard
 }
 auto Tie(msg::MergeLink& m) {
   return std::tie(m.survivor, m.loser, m.link, m.at, m.message_id, m.explicit_link, m.claimer);
@@ -48,22 +48,30 @@ auto Tie(msg::DetachIdentity& m) {
 auto Tie(msg::RecordRefusal& m) {
   return std::tie(m.profile_id, m.holder, m.link, m.at, m.message_id, m.reason);
 }
-auto Tie(msg::DeleteProfile& m) { return std::tie(m.profile_id, m.erased_at, m.inactive_before); }
-auto Tie(msg::DeleteIdentity& m) {
-  return std::tie(m.partition, m.type, m.value, m.holders, m.erased_at);
-}
+auto Tie(msg::DeleteProfile& m) { return std::tie(m.profile_id); }
+auto Tie(msg::DeleteIdentity& m) { return std::tie(m.partition, m.type, m.value, m.holders); }
 auto Tie(msg::DeleteAlias& m) { return std::tie(m.alias_id); }
 auto Tie(msg::InternalOffset& m) { return std::tie(m.partition, m.offset); }
+
+// The fields version 2 added, after those of version 1 (a version 1 message leaves them at their
+// defaults): the erasure ledger's times and the events' consent.
+auto TieV2(Event& e) { return std::tie(e.consent); }
+auto TieV2(msg::DeleteProfile& m) { return std::tie(m.erased_at, m.inactive_before); }
+auto TieV2(msg::DeleteIdentity& m) { return std::tie(m.erased_at); }
 
 template <class T>
 concept Tied = requires(T& t) {
   Tie(t);
 };
+template <class T>
+concept TiedV2 = requires(T& t) {
+  TieV2(t);
+};
 
 template <class T>
 void Put(wire::Writer& w, const T& v);
 template <class T>
-void Get(wire::Reader& r, T& v);
+void Get(wire::Reader& r, T& v, uint8_t version);
 
 template <class T>
 void Put(wire::Writer& w, const T& v) {
@@ -94,11 +102,14 @@ void Put(wire::Writer& w, const T& v) {
   } else {
     static_assert(Tied<T>);
     std::apply([&](const auto&... f) { (Put(w, f), ...); }, Tie(const_cast<T&>(v)));
+    if constexpr (TiedV2<T>) {
+      std::apply([&](const auto&... f) { (Put(w, f), ...); }, TieV2(const_cast<T&>(v)));
+    }
   }
 }
 
 template <class T>
-void Get(wire::Reader& r, T& v) {
+void Get(wire::Reader& r, T& v, uint8_t version) {
   if constexpr (std::is_same_v<T, std::string>) {
     v = r.Str();
   } else if constexpr (std::is_same_v<T, bool>) {
@@ -117,34 +128,38 @@ void Get(wire::Reader& r, T& v) {
                          v.first;
                          v.second;
                        }) {
-    Get(r, v.first);
-    Get(r, v.second);
+    Get(r, v.first, version);
+    Get(r, v.second, version);
   } else if constexpr (requires {
                          v.size();
                          v.emplace_back();
                        }) {
     const uint64_t n = r.Count();
     v.clear();
-    for (uint64_t i = 0; i < n && r.ok(); i++) Get(r, v.emplace_back());
+    for (uint64_t i = 0; i < n && r.ok(); i++) Get(r, v.emplace_back(), version);
   } else {
     static_assert(Tied<T>);
-    std::apply([&](auto&... f) { (Get(r, f), ...); }, Tie(v));
+    std::apply([&](auto&... f) { (Get(r, f, version), ...); }, Tie(v));
+    if constexpr (TiedV2<T>) {
+      if (version >= 2) std::apply([&](auto&... f) { (Get(r, f, version), ...); }, TieV2(v));
+    }
   }
 }
 
 template <class M>
-bool TryDecode(uint8_t code, wire::Reader& r, std::optional<ShardMessage>& out) {
+bool TryDecode(uint8_t code, uint8_t version, wire::Reader& r, std::optional<ShardMessage>& out) {
   if (code != M::kCode) return false;
   M m;
-  Get(r, m);
+  Get(r, m, version);
   out.emplace(std::move(m));
   return true;
 }
 
 template <class... M>
-std::optional<ShardMessage> DecodeKind(uint8_t code, wire::Reader& r, std::variant<M...>*) {
+std::optional<ShardMessage> DecodeKind(uint8_t code, uint8_t version, wire::Reader& r,
+                                       std::variant<M...>*) {
   std::optional<ShardMessage> out;
-  (TryDecode<M>(code, r, out) || ...);
+  (TryDecode<M>(code, version, r, out) || ...);
   return out;
 }
 
@@ -225,13 +240,13 @@ void EncodeShardMessage(const ShardMessage& m, std::string* out) {
 
 StatusOr<ShardMessage> DecodeShardMessage(std::string_view data) {
   if (data.size() < 2) return absl::DataLossError("shard message: truncated");
-  if (static_cast<uint8_t>(data[0]) != kShardMessageVersion) {
-    return absl::DataLossError("shard message: unknown version " +
-                               std::to_string(static_cast<uint8_t>(data[0])));
+  const auto version = static_cast<uint8_t>(data[0]);
+  if (version < 1 || version > kShardMessageVersion) {
+    return absl::DataLossError("shard message: unknown version " + std::to_string(version));
   }
   const auto code = static_cast<uint8_t>(data[1]);
   wire::Reader r(data.substr(2));
-  auto decoded = DecodeKind(code, r, static_cast<ShardMessage*>(nullptr));
+  auto decoded = DecodeKind(code, version, r, static_cast<ShardMessage*>(nullptr));
   if (!decoded) {
     return absl::DataLossError("shard message: unknown kind " + std::to_string(code));
   }
@@ -248,7 +263,7 @@ void EncodeEvent(const Event& e, std::string* out) {
 StatusOr<Event> DecodeEvent(std::string_view data) {
   wire::Reader r(data);
   Event e;
-  Get(r, e);
+  Get(r, e, kShardMessageVersion);
   if (!r.ok() || !r.AtEnd()) return absl::DataLossError("event: truncated or corrupt");
   return e;
 }

@@ -25,7 +25,9 @@
 
 namespace ecrm {
 
-inline constexpr uint8_t kShardMessageVersion = 1;
+// 2: the erasure ledger's times (DeleteProfile, DeleteIdentity) and the events' consent; a
+// version 1 message (from an instance not yet upgraded) decodes with those unset.
+inline constexpr uint8_t kShardMessageVersion = 2;
 
 namespace msg {
 
