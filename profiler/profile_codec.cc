@@ -9,7 +9,11 @@ using wire::Writer;
 
 void EncodeProfile(const Profile& p, std::string* out) {
   out->clear();
-  out->push_back(static_cast<char>(kProfileFormatVersion));
+  // The oldest version that holds the value: a profile without a consent state is written as
+  // version 6, which instances not yet upgraded read too (a rolling upgrade, a partition moved to
+  // one of them meanwhile).
+  const bool consent = p.consent != ConsentState{};
+  out->push_back(static_cast<char>(consent ? kProfileFormatVersion : 6));
   Writer w(out);
   w.Str(p.id);
   w.Varint(p.identities.size());
@@ -126,6 +130,7 @@ void EncodeProfile(const Profile& p, std::string* out) {
     w.Signed(m.received_at - previous);  // deltas: a few bytes each
     previous = m.received_at;
   }
+  if (!consent) return;
   w.Signed(p.consent.store);
   w.Signed(p.consent.store_at);
   w.Signed(p.consent.personalize);

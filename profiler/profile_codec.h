@@ -15,7 +15,8 @@ namespace ecrm {
 // 2: segments with expiry, offers, windowed counters, `once` rule state. Version 1 values (no
 // rule state, segments as a plain list) are still read.
 // 3: merged ids and merge history. 4: the source channel of traits. 5: session intervals.
-// 6: the recent message hashes (dedup). Older versions are read.
+// 6: the recent message hashes (dedup). 7: the consent state, written only for a profile that has
+// one (others are still written as 6, which older binaries read). Older versions are read.
 inline constexpr uint8_t kProfileFormatVersion = 7;
 
 // A profile merged into another is replaced by an alias record: this byte, then the survivor's id.

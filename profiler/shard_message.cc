@@ -69,12 +69,12 @@ concept TiedV2 = requires(T& t) {
 };
 
 template <class T>
-void Put(wire::Writer& w, const T& v);
+void Put(wire::Writer& w, const T& v, uint8_t version);
 template <class T>
 void Get(wire::Reader& r, T& v, uint8_t version);
 
 template <class T>
-void Put(wire::Writer& w, const T& v) {
+void Put(wire::Writer& w, const T& v, uint8_t version) {
   if constexpr (std::is_same_v<T, std::string>) {
     w.Str(v);
   } else if constexpr (std::is_same_v<T, bool>) {
@@ -91,19 +91,21 @@ void Put(wire::Writer& w, const T& v) {
                          v.first;
                          v.second;
                        }) {
-    Put(w, v.first);
-    Put(w, v.second);
+    Put(w, v.first, version);
+    Put(w, v.second, version);
   } else if constexpr (requires {
                          v.size();
                          v.begin();
                        }) {
     w.Varint(v.size());
-    for (const auto& x : v) Put(w, x);
+    for (const auto& x : v) Put(w, x, version);
   } else {
     static_assert(Tied<T>);
-    std::apply([&](const auto&... f) { (Put(w, f), ...); }, Tie(const_cast<T&>(v)));
+    std::apply([&](const auto&... f) { (Put(w, f, version), ...); }, Tie(const_cast<T&>(v)));
     if constexpr (TiedV2<T>) {
-      std::apply([&](const auto&... f) { (Put(w, f), ...); }, TieV2(const_cast<T&>(v)));
+      if (version >= 2) {
+        std::apply([&](const auto&... f) { (Put(w, f, version), ...); }, TieV2(const_cast<T&>(v)));
+      }
     }
   }
 }
@@ -226,14 +228,35 @@ const char* MessageName(const ShardMessage& m) {
   return kNames[m.index()];
 }
 
+namespace {
+
+// The oldest version that holds `m`: messages without the fields of version 2 are written as
+// version 1, which instances not yet upgraded read (a rolling upgrade shares the internal topic).
+struct VersionVisitor {
+  uint8_t operator()(const msg::RouteEvent& x) const { return x.event.consent.empty() ? 1 : 2; }
+  uint8_t operator()(const msg::ApplyEvent& x) const { return x.event.consent.empty() ? 1 : 2; }
+  uint8_t operator()(const msg::DeleteProfile& x) const {
+    return x.erased_at == 0 && x.inactive_before == 0 ? 1 : 2;
+  }
+  uint8_t operator()(const msg::DeleteIdentity& x) const { return x.erased_at == 0 ? 1 : 2; }
+  template <class M>
+  uint8_t operator()(const M&) const {
+    return 1;
+  }
+};
+uint8_t VersionFor(const ShardMessage& m) { return std::visit(VersionVisitor{}, m); }
+
+}  // namespace
+
 void EncodeShardMessage(const ShardMessage& m, std::string* out) {
   out->clear();
-  out->push_back(static_cast<char>(kShardMessageVersion));
+  const uint8_t version = VersionFor(m);
+  out->push_back(static_cast<char>(version));
   std::visit(
       [&](const auto& x) {
         out->push_back(static_cast<char>(std::decay_t<decltype(x)>::kCode));
         wire::Writer w(out);
-        Put(w, x);
+        Put(w, x, version);
       },
       m);
 }
@@ -257,7 +280,7 @@ StatusOr<ShardMessage> DecodeShardMessage(std::string_view data) {
 void EncodeEvent(const Event& e, std::string* out) {
   out->clear();
   wire::Writer w(out);
-  Put(w, e);
+  Put(w, e, kShardMessageVersion);
 }
 
 StatusOr<Event> DecodeEvent(std::string_view data) {

@@ -25,8 +25,9 @@
 
 namespace ecrm {
 
-// 2: the erasure ledger's times (DeleteProfile, DeleteIdentity) and the events' consent; a
-// version 1 message (from an instance not yet upgraded) decodes with those unset.
+// 2: the erasure ledger's times (DeleteProfile, DeleteIdentity) and the events' consent. A message
+// without them is still written as version 1 (which instances not yet upgraded read), and a
+// version 1 message decodes with them unset.
 inline constexpr uint8_t kShardMessageVersion = 2;
 
 namespace msg {

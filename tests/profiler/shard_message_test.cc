@@ -130,31 +130,40 @@ std::string Encoded(const ShardMessage& m) {
   return out;
 }
 
-// A message of version 1 (an instance not yet upgraded, or the internal topic's backlog) decodes:
-// the fields version 2 added keep their defaults. A version from the future is refused.
-TEST(ShardMessage, Version1MessagesStillDecode) {
+// A message without the fields version 2 added is written as version 1, which instances not yet
+// upgraded read; one with them as version 2. Both decode; a version from the future is refused.
+TEST(ShardMessage, TheOldestVersionThatHoldsTheMessageIsWritten) {
   Event e;
   e.type = EventType::kPage;
   e.anonymous_id = "a1";
   e.timestamp = 1'790'000'000'000;
-  const ShardMessage v2[] = {
-      msg::RouteEvent{7, e}, msg::DeleteProfile{"0001-00000000000000aa", 0, 0},
-      msg::DeleteIdentity{3, "email", "a@b.c", {"0001-00000000000000aa"}, 0}};
-  const size_t added[] = {1, 2, 1};  // bytes of the version 2 fields, all zero here
-  for (size_t i = 0; i < std::size(v2); i++) {
-    std::string bytes = Encoded(v2[i]);
-    ASSERT_EQ(bytes[0], 2);
-    ASSERT_EQ(bytes.substr(bytes.size() - added[i]), std::string(added[i], '\0'));
-    std::string v1 = bytes.substr(0, bytes.size() - added[i]);
-    v1[0] = 1;
-    auto decoded = DecodeShardMessage(v1);
-    ASSERT_TRUE(decoded.ok()) << MessageName(v2[i]) << ": " << decoded.status();
-    EXPECT_EQ(Encoded(*decoded), bytes) << MessageName(v2[i]);
-    EXPECT_FALSE(DecodeShardMessage(bytes.substr(0, bytes.size() - added[i])).ok())
-        << "a version 2 message without its version 2 fields is truncated";
+  Event with_consent = e;
+  with_consent.consent = {{"Analytics", false}};
+  const std::pair<ShardMessage, int> cases[] = {
+      {msg::RouteEvent{7, e}, 1},
+      {msg::RouteEvent{7, with_consent}, 2},
+      {msg::ApplyEvent{"0001-00000000000000aa", with_consent}, 2},
+      {msg::DeleteProfile{"0001-00000000000000aa", 0, 0}, 1},
+      {msg::DeleteProfile{"0001-00000000000000aa", 1'790'000'000'000, 0}, 2},
+      {msg::DeleteIdentity{3, "email", "a@b.c", {"0001-00000000000000aa"}, 0}, 1},
+      {msg::DeleteIdentity{3, "email", "a@b.c", {"0001-00000000000000aa"}, 5}, 2},
+      {msg::MergeDone{"0001-00000000000000aa"}, 1}};
+  for (const auto& [m, version] : cases) {
+    std::string bytes = Encoded(m);
+    EXPECT_EQ(bytes[0], version) << MessageName(m);
+    auto decoded = DecodeShardMessage(bytes);
+    ASSERT_TRUE(decoded.ok()) << MessageName(m) << ": " << decoded.status();
+    EXPECT_EQ(Encoded(*decoded), bytes) << MessageName(m);
+    if (version == 2) {  // the version 2 fields are read only from a version 2 message
+      bytes[0] = 1;
+      EXPECT_FALSE(DecodeShardMessage(bytes).ok()) << MessageName(m);
+    }
     bytes[0] = 3;
-    EXPECT_FALSE(DecodeShardMessage(bytes).ok());
+    EXPECT_FALSE(DecodeShardMessage(bytes).ok()) << MessageName(m);
   }
+  auto route = DecodeShardMessage(Encoded(msg::RouteEvent{7, with_consent}));
+  ASSERT_TRUE(route.ok());
+  EXPECT_EQ(std::get<msg::RouteEvent>(*route).event.consent, with_consent.consent);
 }
 
 TEST(ShardMessage, EveryKindRoundTripsWithRandomFields) {
