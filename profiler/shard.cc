@@ -512,13 +512,10 @@ void Shard::ClaimCarried(Profile& profile, const Event& event, const Ack& ack, b
       RecordRefusal(refusal, ack);
       return;
     }
-    if (!link_only && !profile.HasIdentity(type, *value)) {
-      const auto held = profile.identities.find(type);
-      if (held != profile.identities.end() && held->second.size() >= IdentifierCap(type)) {
-        // At the profile's cap of this type: the identifier stays unclaimed (and unrecorded).
-        metrics_.identifiers_capped().Increment();
-        return;
-      }
+    if (!link_only && AtIdentifierCap(profile, type, *value)) {
+      // The identifier stays unclaimed (and unrecorded).
+      metrics_.identifiers_capped().Increment();
+      return;
     }
     msg::ClaimIdentity claim;
     claim.partition = PartitionForKey(*value, router_.partition_count());
@@ -544,10 +541,16 @@ void Shard::ClaimCarried(Profile& profile, const Event& event, const Ack& ack, b
   for (const auto& [type, value] : event.identifiers) claim_if_new(type.c_str(), &value, false);
 }
 
-size_t Shard::IdentifierCap(const std::string& type) const {
-  const auto it = options_.identifier_limits.find(type);
-  return it == options_.identifier_limits.end() ? options_.max_identifiers_per_type
-                                                : static_cast<size_t>(std::max(it->second, 1));
+bool Shard::AtIdentifierCap(const Profile& profile, const std::string& type,
+                            const std::string& value) const {
+  if (profile.HasIdentity(type, value)) return false;
+  const auto held = profile.identities.find(type);
+  if (held == profile.identities.end()) return false;
+  const auto limit = options_.identifier_limits.find(type);
+  const size_t cap = limit == options_.identifier_limits.end()
+                         ? options_.max_identifiers_per_type
+                         : static_cast<size_t>(std::max(limit->second, 1));
+  return held->second.size() >= cap;
 }
 
 int Shard::UserIdLimit() const {

@@ -161,9 +161,10 @@ class Shard {
   // A task for a partition this instance no longer owns: sent on to its owner, under its ack.
   void Relay(ShardTask&& task);
   int UserIdLimit() const;
-  // How many values of `type` a profile may list (identifier_limits, else
-  // max_identifiers_per_type).
-  size_t IdentifierCap(const std::string& type) const;
+  // Whether `profile` lacks (type, value) and already lists as many values of `type` as it may
+  // (identifier_limits, else max_identifiers_per_type).
+  bool AtIdentifierCap(const Profile& profile, const std::string& type,
+                       const std::string& value) const;
   // The id `profile_id` was merged into (following aliases), or "" if it is not an alias.
   StatusOr<std::string> AliasTarget(const std::string& profile_id);
   void AttachIdentity(const std::string& profile_id, const std::string& type,

@@ -378,18 +378,15 @@ void Shard::AttachIdentity(const std::string& profile_id, const std::string& typ
     return;
   }
   Profile& profile = **loaded;
-  if (!profile.HasIdentity(type, value)) {
-    const auto held = profile.identities.find(type);
-    if (held != profile.identities.end() && held->second.size() >= IdentifierCap(type)) {
-      // At the cap (claims in flight together passed the check in ClaimCarried): the record the
-      // claim wrote goes again, if it still names this profile.
-      metrics_.identifiers_capped().Increment();
-      Send(
-          msg::DeleteIdentity{
-              PartitionForKey(value, router_.partition_count()), type, value, {profile_id}, 0},
-          ack);
-      return;
-    }
+  if (AtIdentifierCap(profile, type, value)) {
+    // Claims in flight together passed the check in ClaimCarried: the record the claim wrote goes
+    // again, if it still names this profile.
+    metrics_.identifiers_capped().Increment();
+    Send(
+        msg::DeleteIdentity{
+            PartitionForKey(value, router_.partition_count()), type, value, {profile_id}, 0},
+        ack);
+    return;
   }
   if (profile.AddIdentity(type, value)) {
     dirty_.insert(profile_id);
